@@ -1,0 +1,47 @@
+# gpudra developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help install test unit lint fmt proto gpu-check demo clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv and install gpudra with its dev tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+test: install cluster-binaries ## the full test suite: unit + integration on the real local control plane
+	$(PY) -m pytest -q
+
+unit: install ## unit tests only (no control plane)
+	$(PY) -m pytest -q tests/unit
+
+lint: install ## ruff, formatting, mypy --strict, import-linter contracts
+	$(BIN)/ruff check src tests deploy
+	$(BIN)/ruff format --check src tests deploy
+	$(BIN)/mypy src
+	$(BIN)/lint-imports
+
+fmt: install ## format and autofix
+	$(BIN)/ruff format src tests deploy
+	$(BIN)/ruff check --fix src tests deploy
+
+gpu-check: install ## on a GPU machine: real NVML discovery vs nvidia-smi (read-only)
+	$(PY) tests/gpu/gpu_check.py
+
+demo: install ## discover a mock DGX H100 node (no hardware needed)
+	$(BIN)/gpudra discover --backend mock --profile dgx-h100 --node-name demo-node
+
+clean: ## remove build outputs (not the cached control-plane binaries)
+	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis src/*.egg-info
+
+-include deploy/controlplane/cluster.mk

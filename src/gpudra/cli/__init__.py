@@ -1,0 +1,1 @@
+"""Composition roots: the ``gpudra`` subcommands wire settings, backends and clients here."""

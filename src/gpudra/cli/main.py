@@ -1,0 +1,105 @@
+"""The ``gpudra`` command: parses arguments, wires the pieces together, maps errors to exits.
+
+Composition root: this is the only place that decides which backend, clients and settings a
+command runs with.  Expected failures (bad input, no NVML) print one line and exit 2; no
+traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from gpudra import __version__
+from gpudra.cli.discover_view import document, table
+from gpudra.nvml.errors import NvmlError
+from gpudra.nvml.factory import BackendKind, open_backend
+from gpudra.nvml.mock import available_profiles
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """An expected failure to report in one line (exit 2)."""
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=[k.value for k in BackendKind], default="nvml",
+                   help="where GPUs come from: real NVML, or a mock node profile")  # fmt: skip
+    p.add_argument("--profile", help=f"mock profile name ({', '.join(available_profiles())})")
+    p.add_argument("--profile-file", type=Path, help="a mock profile YAML file of your own")
+    p.add_argument("--mock-state-file", type=Path,
+                   help="mock only: file holding the mock node's MIG instances and faults, "
+                        "shared by every process using it")  # fmt: skip
+    p.add_argument("--clique-id", help="mock only: override the profile's NVLink clique id")
+    p.add_argument("--node-name", default=os.environ.get("NODE_NAME") or socket.gethostname(),
+                   help="node name (default: $NODE_NAME or the host name)")  # fmt: skip
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="gpudra", description="Kubernetes DRA driver for GPUs")
+    root.add_argument("--version", action="version", version=f"gpudra {__version__}")
+    root.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = root.add_subparsers(dest="command", required=True)
+    disc = sub.add_parser("discover", help="show the GPUs, MIG state and NVLink topology")
+    add_backend_args(disc)
+    disc.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    return root
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    kind = BackendKind(args.backend)
+    if kind is BackendKind.NVML and (args.profile or args.profile_file):
+        raise CliError("--profile/--profile-file need --backend mock")
+    if kind is BackendKind.MOCK and not (args.profile or args.profile_file):
+        raise CliError(f"--backend mock needs --profile NAME ({', '.join(available_profiles())}) "
+                       "or --profile-file FILE")  # fmt: skip
+    backend = open_backend(
+        kind,
+        node_name=args.node_name,
+        profile=args.profile,
+        profile_file=args.profile_file,
+        state_file=args.mock_state_file,
+        clique_id=args.clique_id,
+    )
+    try:
+        inv = backend.inventory()
+    finally:
+        backend.close()
+    if args.output == "json":
+        sys.stdout.write(json.dumps(document(inv), indent=2) + "\n")
+    elif args.output == "yaml":
+        sys.stdout.write(yaml.safe_dump(document(inv), sort_keys=False))
+    else:
+        sys.stdout.write(table(inv))
+    return 0
+
+
+COMMANDS = {"discover": cmd_discover}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except (CliError, NvmlError) as e:
+        sys.stderr.write(f"gpudra {args.command}: error: {e}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""What gpudra knows about one physical GPU and one MIG device: the pure device model.
+
+Every field is something a backend (real NVML or the mock) can report; nothing here talks
+to hardware.  Names follow the NVIDIA reference DRA driver where it has a name for the fact.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from gpudra.common.model import Model
+from gpudra.devices.mig import MigFamily, MigProfile, Placement, family_named
+
+
+class MigMode(StrEnum):
+    """MIG mode as NVML reports it; ``unsupported`` for GPUs without MIG."""
+
+    UNSUPPORTED = "unsupported"
+    DISABLED = "disabled"
+    ENABLED = "enabled"
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    LOST = "lost"
+
+
+class Gpu(Model):
+    """One physical GPU on a node."""
+
+    index: int = Field(ge=0)
+    minor: int = Field(ge=0)
+    uuid: str
+    product_name: str
+    brand: str
+    architecture: str
+    cuda_compute_capability: str
+    pci_bus_id: str
+    pcie_root: str | None = None
+    numa_node: int | None = None
+    memory_bytes: int = Field(gt=0)
+    multiprocessors: int | None = Field(default=None, ge=1)
+    mig_mode: MigMode = MigMode.UNSUPPORTED
+    mig_family: str | None = Field(
+        default=None, description="MIG profile family (devices/data/mig-profiles.yaml)"
+    )
+    health: Health = Health.HEALTHY
+
+    @property
+    def mig_capable(self) -> bool:
+        return self.mig_mode is not MigMode.UNSUPPORTED and self.mig_family is not None
+
+    def mig_profiles(self) -> MigFamily | None:
+        return family_named(self.mig_family) if self.mig_family else None
+
+
+class MigDevice(Model):
+    """An existing MIG device: a GPU instance with its full-size compute instance."""
+
+    uuid: str
+    parent_uuid: str
+    parent_index: int = Field(ge=0)
+    profile: str
+    gpu_instance_id: int = Field(ge=0)
+    compute_instance_id: int = Field(ge=0)
+    placement_start: int = Field(ge=0)
+    placement_size: int = Field(ge=1)
+
+    @property
+    def placement(self) -> Placement:
+        return Placement(start=self.placement_start, size=self.placement_size)
+
+
+def profile_of(gpu: Gpu, name: str) -> MigProfile | None:
+    """The MIG profile ``name`` on ``gpu``'s family, or None if it has no such profile."""
+    family = gpu.mig_profiles()
+    return family.profile(name) if family else None

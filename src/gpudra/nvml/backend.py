@@ -1,0 +1,56 @@
+"""The protocol every GPU backend implements, and the events it reports.
+
+A backend owns the hardware seam: discovery (``inventory``), MIG create/destroy at an exact
+placement, and a health-event stream.  Callers never see pynvml types.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol
+
+from gpudra.common.model import Model
+from gpudra.devices.gpu import MigDevice
+from gpudra.devices.inventory import Inventory
+
+
+class HealthEventKind(StrEnum):
+    XID = "xid"
+    GPU_LOST = "gpu-lost"
+
+
+class HealthEvent(Model):
+    """One health event: an XID on a GPU (or a MIG device of it), or a GPU lost.
+
+    ``gpu_uuid`` is None when NVML could not say which GPU: it then concerns all of them.
+    """
+
+    kind: HealthEventKind
+    gpu_uuid: str | None
+    xid: int | None = None
+    gpu_instance_id: int | None = None
+    compute_instance_id: int | None = None
+
+
+class GpuBackend(Protocol):
+    """What the node daemon needs from the GPUs of its node."""
+
+    def inventory(self) -> Inventory:
+        """GPUs, existing MIG devices and topology, read fresh."""
+        ...
+
+    def create_mig_device(self, gpu_uuid: str, profile: str, start: int) -> MigDevice:
+        """Create a GPU instance of ``profile`` at memory slice ``start`` plus its full-size
+        compute instance.  Raises NotSupported, InvalidArgument, InsufficientResources,
+        GpuLost."""
+        ...
+
+    def destroy_mig_device(self, mig_uuid: str) -> None:
+        """Destroy a MIG device (compute instance, then GPU instance).  NotFound if absent."""
+        ...
+
+    def wait_health_event(self, timeout_s: float) -> HealthEvent | None:
+        """The next health event, or None after ``timeout_s`` without one."""
+        ...
+
+    def close(self) -> None: ...

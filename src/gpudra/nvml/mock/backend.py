@@ -1,0 +1,190 @@
+"""The mock GPU backend: a profile's node, behaving like NVML.
+
+MIG create/destroy follows NVML's rules and error classes (MIG mode required, placements
+checked against the profile table and existing instances, a lost GPU refuses everything),
+and faults can be injected for tests: an XID event, or a GPU falling off the bus.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from gpudra.devices.gpu import Gpu, Health, MigDevice, MigMode
+from gpudra.devices.inventory import Inventory
+from gpudra.devices.mig import MigInstance, Placement, family_named, placement_violation
+from gpudra.nvml.backend import HealthEvent, HealthEventKind
+from gpudra.nvml.errors import (
+    GpuLost,
+    InsufficientResources,
+    InvalidArgument,
+    NotFound,
+    NotSupported,
+)
+from gpudra.nvml.mock.hardware import build_gpus, build_topology, mig_uuid
+from gpudra.nvml.mock.profile import Profile
+from gpudra.nvml.mock.state import MigRecord, MockState, PendingEvent, StateStore
+
+_POLL_S = 0.05
+
+
+class MockBackend:
+    """Implements ``GpuBackend`` for one mock node."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        node_name: str,
+        state_file: Path | None = None,
+        clique_id: str | None = None,
+    ) -> None:
+        self.profile = profile
+        self.node_name = node_name
+        self._gpus = build_gpus(profile, node_name)
+        self._topology = build_topology(profile, clique_id)
+        self._store = StateStore(state_file)
+
+    # --- GpuBackend -------------------------------------------------------------------
+
+    def inventory(self) -> Inventory:
+        state = self._store.read()
+        gpus = [
+            g.model_copy(update={"health": Health.LOST}) if g.index in state.lost else g
+            for g in self._gpus
+        ]
+        return Inventory(
+            node_name=self.node_name,
+            driver_version=self.profile.driver_version,
+            cuda_driver_version=self.profile.cuda_driver_version,
+            gpus=tuple(gpus),
+            mig_devices=tuple(self._to_device(r) for r in state.mig),
+            topology=self._topology,
+        )
+
+    def create_mig_device(self, gpu_uuid: str, profile: str, start: int) -> MigDevice:
+        gpu = self._gpu(gpu_uuid)
+        if gpu.mig_mode is MigMode.UNSUPPORTED or gpu.mig_family is None:
+            raise NotSupported(f"GPU {gpu.index} ({gpu.product_name}) does not support MIG")
+        if gpu.mig_mode is MigMode.DISABLED:
+            raise NotSupported(f"MIG mode is disabled on GPU {gpu.index} ({gpu.uuid})")
+        family = family_named(gpu.mig_family)
+        prof = family.profile(profile)
+        if prof is None:
+            raise InvalidArgument(
+                f"GPU {gpu.index} ({family.name}) has no MIG profile {profile!r}; "
+                f"supported: {', '.join(family.profile_names())}"
+            )
+
+        def change(state: MockState) -> tuple[MockState, MigRecord]:
+            self._check_alive(state, gpu)
+            mine = [r for r in state.mig if r.parent_index == gpu.index]
+            existing = [
+                MigInstance(
+                    profile=family.profile(r.profile) or prof,
+                    placement=Placement(start=r.start, size=r.size),
+                )
+                for r in mine
+            ]
+            why = placement_violation(existing, prof, start)
+            if why is not None:
+                err = InvalidArgument if start not in prof.starts else InsufficientResources
+                raise err(f"GPU {gpu.index}: {why}")
+            used = {r.gpu_instance_id for r in mine}
+            gi = next(i for i in range(1, 64) if i not in used)
+            rec = MigRecord(
+                uuid=mig_uuid(gpu.uuid, prof.name, start),
+                parent_index=gpu.index,
+                profile=prof.name,
+                start=start,
+                size=prof.memory_slices,
+                gpu_instance_id=gi,
+            )
+            return state.model_copy(update={"mig": (*state.mig, rec)}), rec
+
+        return self._to_device(self._store.update(change))
+
+    def destroy_mig_device(self, mig_uuid: str) -> None:
+        def change(state: MockState) -> tuple[MockState, None]:
+            rec = next((r for r in state.mig if r.uuid == mig_uuid), None)
+            if rec is None:
+                raise NotFound(f"no MIG device {mig_uuid} on node {self.node_name}")
+            self._check_alive(state, self._gpus[rec.parent_index])
+            rest = tuple(r for r in state.mig if r.uuid != mig_uuid)
+            return state.model_copy(update={"mig": rest}), None
+
+        self._store.update(change)
+
+    def wait_health_event(self, timeout_s: float) -> HealthEvent | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            event = self._store.update(_pop_event)
+            if event is not None:
+                return HealthEvent(
+                    kind=HealthEventKind(event.kind),
+                    gpu_uuid=self._gpus[event.gpu_index].uuid,
+                    xid=event.xid,
+                    gpu_instance_id=event.gpu_instance_id,
+                    compute_instance_id=event.compute_instance_id,
+                )
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+
+    def close(self) -> None:
+        return None
+
+    # --- fault injection (tests, demos) -------------------------------------------------
+
+    def inject_xid(self, gpu_index: int, xid: int, *, gpu_instance_id: int | None = None) -> None:
+        """Queue an XID event for a GPU (or one of its MIG devices)."""
+        self._gpu_at(gpu_index)
+        ev = PendingEvent(kind="xid", gpu_index=gpu_index, xid=xid, gpu_instance_id=gpu_instance_id)
+        self._store.update(lambda s: (s.model_copy(update={"events": (*s.events, ev)}), None))
+
+    def fall_off_bus(self, gpu_index: int) -> None:
+        """The GPU is lost: inventory reports it, every operation on it raises GpuLost."""
+        self._gpu_at(gpu_index)
+        ev = PendingEvent(kind="gpu-lost", gpu_index=gpu_index)
+
+        def change(s: MockState) -> tuple[MockState, None]:
+            lost = tuple(sorted({*s.lost, gpu_index}))
+            return s.model_copy(update={"lost": lost, "events": (*s.events, ev)}), None
+
+        self._store.update(change)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _gpu(self, gpu_uuid: str) -> Gpu:
+        gpu = next((g for g in self._gpus if g.uuid == gpu_uuid), None)
+        if gpu is None:
+            raise NotFound(f"no GPU {gpu_uuid} on node {self.node_name}")
+        return gpu
+
+    def _gpu_at(self, index: int) -> Gpu:
+        if not 0 <= index < len(self._gpus):
+            raise NotFound(f"no GPU index {index}; node {self.node_name} has {len(self._gpus)}")
+        return self._gpus[index]
+
+    @staticmethod
+    def _check_alive(state: MockState, gpu: Gpu) -> None:
+        if gpu.index in state.lost:
+            raise GpuLost(f"GPU {gpu.index} ({gpu.uuid}) has fallen off the bus")
+
+    def _to_device(self, rec: MigRecord) -> MigDevice:
+        return MigDevice(
+            uuid=rec.uuid,
+            parent_uuid=self._gpus[rec.parent_index].uuid,
+            parent_index=rec.parent_index,
+            profile=rec.profile,
+            gpu_instance_id=rec.gpu_instance_id,
+            compute_instance_id=rec.compute_instance_id,
+            placement_start=rec.start,
+            placement_size=rec.size,
+        )
+
+
+def _pop_event(state: MockState) -> tuple[MockState, PendingEvent | None]:
+    if not state.events:
+        return state, None
+    return state.model_copy(update={"events": state.events[1:]}), state.events[0]

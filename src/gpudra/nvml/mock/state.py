@@ -1,0 +1,103 @@
+"""The mock node's mutable "hardware" state: MIG instances, lost GPUs, pending health events.
+
+Real hardware outlives the daemon; so must the mock's.  With a state file the state is shared
+by every process that opens the same mock node (daemon, tests, a restarted daemon) and
+survives SIGKILL: updates run under an exclusive ``flock`` and replace the file atomically.
+Without one it lives in memory for the life of the process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from gpudra.common.atomicfile import write_atomic
+from gpudra.common.model import Model
+from gpudra.nvml.errors import ProfileError
+
+T = TypeVar("T")
+
+
+class MigRecord(Model):
+    uuid: str
+    parent_index: int
+    profile: str
+    start: int
+    size: int
+    gpu_instance_id: int
+    compute_instance_id: int = 0
+
+
+class PendingEvent(Model):
+    kind: str
+    gpu_index: int
+    xid: int | None = None
+    gpu_instance_id: int | None = None
+    compute_instance_id: int | None = None
+
+
+class MockState(Model):
+    version: int = 1
+    mig: tuple[MigRecord, ...] = ()
+    lost: tuple[int, ...] = ()
+    events: tuple[PendingEvent, ...] = ()
+
+
+class StateStore:
+    """Serialized read-modify-write access to one mock node's state."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._memory = MockState()
+        self._mutex = threading.Lock()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._mutex:
+            if self._path is None:
+                yield
+                return
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            lock_path = self._path.with_name(self._path.name + ".lock")
+            with lock_path.open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _load(self) -> MockState:
+        if self._path is None:
+            return self._memory
+        try:
+            raw = self._path.read_bytes()
+        except FileNotFoundError:
+            return MockState()
+        try:
+            return MockState.model_validate(json.loads(raw))
+        except (ValueError, ValidationError) as e:
+            raise ProfileError(f"{self._path}: mock state file is corrupt: {e}") from e
+
+    def _store(self, state: MockState) -> None:
+        if self._path is None:
+            self._memory = state
+        else:
+            write_atomic(self._path, json.dumps(state.to_wire(), indent=1).encode())
+
+    def read(self) -> MockState:
+        with self._locked():
+            return self._load()
+
+    def update(self, change: Callable[[MockState], tuple[MockState, T]]) -> T:
+        """Apply ``change`` to the current state under the lock and persist its new state."""
+        with self._locked():
+            new, result = change(self._load())
+            self._store(new)
+            return result

@@ -1,0 +1,251 @@
+"""Translate what NVML reports into the device model.
+
+Every function takes the NVML binding as an argument (``lib``: the ``pynvml`` module in
+production, a fake in unit tests), so this module never imports pynvml itself; ``real``
+owns that import.  Optional facts NVML cannot report on a given GPU become ``None``,
+never a failed discovery.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gpudra.devices.gpu import Gpu, MigDevice, MigMode
+from gpudra.devices.mig import family_for_product
+from gpudra.devices.topology import NvLinkPair, NvSwitchDomain, PcieLevel, PciePair, Topology
+from gpudra.nvml.errors import (
+    GpuLost,
+    InsufficientResources,
+    InUse,
+    InvalidArgument,
+    LibraryNotFound,
+    NotFound,
+    NotSupported,
+    NvmlError,
+)
+
+T = TypeVar("T")
+
+_BRANDS = {
+    1: "Quadro", 2: "Tesla", 3: "NVS", 4: "Grid", 5: "GeForce", 6: "Titan",
+    7: "NVIDIA Virtual Applications", 8: "NVIDIA Virtual PC", 9: "NVIDIA Virtual Compute Server",
+    10: "NVIDIA RTX Virtual Workstation", 11: "NVIDIA Cloud Gaming", 12: "Quadro RTX",
+    13: "NVIDIA RTX", 14: "NVIDIA", 15: "GeForce RTX", 16: "Titan RTX",
+}  # fmt: skip
+_ARCHS = {
+    2: "Kepler", 3: "Maxwell", 4: "Pascal", 5: "Volta", 6: "Turing", 7: "Ampere",
+    8: "Ada Lovelace", 9: "Hopper", 10: "Blackwell",
+}  # fmt: skip
+# bidirectional GB/s per link, by NVLink version
+_NVLINK_GBPS = {1: 40.0, 2: 50.0, 3: 50.0, 4: 50.0, 5: 50.0, 6: 50.0, 7: 100.0}
+_TOPO_LEVELS = {0: PcieLevel.PIX, 10: PcieLevel.PIX, 20: PcieLevel.PXB, 30: PcieLevel.PHB,
+                40: PcieLevel.NODE, 50: PcieLevel.SYS}  # fmt: skip
+
+
+def translate_error(lib: Any, err: Exception, what: str) -> NvmlError:
+    """The typed backend error for a pynvml ``NVMLError`` raised while doing ``what``."""
+    code = getattr(err, "value", None)
+    table: dict[Any, type[NvmlError]] = {
+        getattr(lib, "NVML_ERROR_NOT_SUPPORTED", 3): NotSupported,
+        getattr(lib, "NVML_ERROR_INVALID_ARGUMENT", 2): InvalidArgument,
+        getattr(lib, "NVML_ERROR_INSUFFICIENT_RESOURCES", 23): InsufficientResources,
+        getattr(lib, "NVML_ERROR_NOT_FOUND", 6): NotFound,
+        getattr(lib, "NVML_ERROR_GPU_IS_LOST", 15): GpuLost,
+        getattr(lib, "NVML_ERROR_IN_USE", 19): InUse,
+        getattr(lib, "NVML_ERROR_LIBRARY_NOT_FOUND", 12): LibraryNotFound,
+    }
+    return table.get(code, NvmlError)(f"{what}: {err}")
+
+
+def call(lib: Any, what: str, fn: Callable[..., T], *args: Any) -> T:
+    """Call an NVML function, translating its error."""
+    try:
+        return fn(*args)
+    except lib.NVMLError as e:
+        raise translate_error(lib, e, what) from e
+
+
+def optional(lib: Any, fn: Callable[..., T], *args: Any) -> T | None:
+    """Call an NVML function whose answer is optional: None when NVML cannot say."""
+    try:
+        return fn(*args)
+    except (lib.NVMLError, AttributeError):
+        return None
+
+
+def text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def normalize_bus_id(bus_id: str | bytes) -> str:
+    """``00000000:18:00.0`` -> ``0000:18:00.0`` (the sysfs / Kubernetes spelling)."""
+    raw = text(bus_id).strip().lower()
+    domain, rest = raw.split(":", 1)
+    return f"{int(domain, 16):04x}:{rest}"
+
+
+def pcie_root_of(bus_id: str, sysfs: Path = Path("/sys/bus/pci/devices")) -> str | None:
+    """The PCIe root complex (``pci0000:16``) above a device, from its sysfs path."""
+    try:
+        resolved = os.path.realpath(sysfs / bus_id)
+    except OSError:
+        return None
+    parts = [p for p in Path(resolved).parts if p.startswith("pci")]
+    return parts[0] if parts else None
+
+
+def numa_node_of(lib: Any, handle: Any, bus_id: str, sysfs: Path) -> int | None:
+    node = optional(lib, lib.nvmlDeviceGetNumaNodeId, handle)
+    if node is None:
+        try:
+            node = int((sysfs / bus_id / "numa_node").read_text().strip())
+        except (OSError, ValueError):
+            return None
+    return node if node >= 0 else None
+
+
+def cuda_driver_version(lib: Any) -> str:
+    v = call(lib, "read CUDA driver version", lib.nvmlSystemGetCudaDriverVersion)
+    return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+def read_gpu(lib: Any, index: int, handle: Any, sysfs: Path) -> Gpu:
+    name = text(call(lib, f"GPU {index} name", lib.nvmlDeviceGetName, handle))
+    bus = normalize_bus_id(
+        call(lib, f"GPU {index} PCI info", lib.nvmlDeviceGetPciInfo, handle).busId
+    )
+    major, minor = call(lib, f"GPU {index} compute capability",
+                        lib.nvmlDeviceGetCudaComputeCapability, handle)  # fmt: skip
+    modes = optional(lib, lib.nvmlDeviceGetMigMode, handle)
+    family = family_for_product(name)
+    if modes is None:
+        mig_mode = MigMode.UNSUPPORTED
+    else:
+        mig_mode = MigMode.ENABLED if modes[0] == 1 else MigMode.DISABLED
+    attrs = optional(lib, lib.nvmlDeviceGetAttributes_v2, handle)
+    sms = getattr(attrs, "multiprocessorCount", None) or None
+    if sms is None and family is not None:
+        # NVML reports SM counts only for MIG devices; the full-GPU (7g) profile has them all.
+        sms = max(p.multiprocessors for p in family.profiles)
+    return Gpu(
+        index=index,
+        minor=call(lib, f"GPU {index} minor number", lib.nvmlDeviceGetMinorNumber, handle),
+        uuid=text(call(lib, f"GPU {index} UUID", lib.nvmlDeviceGetUUID, handle)),
+        product_name=name,
+        brand=_BRANDS.get(optional(lib, lib.nvmlDeviceGetBrand, handle) or 0, "Unknown"),
+        architecture=_ARCHS.get(
+            optional(lib, lib.nvmlDeviceGetArchitecture, handle) or 0, "Unknown"
+        ),
+        cuda_compute_capability=f"{major}.{minor}",
+        pci_bus_id=bus,
+        pcie_root=pcie_root_of(bus, sysfs),
+        numa_node=numa_node_of(lib, handle, bus, sysfs),
+        memory_bytes=call(lib, f"GPU {index} memory", lib.nvmlDeviceGetMemoryInfo, handle).total,
+        multiprocessors=sms,
+        mig_mode=mig_mode,
+        mig_family=family.name if family and mig_mode is not MigMode.UNSUPPORTED else None,
+    )
+
+
+def read_mig_devices(lib: Any, gpu: Gpu, handle: Any) -> list[MigDevice]:
+    if gpu.mig_mode is not MigMode.ENABLED:
+        return []
+    family = gpu.mig_profiles()
+    count = call(lib, f"GPU {gpu.index} MIG count", lib.nvmlDeviceGetMaxMigDeviceCount, handle)
+    out = []
+    for i in range(count):
+        mig = optional(lib, lib.nvmlDeviceGetMigDeviceHandleByIndex, handle, i)
+        if mig is None:
+            continue
+        gi_id = call(lib, "MIG GPU-instance id", lib.nvmlDeviceGetGpuInstanceId, mig)
+        gi = call(lib, "GPU instance", lib.nvmlDeviceGetGpuInstanceById, handle, gi_id)
+        info = call(lib, "GPU-instance info", lib.nvmlGpuInstanceGetInfo, gi)
+        prof = (
+            next((p for p in family.profiles if p.id == info.profileId), None) if family else None
+        )
+        out.append(
+            MigDevice(
+                uuid=text(call(lib, "MIG UUID", lib.nvmlDeviceGetUUID, mig)),
+                parent_uuid=gpu.uuid,
+                parent_index=gpu.index,
+                profile=prof.name if prof else f"profile-{info.profileId}",
+                gpu_instance_id=gi_id,
+                compute_instance_id=call(lib, "MIG CI id", lib.nvmlDeviceGetComputeInstanceId, mig),
+                placement_start=info.placement.start,
+                placement_size=info.placement.size,
+            )
+        )
+    return out
+
+
+def read_topology(lib: Any, gpus: list[Gpu], handles: list[Any]) -> Topology:
+    by_bus = {g.pci_bus_id: g.index for g in gpus}
+    links: dict[tuple[int, int], tuple[int, float]] = {}
+    switch_links: dict[int, tuple[int, float]] = {}
+    for gpu, handle in zip(gpus, handles, strict=True):
+        for link in range(getattr(lib, "NVML_NVLINK_MAX_LINKS", 18)):
+            state = optional(lib, lib.nvmlDeviceGetNvLinkState, handle, link)
+            if state is None:
+                break
+            if state != 1:
+                continue
+            version = optional(lib, lib.nvmlDeviceGetNvLinkVersion, handle, link) or 4
+            gbps = _NVLINK_GBPS.get(version, 50.0)
+            remote = optional(lib, lib.nvmlDeviceGetNvLinkRemotePciInfo, handle, link)
+            peer = by_bus.get(normalize_bus_id(remote.busId)) if remote is not None else None
+            if peer is not None and peer != gpu.index:
+                key = (min(gpu.index, peer), max(gpu.index, peer))
+                if gpu.index < peer:
+                    links[key] = (links.get(key, (0, gbps))[0] + 1, gbps)
+                continue
+            kind = optional(lib, lib.nvmlDeviceGetNvLinkRemoteDeviceType, handle, link)
+            if kind == getattr(lib, "NVML_NVLINK_DEVICE_TYPE_SWITCH", 2):
+                n, _ = switch_links.get(gpu.index, (0, gbps))
+                switch_links[gpu.index] = (n + 1, gbps)
+    domains = []
+    if len(switch_links) > 1:
+        members = tuple(sorted(switch_links))
+        domains.append(
+            NvSwitchDomain(
+                gpus=members,
+                links_per_gpu=min(n for n, _ in switch_links.values()),
+                link_bandwidth_gbps=min(b for _, b in switch_links.values()),
+            )
+        )
+    pcie = []
+    for a, b in itertools.combinations(range(len(gpus)), 2):
+        level = optional(lib, lib.nvmlDeviceGetTopologyCommonAncestor, handles[a], handles[b])
+        pcie.append(PciePair(a=a, b=b, level=_TOPO_LEVELS.get(level or 50, PcieLevel.SYS)))
+    clique, cluster = read_fabric(lib, handles[0]) if handles else (None, None)
+    return Topology(
+        gpu_count=len(gpus),
+        nvlinks=tuple(
+            NvLinkPair(a=a, b=b, links=n, link_bandwidth_gbps=bw)
+            for (a, b), (n, bw) in sorted(links.items())
+        ),
+        nvswitch_domains=tuple(domains),
+        pcie=tuple(pcie),
+        clique_id=clique,
+        cluster_uuid=cluster,
+    )
+
+
+def read_fabric(lib: Any, handle: Any) -> tuple[str | None, str | None]:
+    """(clique id, cluster UUID) once the NVLink fabric is registered; (None, None) otherwise."""
+    struct = getattr(lib, "c_nvmlGpuFabricInfo_t", None)
+    if struct is None:
+        return None, None
+    info = struct()
+    if optional(lib, lib.nvmlDeviceGetGpuFabricInfo, handle, info) is None:
+        return None, None
+    if info.state != getattr(lib, "NVML_GPU_FABRIC_STATE_COMPLETED", 3):
+        return None, None
+    raw = bytes(info.clusterUuid)
+    if not any(raw):
+        return None, None
+    h = raw.hex()
+    return str(info.cliqueId), f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"

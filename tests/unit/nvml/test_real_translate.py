@@ -1,0 +1,127 @@
+"""The real backend's translation of NVML answers, with a fake at the pynvml import seam."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from gpudra.devices.gpu import MigMode
+from gpudra.devices.topology import PcieLevel
+from gpudra.nvml.backend import HealthEventKind
+from gpudra.nvml.errors import InvalidArgument, LibraryNotFound, NotFound
+from gpudra.nvml.real import RealBackend
+from gpudra.nvml.translate import normalize_bus_id
+from tests.unit.nvml.fake_pynvml import (
+    NVML_ERROR_GPU_IS_LOST,
+    NVML_NVLINK_DEVICE_TYPE_GPU,
+    NVML_NVLINK_DEVICE_TYPE_SWITCH,
+    FakeGpu,
+    FakeNvml,
+    NVMLError,
+)
+
+GPU = NVML_NVLINK_DEVICE_TYPE_GPU
+SWITCH = NVML_NVLINK_DEVICE_TYPE_SWITCH
+
+
+def two_linked() -> FakeNvml:
+    a = FakeGpu(
+        "GPU-a",
+        "00000000:18:00.0",
+        mig=1,
+        links=[("00000000:2A:00.0", GPU)] * 4,
+        migs=[{"uuid": "MIG-a1", "gi": 1, "profileId": 9, "start": 4, "size": 4}],
+    )
+    b = FakeGpu("GPU-b", "00000000:2A:00.0", mig=0, links=[("00000000:18:00.0", GPU)] * 4)
+    return FakeNvml([a, b])  # fmt: skip
+
+
+def switched(n: int = 8) -> FakeNvml:
+    return FakeNvml([
+        FakeGpu(f"GPU-{i}", f"00000000:{0x10 + i:02X}:00.0", mig=None,
+                links=[("00000000:FF:00.0", SWITCH)] * 18)
+        for i in range(n)
+    ])  # fmt: skip
+
+
+def test_gpu_fields() -> None:
+    inv = RealBackend(node_name="n", lib=two_linked()).inventory()
+    a, b = inv.gpus
+    assert (a.uuid, a.pci_bus_id, a.product_name) == ("GPU-a", "0000:18:00.0",
+                                                      "NVIDIA H100 80GB HBM3")  # fmt: skip
+    assert (a.brand, a.architecture, a.cuda_compute_capability) == ("NVIDIA", "Hopper", "9.0")
+    assert a.memory_bytes == 81559 * 2**20
+    assert a.multiprocessors == 132  # from the MIG table when NVML cannot say
+    assert (a.mig_mode, a.mig_family, b.mig_mode) == (MigMode.ENABLED, "H100-80GB",
+                                                      MigMode.DISABLED)  # fmt: skip
+    assert (inv.driver_version, inv.cuda_driver_version) == ("580.159.04", "13.0")
+
+
+def test_existing_mig_devices_are_read_with_profile_and_placement() -> None:
+    inv = RealBackend(node_name="n", lib=two_linked()).inventory()
+    (mig,) = inv.mig_devices
+    assert (mig.uuid, mig.parent_uuid, mig.profile, str(mig.placement)) == (
+        "MIG-a1", "GPU-a", "3g.40gb", "4:4")  # fmt: skip
+
+
+def test_direct_nvlinks_are_counted_once_per_pair() -> None:
+    topo = RealBackend(node_name="n", lib=two_linked()).inventory().topology
+    assert topo.linked_pairs() == [(0, 1, 4)]
+    assert topo.bandwidth_gbps(0, 1) == 200.0
+    assert topo.pcie_level(0, 1) is PcieLevel.NODE
+
+
+def test_nvswitch_links_become_one_domain() -> None:
+    topo = RealBackend(node_name="n", lib=switched()).inventory().topology
+    assert len(topo.nvswitch_domains) == 1
+    assert topo.nvlink_count(0, 7) == 18
+    assert topo.pcie_level(0, 7) is PcieLevel.SYS
+    assert topo.pcie_level(0, 3) is PcieLevel.NODE
+
+
+def test_library_missing_gives_the_hint() -> None:
+    with pytest.raises(LibraryNotFound, match=r"use --backend mock"):
+        RealBackend(node_name="n", lib=FakeNvml([], present=False))
+
+
+def test_mig_create_checks_then_calls_nvml_in_order() -> None:
+    lib = two_linked()
+    backend = RealBackend(node_name="n", lib=lib)
+    made = backend.create_mig_device("GPU-a", "1g.10gb", 0)
+    assert lib.calls == ["create-gi 19 0:1", "create-ci 0"]
+    assert (made.profile, str(made.placement)) == ("1g.10gb", "0:1")
+    with pytest.raises(InvalidArgument, match=r"overlaps 3g\.40gb at 4:4"):
+        backend.create_mig_device("GPU-a", "3g.40gb", 4)
+    with pytest.raises(NotFound):
+        backend.create_mig_device("GPU-zzz", "1g.10gb", 0)
+
+
+def test_mig_destroy_removes_ci_then_gi() -> None:
+    lib = two_linked()
+    RealBackend(node_name="n", lib=lib).destroy_mig_device("MIG-a1")
+    assert lib.calls == ["destroy-ci MIG-a1", "destroy-gi MIG-a1"]
+
+
+def test_health_events() -> None:
+    lib = two_linked()
+    backend = RealBackend(node_name="n", lib=lib)
+    assert backend.wait_health_event(0.01) is None
+    lib.events.append(SimpleNamespace(device=lib.gpus[1], eventData=79, gpuInstanceId=0xFFFFFFFF,
+                                      computeInstanceId=0xFFFFFFFF))  # fmt: skip
+    lib.events.append(NVMLError(NVML_ERROR_GPU_IS_LOST))
+    ev = backend.wait_health_event(1)
+    assert ev is not None and (ev.kind, ev.gpu_uuid, ev.xid) == (HealthEventKind.XID, "GPU-b", 79)
+    lost = backend.wait_health_event(1)
+    assert lost is not None and lost.kind is HealthEventKind.GPU_LOST and lost.gpu_uuid is None
+    backend.close()
+    assert lib.calls[-2:] == ["free-events", "shutdown"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [("00000000:18:00.0", "0000:18:00.0"), (b"00000008:0A:00.0", "0008:0a:00.0"),
+     ("0000:18:00.0", "0000:18:00.0")],
+)  # fmt: skip
+def test_bus_id_normalisation(raw: str | bytes, norm: str) -> None:
+    assert normalize_bus_id(raw) == norm

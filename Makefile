@@ -25,6 +25,10 @@ test: install cluster-binaries ## the full test suite: unit + integration on the
 unit: install ## unit tests only (no control plane)
 	$(PY) -m pytest -q tests/unit
 
+proto: install ## regenerate src/gpudra/_proto from proto/ (generated files are committed)
+	$(PY) proto/generate.py
+	@git diff --quiet -- src/gpudra/_proto || echo "src/gpudra/_proto changed: commit it"
+
 lint: install ## ruff, formatting, mypy --strict, import-linter contracts
 	$(BIN)/ruff check src tests deploy
 	$(BIN)/ruff format --check src tests deploy

@@ -94,12 +94,19 @@ def table(inv: Inventory) -> str:
     for g in inv.gpus:
         rows.append(
             [
-                str(g.index), g.uuid, g.product_name, g.architecture, g.cuda_compute_capability,
-                _gib(g.memory_bytes), str(g.multiprocessors or "-"),
-                "-" if g.numa_node is None else str(g.numa_node), g.pci_bus_id,
-                g.mig_mode.value, g.health.value,
+                str(g.index),
+                g.uuid,
+                g.product_name,
+                g.architecture,
+                g.cuda_compute_capability,
+                _gib(g.memory_bytes),
+                str(g.multiprocessors or "-"),
+                "-" if g.numa_node is None else str(g.numa_node),
+                g.pci_bus_id,
+                g.mig_mode.value,
+                g.health.value,
             ]
-        )  # fmt: skip
+        )
     out += _table(rows)
     for g in inv.gpus:
         if not g.mig_capable:
@@ -123,6 +130,8 @@ def table(inv: Inventory) -> str:
             )
     if topo.clique_id:
         out.append(f"NVLink clique: {topo.clique_id} (cluster {topo.cluster_uuid})")
-    out.append("Legend: PIX one PCIe switch, PXB several switches, PHB host bridge, "
-               "NODE same NUMA node, SYS across NUMA nodes")  # fmt: skip
+    out.append(
+        "Legend: PIX one PCIe switch, PXB several switches, PHB host bridge, "
+        "NODE same NUMA node, SYS across NUMA nodes"
+    )
     return "\n".join(out) + "\n"

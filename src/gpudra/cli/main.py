@@ -19,7 +19,9 @@ from pathlib import Path
 import yaml
 
 from gpudra import __version__
+from gpudra.cli import kubelet_plugin
 from gpudra.cli.discover_view import document, table
+from gpudra.kube.errors import KubeError
 from gpudra.nvml.errors import NvmlError
 from gpudra.nvml.factory import BackendKind, open_backend
 from gpudra.nvml.mock import available_profiles
@@ -32,16 +34,26 @@ class CliError(Exception):
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=[k.value for k in BackendKind], default="nvml",
-                   help="where GPUs come from: real NVML, or a mock node profile")  # fmt: skip
+    p.add_argument(
+        "--backend",
+        choices=[k.value for k in BackendKind],
+        default="nvml",
+        help="where GPUs come from: real NVML, or a mock node profile",
+    )
     p.add_argument("--profile", help=f"mock profile name ({', '.join(available_profiles())})")
     p.add_argument("--profile-file", type=Path, help="a mock profile YAML file of your own")
-    p.add_argument("--mock-state-file", type=Path,
-                   help="mock only: file holding the mock node's MIG instances and faults, "
-                        "shared by every process using it")  # fmt: skip
+    p.add_argument(
+        "--mock-state-file",
+        type=Path,
+        help="mock only: file holding the mock node's MIG instances and faults, "
+        "shared by every process using it",
+    )
     p.add_argument("--clique-id", help="mock only: override the profile's NVLink clique id")
-    p.add_argument("--node-name", default=os.environ.get("NODE_NAME") or socket.gethostname(),
-                   help="node name (default: $NODE_NAME or the host name)")  # fmt: skip
+    p.add_argument(
+        "--node-name",
+        default=os.environ.get("NODE_NAME") or socket.gethostname(),
+        help="node name (default: $NODE_NAME or the host name)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     disc = sub.add_parser("discover", help="show the GPUs, MIG state and NVLink topology")
     add_backend_args(disc)
     disc.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    kubelet_plugin.add_parser(sub)
     return root
 
 
@@ -60,8 +73,10 @@ def cmd_discover(args: argparse.Namespace) -> int:
     if kind is BackendKind.NVML and (args.profile or args.profile_file):
         raise CliError("--profile/--profile-file need --backend mock")
     if kind is BackendKind.MOCK and not (args.profile or args.profile_file):
-        raise CliError(f"--backend mock needs --profile NAME ({', '.join(available_profiles())}) "
-                       "or --profile-file FILE")  # fmt: skip
+        raise CliError(
+            f"--backend mock needs --profile NAME ({', '.join(available_profiles())}) "
+            "or --profile-file FILE"
+        )
     backend = open_backend(
         kind,
         node_name=args.node_name,
@@ -83,7 +98,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"discover": cmd_discover}
+COMMANDS = {"discover": cmd_discover, "kubelet-plugin": kubelet_plugin.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return COMMANDS[args.command](args)
-    except (CliError, NvmlError) as e:
+    except (CliError, NvmlError, KubeError, kubelet_plugin.SettingsError) as e:
         sys.stderr.write(f"gpudra {args.command}: error: {e}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

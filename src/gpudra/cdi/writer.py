@@ -1,0 +1,55 @@
+"""Write and remove claim CDI spec files atomically in the CDI directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gpudra.cdi.spec import spec_file_name
+from gpudra.common.atomicfile import write_atomic
+
+
+class CdiWriteError(Exception):
+    """The spec could not be written or removed; the message names the directory and why."""
+
+
+class CdiWriter:
+    def __init__(self, cdi_dir: Path) -> None:
+        self.cdi_dir = cdi_dir
+
+    def path(self, claim_uid: str) -> Path:
+        return self.cdi_dir / spec_file_name(claim_uid)
+
+    def write(self, claim_uid: str, spec: dict[str, Any]) -> Path:
+        path = self.path(claim_uid)
+        try:
+            write_atomic(path, (json.dumps(spec, indent=2) + "\n").encode())
+        except OSError as e:
+            raise CdiWriteError(
+                f"cannot write CDI spec {path.name} to {self.cdi_dir}: {e.strerror or e}"
+            ) from e
+        return path
+
+    def remove(self, claim_uid: str) -> bool:
+        """Remove the claim's spec; False if there was none."""
+        try:
+            self.path(claim_uid).unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise CdiWriteError(f"cannot remove CDI spec for claim {claim_uid}: {e}") from e
+        return True
+
+    def read_all(self) -> dict[str, dict[str, Any]]:
+        """Every readable gpudra claim spec in the directory, keyed by claim UID."""
+        out: dict[str, dict[str, Any]] = {}
+        for f in sorted(self.cdi_dir.glob(spec_file_name("*"))):
+            try:
+                spec = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            uid = (spec.get("annotations") or {}).get("gpudra.io/claim-uid")
+            if uid:
+                out[uid] = spec
+        return out

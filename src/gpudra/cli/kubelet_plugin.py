@@ -1,0 +1,94 @@
+"""``gpudra kubelet-plugin``: wire settings, backend and API client into the node daemon."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pydantic import ValidationError
+
+from gpudra.kube.client import KubeClient
+from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
+from gpudra.nvml.factory import BackendKind, open_backend
+from gpudra.settings import KubeletPluginSettings
+
+log = logging.getLogger(__name__)
+
+FLAGS = {
+    "driver_name": ("--driver-name", str, "DRA driver name (default gpu.gpudra.io)"),
+    "node_name": ("--node-name", str, "this node's name (default: $GPUDRA_NODE_NAME)"),
+    "kubeconfig": ("--kubeconfig", Path, "kubeconfig file (default: in-cluster config)"),
+    "plugin_dir": (
+        "--plugin-dir",
+        Path,
+        "DRA socket + checkpoint dir (default /var/lib/kubelet/plugins/<driver>)",
+    ),
+    "registry_dir": (
+        "--registry-dir",
+        Path,
+        "kubelet plugin registry dir (default /var/lib/kubelet/plugins_registry)",
+    ),
+    "cdi_dir": ("--cdi-dir", Path, "CDI spec dir (default /var/run/cdi)"),
+    "backend": ("--backend", str, "nvml (default) or mock"),
+    "profile": ("--profile", str, "mock profile name"),
+    "profile_file": ("--profile-file", Path, "mock profile file"),
+    "mock_state_file": ("--mock-state-file", Path, "mock node state file (MIG, faults)"),
+    "clique_id": ("--clique-id", str, "mock NVLink clique id override"),
+    "fake_dev_root": ("--fake-dev-root", Path, "mock: host dir with stand-in /dev/nvidia* files"),
+}
+
+
+class SettingsError(Exception):
+    """Invalid flags/environment; the message names each bad setting."""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("kubelet-plugin", help="run the DRA node daemon (kubelet plugin)")
+    for dest, (flag, typ, help_) in FLAGS.items():
+        p.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
+
+
+def settings_from(args: argparse.Namespace) -> KubeletPluginSettings:
+    given = {k: getattr(args, k) for k in FLAGS if getattr(args, k, None) is not None}
+    try:
+        return KubeletPluginSettings(**given)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or 'settings'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from e
+
+
+def run(args: argparse.Namespace) -> int:
+    s = settings_from(args)
+    backend = open_backend(
+        BackendKind(s.backend),
+        node_name=s.node_name,
+        profile=s.profile,
+        profile_file=s.profile_file,
+        state_file=s.mock_state_file,
+        clique_id=s.clique_id,
+    )
+    client = KubeClient.from_kubeconfig(s.kubeconfig) if s.kubeconfig else KubeClient.in_cluster()
+    daemon = KubeletPluginDaemon(s, client=client, backend=backend)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    try:
+        daemon.wait(stop)
+    finally:
+        daemon.stop()
+        client.close()
+    return 0

@@ -1,0 +1,137 @@
+"""The node's checkpoint: which claims are prepared (or being prepared) with which devices.
+
+A checkpoint is an API between this version of the daemon and the next: a versioned
+pydantic schema, written atomically, read leniently (unknown fields are ignored so a newer
+minor's additions do not break an older reader; ``version`` gates incompatible changes).
+An unreadable file is never lost or overwritten blindly: it is kept as ``<name>.bad-<time>``
+and the state is rebuilt from the CDI specs on disk (which record their claim).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from gpudra.common.atomicfile import write_atomic
+
+log = logging.getLogger(__name__)
+
+CURRENT_VERSION = 1
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class PreparedDevice(_Schema):
+    request_names: tuple[str, ...]
+    pool: str
+    device: str
+    cdi_device_ids: tuple[str, ...]
+    uuid: str
+    shareable: bool = False
+
+
+class PreparedClaim(_Schema):
+    uid: str
+    namespace: str
+    name: str
+    state: Literal["preparing", "prepared"]
+    devices: tuple[PreparedDevice, ...]
+
+
+class Checkpoint(_Schema):
+    version: int = CURRENT_VERSION
+    node_name: str
+    claims: dict[str, PreparedClaim] = {}
+
+
+class CheckpointError(Exception):
+    """The checkpoint could not be written; the message says where and why."""
+
+
+class CheckpointStore:
+    """The checkpoint file and its in-memory copy; every change is persisted before return."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        node_name: str,
+        rebuild: Callable[[], dict[str, PreparedClaim]] | None = None,
+    ) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.recovered_from: Path | None = None
+        self._data = self._load(node_name, rebuild or dict)
+
+    def _load(self, node: str, rebuild: Callable[[], dict[str, PreparedClaim]]) -> Checkpoint:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return Checkpoint(node_name=node)
+        try:
+            doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            version = doc.get("version")
+            if version != CURRENT_VERSION:
+                raise ValueError(f"unsupported checkpoint version {version!r}")
+            return Checkpoint.model_validate(doc)
+        except (ValueError, ValidationError) as e:
+            bad = self.path.with_name(f"{self.path.name}.bad-{int(time.time())}")
+            shutil.copy2(self.path, bad)
+            self.recovered_from = bad
+            claims = rebuild()
+            log.error(
+                "checkpoint %s is unreadable (%s); kept a copy at %s and rebuilt %d claim(s) "
+                "from the CDI specs on disk",
+                self.path,
+                str(e).splitlines()[0],
+                bad,
+                len(claims),
+            )
+            cp = Checkpoint(node_name=node, claims=claims)
+            self._write(cp)
+            return cp
+
+    def _write(self, cp: Checkpoint) -> None:
+        body = json.dumps(cp.model_dump(mode="json", by_alias=True), indent=1).encode()
+        try:
+            write_atomic(self.path, body, mode=0o600)
+        except OSError as e:
+            raise CheckpointError(f"cannot write checkpoint {self.path}: {e.strerror or e}") from e
+
+    def claims(self) -> dict[str, PreparedClaim]:
+        with self._lock:
+            return dict(self._data.claims)
+
+    def get(self, uid: str) -> PreparedClaim | None:
+        with self._lock:
+            return self._data.claims.get(uid)
+
+    def put(self, claim: PreparedClaim) -> None:
+        with self._lock:
+            new = self._data.model_copy(update={"claims": {**self._data.claims, claim.uid: claim}})
+            self._write(new)
+            self._data = new
+
+    def remove(self, uid: str) -> None:
+        with self._lock:
+            if uid not in self._data.claims:
+                return
+            rest = {k: v for k, v in self._data.claims.items() if k != uid}
+            new = self._data.model_copy(update={"claims": rest})
+            self._write(new)
+            self._data = new

@@ -1,0 +1,127 @@
+"""The node daemon's life cycle: start the pieces in order, keep them running, stop cleanly.
+
+Order matters: checkpoint and CDI first (so the first prepare finds its state), the slice
+publisher, then the DRA service, and only then the registration socket.  A health-event
+thread turns GPU faults into a republish (lost GPUs are no longer advertised).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+from gpudra.cdi.spec import CONTROL_NODES
+from gpudra.cdi.writer import CdiWriter
+from gpudra.kube.client import KubeClient
+from gpudra.kubeletplugin.checkpoint import CheckpointStore
+from gpudra.kubeletplugin.grpc_server import PluginServers
+from gpudra.kubeletplugin.node import NodePlugin
+from gpudra.kubeletplugin.recovery import rebuild
+from gpudra.nvml.backend import GpuBackend
+from gpudra.nvml.errors import NvmlError
+from gpudra.resourceslices.builder import desired_slices
+from gpudra.resourceslices.publisher import SlicePublisher
+from gpudra.settings import KubeletPluginSettings
+
+log = logging.getLogger(__name__)
+
+
+def make_fake_dev_root(root: Path, minors: list[int]) -> None:
+    """Mock mode: stand-ins for /dev/nvidia* so CDI device nodes have a host path.  Character
+    devices with /dev/null's numbers where we may mknod, plain files otherwise."""
+    root.mkdir(parents=True, exist_ok=True)
+    names = [p.rsplit("/", 1)[-1] for p in CONTROL_NODES] + [f"nvidia{m}" for m in minors]
+    for name in names:
+        path = root / name
+        if path.exists():
+            continue
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except (PermissionError, OSError):
+            path.touch()
+
+
+class KubeletPluginDaemon:
+    def __init__(
+        self, settings: KubeletPluginSettings, *, client: KubeClient, backend: GpuBackend
+    ) -> None:
+        self.settings = settings
+        self._client = client
+        self._backend = backend
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        s = settings
+        self.cdi = CdiWriter(s.cdi_dir)
+        s.plugin_path.mkdir(parents=True, exist_ok=True)
+        self.checkpoint = CheckpointStore(
+            s.checkpoint_file,
+            node_name=s.node_name,
+            rebuild=lambda: rebuild(self.cdi, pool=s.node_name),
+        )
+        if s.dev_root is not None:
+            make_fake_dev_root(s.dev_root, [g.minor for g in backend.inventory().gpus])
+        self.node = NodePlugin(
+            client=client,
+            backend=backend,
+            checkpoint=self.checkpoint,
+            cdi=self.cdi,
+            driver=s.driver_name,
+            node_name=s.node_name,
+            dev_root=str(s.dev_root) if s.dev_root else None,
+        )
+        self.publisher = SlicePublisher(
+            client, node_name=s.node_name, driver=s.driver_name, desired=self._desired
+        )
+        self.servers = PluginServers(
+            node=self.node,
+            driver=s.driver_name,
+            dra_socket=s.dra_socket,
+            reg_socket=s.registration_socket,
+        )
+
+    def _desired(self, generation: int, owner: dict[str, Any] | None) -> list[dict[str, Any]]:
+        return desired_slices(
+            self._backend.inventory(),
+            driver=self.settings.driver_name,
+            generation=generation,
+            owner=owner,
+        )
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _watch_health(self) -> None:
+        while not self._stop.is_set():
+            try:
+                event = self._backend.wait_health_event(1.0)
+            except NvmlError as e:
+                log.warning("health events unavailable: %s", e)
+                self._stop.wait(5.0)
+                continue
+            if event is not None:
+                log.warning("GPU health event: %s", event.to_wire())
+                self.publisher.trigger()
+
+    def start(self) -> None:
+        self._spawn("slice-publisher", self.publisher.run, self._stop)
+        self._spawn("health", self._watch_health)
+        self.servers.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.servers.stop()
+        for t in self._threads:
+            t.join(timeout=5)
+        with contextlib.suppress(NvmlError):
+            self._backend.close()
+        log.info("kubelet plugin stopped")
+
+    def wait(self, stop: threading.Event) -> None:
+        stop.wait()

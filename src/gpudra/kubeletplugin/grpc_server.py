@@ -1,0 +1,146 @@
+"""The kubelet-facing gRPC services (the only kubeletplugin module that imports grpc).
+
+DRA v1 and v1beta1 are served on one socket, both delegating to ``NodePlugin``; the
+registration service advertises ``v1.DRAPlugin`` first.  Sockets: stale files are removed
+before listening and on stop; the DRA socket is serving before the registration socket
+exists, so the kubelet never sees an endpoint that is not ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from gpudra._proto import (
+    dra_v1_pb2,
+    dra_v1_pb2_grpc,
+    dra_v1beta1_pb2,
+    dra_v1beta1_pb2_grpc,
+    pluginregistration_v1_pb2,
+    pluginregistration_v1_pb2_grpc,
+)
+from gpudra.kubeletplugin.node import NodePlugin
+from gpudra.kubeletplugin.prepare import ClaimRef
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin")
+
+
+def _refs(request: Any) -> list[ClaimRef]:
+    return [ClaimRef(namespace=c.namespace, name=c.name, uid=c.uid) for c in request.claims]
+
+
+def _make_servicer(pb2: Any, base: type) -> type:
+    class DraServicer(base):  # type: ignore[misc]
+        def __init__(self, node: NodePlugin) -> None:
+            self._node = node
+
+        def NodePrepareResources(self, request: Any, context: Any) -> Any:  # noqa: N802
+            resp = pb2.NodePrepareResourcesResponse()
+            for uid, outcome in self._node.prepare(_refs(request)).items():
+                entry = resp.claims[uid]
+                if outcome.error:
+                    entry.error = outcome.error
+                    continue
+                for d in outcome.devices:
+                    entry.devices.add(
+                        request_names=list(d.request_names),
+                        pool_name=d.pool,
+                        device_name=d.device,
+                        cdi_device_ids=list(d.cdi_device_ids),
+                    )
+            return resp
+
+        def NodeUnprepareResources(self, request: Any, context: Any) -> Any:  # noqa: N802
+            resp = pb2.NodeUnprepareResourcesResponse()
+            for uid, error in self._node.unprepare(_refs(request)).items():
+                resp.claims[uid].error = error
+            return resp
+
+    return DraServicer
+
+
+DraV1Servicer = _make_servicer(dra_v1_pb2, dra_v1_pb2_grpc.DRAPluginServicer)
+DraV1beta1Servicer = _make_servicer(dra_v1beta1_pb2, dra_v1beta1_pb2_grpc.DRAPluginServicer)
+
+
+class RegistrationServicer(pluginregistration_v1_pb2_grpc.RegistrationServicer):  # type: ignore[misc]
+    def __init__(self, *, driver: str, endpoint: Path) -> None:
+        self._driver = driver
+        self._endpoint = endpoint
+        self.registered = threading.Event()
+        self.last_error = ""
+
+    def GetInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return pluginregistration_v1_pb2.PluginInfo(
+            type="DRAPlugin",
+            name=self._driver,
+            endpoint=str(self._endpoint),
+            supported_versions=list(SUPPORTED_VERSIONS),
+        )
+
+    def NotifyRegistrationStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
+        if request.plugin_registered:
+            log.info("kubelet registered driver %s", self._driver)
+            self.registered.set()
+            self.last_error = ""
+        else:
+            log.error("kubelet refused driver %s: %s", self._driver, request.error)
+            self.registered.clear()
+            self.last_error = request.error
+        return pluginregistration_v1_pb2.RegistrationStatusResponse()
+
+
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
+
+
+def _listen(server: grpc.Server, socket_path: Path) -> None:
+    if len(str(socket_path).encode()) > MAX_SOCKET_PATH:
+        raise OSError(
+            f"socket path {socket_path} is {len(str(socket_path).encode())} bytes; unix sockets "
+            f"allow at most {MAX_SOCKET_PATH}: choose a shorter --plugin-dir/--registry-dir"
+        )
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    socket_path.unlink(missing_ok=True)
+    if server.add_insecure_port(f"unix://{socket_path}") == 0:
+        raise OSError(f"cannot listen on {socket_path}")
+
+
+class PluginServers:
+    """The DRA service server and the registration server, started in the right order."""
+
+    def __init__(self, *, node: NodePlugin, driver: str, dra_socket: Path, reg_socket: Path):
+        self.dra_socket = dra_socket
+        self.reg_socket = reg_socket
+        self._dra = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(DraV1Servicer(node), self._dra)
+        dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(DraV1beta1Servicer(node), self._dra)
+        self.registration = RegistrationServicer(driver=driver, endpoint=dra_socket)
+        self._reg = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        pluginregistration_v1_pb2_grpc.add_RegistrationServicer_to_server(
+            self.registration, self._reg
+        )
+
+    def start(self) -> None:
+        _listen(self._dra, self.dra_socket)
+        self._dra.start()
+        _listen(self._reg, self.reg_socket)  # only now can the kubelet find us
+        self._reg.start()
+        log.info(
+            "serving %s on %s, registration on %s",
+            "/".join(SUPPORTED_VERSIONS),
+            self.dra_socket,
+            self.reg_socket,
+        )
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        self._reg.stop(grace_s).wait()
+        self.reg_socket.unlink(missing_ok=True)
+        self._dra.stop(grace_s).wait()
+        self.dra_socket.unlink(missing_ok=True)

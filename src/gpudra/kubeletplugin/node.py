@@ -1,0 +1,134 @@
+"""The node plugin's prepare/unprepare service: the thin IO shell around ``prepare``.
+
+For each claim: read it from the API server, plan (pure), check exclusivity against the
+checkpoint, record the claim as *preparing*, write its CDI spec, record it as *prepared*.
+Every step is idempotent, so a crash anywhere is repaired by the kubelet's retry.  Claims
+are serialized per claim UID (not per node), and a failure is reported for that claim only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from gpudra.cdi.writer import CdiWriteError, CdiWriter
+from gpudra.kube.client import KubeClient
+from gpudra.kube.errors import KubeError, NotFound
+from gpudra.kube.resources import RESOURCECLAIMS
+from gpudra.kubeletplugin.checkpoint import CheckpointError, CheckpointStore, PreparedDevice
+from gpudra.kubeletplugin.prepare import ClaimRef, PrepareError, exclusivity_conflicts, plan_claim
+from gpudra.nvml.backend import GpuBackend
+from gpudra.nvml.errors import NvmlError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrepareOutcome:
+    devices: tuple[PreparedDevice, ...] = ()
+    error: str = ""
+
+
+@dataclass
+class _Locks:
+    guard: threading.Lock = field(default_factory=threading.Lock)
+    held: dict[str, threading.Lock] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=dict)
+
+
+class NodePlugin:
+    def __init__(
+        self,
+        *,
+        client: KubeClient,
+        backend: GpuBackend,
+        checkpoint: CheckpointStore,
+        cdi: CdiWriter,
+        driver: str,
+        node_name: str,
+        dev_root: str | None,
+    ) -> None:
+        self._client = client
+        self._backend = backend
+        self.checkpoint = checkpoint
+        self._cdi = cdi
+        self._driver = driver
+        self._node = node_name
+        self._dev_root = dev_root
+        self._locks = _Locks()
+        self._device_guard = threading.Lock()
+
+    @contextmanager
+    def _claim_lock(self, uid: str) -> Iterator[None]:
+        with self._locks.guard:
+            lock = self._locks.held.setdefault(uid, threading.Lock())
+            self._locks.users[uid] = self._locks.users.get(uid, 0) + 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._locks.guard:
+                self._locks.users[uid] -= 1
+                if not self._locks.users[uid]:
+                    del self._locks.users[uid], self._locks.held[uid]
+
+    def prepare(self, refs: list[ClaimRef]) -> dict[str, PrepareOutcome]:
+        return {ref.uid: self.prepare_one(ref) for ref in refs}
+
+    def prepare_one(self, ref: ClaimRef) -> PrepareOutcome:
+        with self._claim_lock(ref.uid):
+            try:
+                return PrepareOutcome(devices=self._prepare(ref))
+            except (PrepareError, CdiWriteError, CheckpointError, NvmlError) as e:
+                log.warning("prepare %s failed: %s", ref, e)
+                return PrepareOutcome(error=str(e))
+            except KubeError as e:
+                log.warning("prepare %s: API error: %s", ref, e)
+                return PrepareOutcome(error=f"reading claim {ref} failed: {e}")
+            except Exception as e:  # a bug must not fail the other claims of the RPC
+                log.exception("prepare %s: unexpected error", ref)
+                return PrepareOutcome(error=f"internal error preparing {ref}: {e}")
+
+    def _prepare(self, ref: ClaimRef) -> tuple[PreparedDevice, ...]:
+        done = self.checkpoint.get(ref.uid)
+        if done is not None and done.state == "prepared":
+            return done.devices
+        try:
+            claim = self._client.get(RESOURCECLAIMS, ref.name, namespace=ref.namespace)
+        except NotFound as e:
+            raise PrepareError(f"claim {ref} does not exist (deleted?)") from e
+        plan = plan_claim(
+            claim,
+            ref,
+            driver=self._driver,
+            node_name=self._node,
+            inventory=self._backend.inventory(),
+            dev_root=self._dev_root,
+        )
+        with self._device_guard:  # the check and the record must not interleave across claims
+            conflicts = exclusivity_conflicts(plan.claim, self.checkpoint.claims().values())
+            if conflicts:
+                raise PrepareError("; ".join(conflicts))
+            self.checkpoint.put(plan.claim.model_copy(update={"state": "preparing"}))
+        self._cdi.write(ref.uid, plan.spec)
+        self.checkpoint.put(plan.claim)
+        log.info("prepared %s: %s", ref, ", ".join(d.device for d in plan.claim.devices))
+        return plan.claim.devices
+
+    def unprepare(self, refs: list[ClaimRef]) -> dict[str, str]:
+        """Claim UID -> error ('' on success).  Unknown claims succeed (idempotent)."""
+        out = {}
+        for ref in refs:
+            with self._claim_lock(ref.uid):
+                try:
+                    self._cdi.remove(ref.uid)
+                    self.checkpoint.remove(ref.uid)
+                    out[ref.uid] = ""
+                    log.info("unprepared %s", ref)
+                except (CdiWriteError, CheckpointError) as e:
+                    log.warning("unprepare %s failed: %s", ref, e)
+                    out[ref.uid] = str(e)
+        return out

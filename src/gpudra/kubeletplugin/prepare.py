@@ -1,0 +1,174 @@
+"""Decide what preparing one claim means on this node (pure: data in, data out).
+
+Given the ResourceClaim as the API server returned it and the node's inventory, either
+return the devices to prepare (with their CDI ids and base request names) and the CDI spec
+to write, or raise ``PrepareError`` saying exactly what is wrong with the claim.  Also the
+exclusivity guard: a device prepared for another claim is refused unless both may share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gpudra.cdi.spec import CdiDevice, claim_spec, device_id
+from gpudra.devices.gpu import Health
+from gpudra.devices.inventory import Inventory
+from gpudra.kubeletplugin.checkpoint import PreparedClaim, PreparedDevice
+from gpudra.resourceapi import base_request
+from gpudra.resourceslices.builder import gpu_device_name
+
+
+class PrepareError(Exception):
+    """This claim cannot be prepared here; the message is reported to the kubelet."""
+
+
+@dataclass(frozen=True)
+class ClaimRef:
+    namespace: str
+    name: str
+    uid: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name} ({self.uid})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    claim: PreparedClaim
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NodeDevice:
+    uuid: str
+    device_nodes: tuple[str, ...]
+    healthy: bool
+
+
+def node_devices(inv: Inventory) -> dict[str, NodeDevice]:
+    """Every device name this node publishes -> what preparing it needs."""
+    return {
+        gpu_device_name(g): NodeDevice(
+            uuid=g.uuid,
+            device_nodes=(f"/dev/nvidia{g.minor}",),
+            healthy=g.health is Health.HEALTHY,
+        )
+        for g in inv.gpus
+    }
+
+
+def _allocated_nodes(allocation: dict[str, Any]) -> set[str] | None:
+    """Node names the allocation's node selector pins it to (None: not pinned by name)."""
+    terms = (allocation.get("nodeSelector") or {}).get("nodeSelectorTerms") or []
+    names: set[str] = set()
+    for term in terms:
+        for req in term.get("matchFields") or []:
+            if req.get("key") == "metadata.name" and req.get("operator") == "In":
+                names.update(req.get("values") or [])
+    return names or None
+
+
+def plan_claim(
+    claim: dict[str, Any],
+    ref: ClaimRef,
+    *,
+    driver: str,
+    node_name: str,
+    inventory: Inventory,
+    dev_root: str | None,
+) -> Plan:
+    meta = claim.get("metadata") or {}
+    if meta.get("uid") != ref.uid:
+        raise PrepareError(
+            f"claim {ref.namespace}/{ref.name} has UID {meta.get('uid')}, the kubelet asked for "
+            f"{ref.uid}: the claim was deleted and recreated"
+        )
+    allocation = (claim.get("status") or {}).get("allocation")
+    if not allocation:
+        raise PrepareError(f"claim {ref} is not allocated")
+    nodes = _allocated_nodes(allocation)
+    if nodes is not None and node_name not in nodes:
+        raise PrepareError(
+            f"claim {ref} is allocated for node {', '.join(sorted(nodes))}, not this node "
+            f"({node_name})"
+        )
+    results = [
+        r
+        for r in (allocation.get("devices") or {}).get("results") or []
+        if r.get("driver") == driver
+    ]
+    if not results:
+        drivers = sorted({r.get("driver", "?") for r in allocation["devices"].get("results", [])})
+        raise PrepareError(
+            f"claim {ref} has no devices of driver {driver} (allocated drivers: "
+            f"{', '.join(drivers) or 'none'})"
+        )
+    known = node_devices(inventory)
+    devices: list[PreparedDevice] = []
+    cdi: list[CdiDevice] = []
+    for r in results:
+        pool, name = r.get("pool", ""), r.get("device", "")
+        if pool != node_name:
+            raise PrepareError(
+                f"claim {ref}: device {pool}/{name} is in pool {pool!r}, not this node's "
+                f"pool {node_name!r}"
+            )
+        dev = known.get(name)
+        if dev is None:
+            raise PrepareError(
+                f"claim {ref}: unknown device {name!r} on node {node_name} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        if not dev.healthy:
+            raise PrepareError(f"claim {ref}: device {name} ({dev.uuid}) is not healthy")
+        if any(d.device == name for d in devices):
+            continue  # one device serving several requests is prepared once
+        requests = sorted(
+            {
+                base_request(x.get("request", ""))
+                for x in results
+                if x.get("device") == name and x.get("pool") == pool
+            }
+        )
+        devices.append(
+            PreparedDevice(
+                request_names=tuple(requests),
+                pool=pool,
+                device=name,
+                cdi_device_ids=(device_id(ref.uid, name),),
+                uuid=dev.uuid,
+                shareable=bool(r.get("adminAccess")) or bool(r.get("shareID")),
+            )
+        )
+        cdi.append(CdiDevice(name=name, uuid=dev.uuid, device_nodes=dev.device_nodes))
+    prepared = PreparedClaim(
+        uid=ref.uid,
+        namespace=ref.namespace,
+        name=ref.name,
+        state="prepared",
+        devices=tuple(devices),
+    )
+    spec = claim_spec(
+        claim_uid=ref.uid, namespace=ref.namespace, name=ref.name, devices=cdi, dev_root=dev_root
+    )
+    return Plan(claim=prepared, spec=spec)
+
+
+def exclusivity_conflicts(plan: PreparedClaim, others: Iterable[PreparedClaim]) -> list[str]:
+    """Devices of ``plan`` already prepared for another claim where not both may share."""
+    problems = []
+    for other in others:
+        if other.uid == plan.uid:
+            continue
+        theirs = {(d.pool, d.device): d for d in other.devices}
+        for mine in plan.devices:
+            held = theirs.get((mine.pool, mine.device))
+            if held is not None and not (mine.shareable and held.shareable):
+                problems.append(
+                    f"device {mine.device} ({mine.uuid}) is already prepared for claim "
+                    f"{other.namespace}/{other.name} ({other.uid}) and the two allocations do "
+                    f"not both allow sharing"
+                )
+    return problems

@@ -1,0 +1,78 @@
+"""resource.k8s.io/v1 facts gpudra relies on: names, limits, and typed values for slices.
+
+Pure data and small functions, no client: the slice builder, the prepare logic and the
+allocator all speak the API's JSON shape through these helpers so the shape lives in one
+place.  Limits come from shared/reference/resource-api.md §6.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+GROUP = "resource.k8s.io"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DRIVER_NAME = "gpu.gpudra.io"
+GPU_CLASS = "gpu.gpudra.io"
+MIG_CLASS = "mig.gpudra.io"
+
+MAX_DEVICES_PER_SLICE = 128
+MAX_DEVICES_PER_SLICE_ADVANCED = 64  # any device with taints or consumesCounters (1.35+)
+MAX_ATTRIBUTES_AND_CAPACITIES = 32
+MAX_STRING_ATTRIBUTE = 64
+MAX_REQUESTS_PER_CLAIM = 32
+MAX_RESULTS_PER_ALLOCATION = 32
+MAX_DNS_LABEL = 63
+
+STANDARD_DOMAIN = "resource.kubernetes.io"
+PCI_BUS_ID = f"{STANDARD_DOMAIN}/pciBusID"
+PCIE_ROOT = f"{STANDARD_DOMAIN}/pcieRoot"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def semver(raw: str) -> str:
+    """A driver/CUDA/compute-capability version as strict semver: ``580.82.07`` -> ``580.82.7``,
+    ``9.0`` -> ``9.0.0`` (the API rejects leading zeros and missing parts)."""
+    parts = [int(p) for p in re.findall(r"\d+", raw)[:3]]
+    parts += [0] * (3 - len(parts))
+    return ".".join(str(p) for p in parts)
+
+
+def string_attr(value: str) -> dict[str, Any]:
+    if len(value) > MAX_STRING_ATTRIBUTE:
+        raise ValueError(f"string attribute {value!r} is longer than {MAX_STRING_ATTRIBUTE}")
+    return {"string": value}
+
+
+def version_attr(value: str) -> dict[str, Any]:
+    return {"version": semver(value)}
+
+
+def int_attr(value: int) -> dict[str, Any]:
+    return {"int": value}
+
+
+def bool_attr(value: bool) -> dict[str, Any]:
+    return {"bool": value}
+
+
+def quantity(value: int) -> dict[str, Any]:
+    return {"value": str(value)}
+
+
+def is_dns_label(name: str) -> bool:
+    return len(name) <= MAX_DNS_LABEL and bool(_DNS_LABEL.match(name))
+
+
+def dns_label(raw: str) -> str:
+    """``raw`` folded into a DNS label (lowercase, [a-z0-9-], at most 63 characters)."""
+    label = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
+    return label[:MAX_DNS_LABEL].rstrip("-") or "x"
+
+
+def base_request(request: str) -> str:
+    """``main/sub`` -> ``main``: the kubelet wants base request names."""
+    return request.split("/", 1)[0]

@@ -1,0 +1,146 @@
+"""Keep the node's ResourceSlices equal to the desired ones, for as long as the daemon runs.
+
+Level-triggered: every pass re-lists our slices (field selector on node and driver), plans
+against the desired set, and applies the plan.  A watch on the same selector wakes the loop
+when someone else changes or deletes them (the kubelet wipes a node's slices when it
+restarts and 30 s after the plugin disappears), so they come back within a second.
+Conflicts re-run the pass; errors back off; passes are rate-limited.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gpudra.kube.client import KubeClient
+from gpudra.kube.errors import AlreadyExists, Conflict, KubeError, NotFound
+from gpudra.kube.resources import NODES, RESOURCESLICES
+from gpudra.resourceslices.reconcile import Plan, plan
+
+log = logging.getLogger(__name__)
+
+DesiredFn = Callable[[int, dict[str, Any] | None], list[dict[str, Any]]]
+
+
+class SlicePublisher:
+    """Publishes one node's pool.  ``desired(generation, owner)`` builds the slices."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        node_name: str,
+        driver: str,
+        desired: DesiredFn,
+        min_interval_s: float = 0.2,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self._client = client
+        self._node = node_name
+        self._driver = driver
+        self._desired = desired
+        self._min_interval = min_interval_s
+        self._max_backoff = max_backoff_s
+        self._wake = threading.Event()
+        self._owner: dict[str, Any] | None = None
+        self.passes = 0
+
+    @property
+    def selector(self) -> str:
+        return f"spec.nodeName={self._node},spec.driver={self._driver}"
+
+    def _owner_ref(self) -> dict[str, Any] | None:
+        if self._owner is None:
+            try:
+                node = self._client.get(NODES, self._node)
+            except NotFound:
+                return None  # no Node object (yet): publish without an owner
+            self._owner = {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": self._node,
+                "uid": node["metadata"]["uid"],
+                "controller": True,
+            }
+        return self._owner
+
+    def sync(self) -> Plan:
+        """One reconcile pass; retries conflicts a few times.  Returns the applied plan."""
+        for _ in range(5):
+            existing = self._client.list(RESOURCESLICES, field_selector=self.selector).items
+            todo = plan(existing, self._desired(0, self._owner_ref()))
+            try:
+                self._apply(todo)
+            except (Conflict, AlreadyExists, NotFound) as e:
+                log.info("slices changed under us (%s); re-planning", type(e).__name__)
+                continue
+            self.passes += 1
+            if not todo.empty:
+                log.info(
+                    "published pool %s generation %d: %d created, %d updated, %d deleted",
+                    self._node,
+                    todo.generation,
+                    len(todo.create),
+                    len(todo.update),
+                    len(todo.delete),
+                )
+            return todo
+        raise Conflict(f"could not publish slices for {self._node}: they keep changing")
+
+    def _apply(self, todo: Plan) -> None:
+        for s in todo.create:
+            self._client.create(RESOURCESLICES, s)
+        for s in todo.update:
+            self._client.replace(RESOURCESLICES, s)
+        for s in todo.delete:
+            meta = s["metadata"]
+            self._client.delete(RESOURCESLICES, meta["name"], uid=meta.get("uid"))
+
+    def trigger(self) -> None:
+        """Ask for a pass soon (e.g. the inventory changed)."""
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Reconcile until ``stop`` is set: after changes seen by a watch, or every 30 s."""
+        watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
+        watcher.start()
+        backoff = 0.5
+        while not stop.is_set():
+            self._wake.clear()
+            started = time.monotonic()
+            try:
+                self.sync()
+                backoff = 0.5
+            except KubeError as e:
+                log.warning("publishing slices failed (%s); retrying in %.1fs", e, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            self._wake.wait(30.0)
+            elapsed = time.monotonic() - started
+            if elapsed < self._min_interval:
+                stop.wait(self._min_interval - elapsed)
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                listed = self._client.list(RESOURCESLICES, field_selector=self.selector)
+                for event in self._client.watch(
+                    RESOURCESLICES,
+                    field_selector=self.selector,
+                    resource_version=listed.resource_version,
+                    timeout_seconds=30,
+                ):
+                    if stop.is_set():
+                        return
+                    if event.type in ("DELETED", "MODIFIED", "ADDED"):
+                        self._wake.set()
+            except KubeError as e:
+                log.debug("slice watch ended (%s); restarting", e)
+                stop.wait(1.0)
+            except OSError as e:
+                log.debug("slice watch connection dropped (%s); restarting", e)
+                stop.wait(1.0)

@@ -1,0 +1,80 @@
+"""Typed settings of each gpudra binary (pydantic-settings: flags > GPUDRA_* env > defaults).
+
+Strict: unknown keys are refused, and every message names the setting and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gpudra.resourceapi import DRIVER_NAME
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class KubeletPluginSettings(BaseSettings):
+    """``gpudra kubelet-plugin``."""
+
+    model_config = SettingsConfigDict(env_prefix="GPUDRA_", extra="forbid", frozen=True)
+
+    driver_name: str = DRIVER_NAME
+    node_name: str = Field(min_length=1)
+    kubeconfig: Path | None = None
+    plugin_dir: Path | None = None  # default /var/lib/kubelet/plugins/<driver>
+    registry_dir: Path = Path("/var/lib/kubelet/plugins_registry")
+    cdi_dir: Path = Path("/var/run/cdi")
+    backend: str = "nvml"
+    profile: str | None = None
+    profile_file: Path | None = None
+    mock_state_file: Path | None = None
+    clique_id: str | None = None
+    fake_dev_root: Path | None = None  # mock only; default <plugin-dir>/fake-dev
+
+    @field_validator("driver_name")
+    @classmethod
+    def _driver(cls, v: str) -> str:
+        if len(v) > 63 or not _DNS_SUBDOMAIN.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid driver name: a lowercase DNS subdomain of at most 63 "
+                "characters, e.g. gpu.gpudra.io"
+            )
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in ("nvml", "mock"):
+            raise ValueError(f"backend must be 'nvml' or 'mock', not {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _mock_needs_profile(self) -> KubeletPluginSettings:
+        if self.backend == "mock" and (self.profile is None) == (self.profile_file is None):
+            raise ValueError("the mock backend needs exactly one of profile or profile_file")
+        return self
+
+    @property
+    def plugin_path(self) -> Path:
+        return self.plugin_dir or Path("/var/lib/kubelet/plugins") / self.driver_name
+
+    @property
+    def dra_socket(self) -> Path:
+        return self.plugin_path / "dra.sock"
+
+    @property
+    def registration_socket(self) -> Path:
+        return self.registry_dir / f"{self.driver_name}-reg.sock"
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.plugin_path / "checkpoint.json"
+
+    @property
+    def dev_root(self) -> Path | None:
+        if self.backend != "mock":
+            return None
+        return self.fake_dev_root or self.plugin_path / "fake-dev"

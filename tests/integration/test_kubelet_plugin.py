@@ -1,0 +1,385 @@
+"""The node daemon on the real control plane, driven by the kubelet harness over gRPC.
+
+Each test gets a kwok node, a ``gpudra kubelet-plugin`` process on a mock profile and a
+kubelet harness for that node; kube-scheduler and kube-controller-manager do the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gpudra.cdi.spec import spec_file_name
+from gpudra.kube import KubeClient, NotFound, resources
+from gpudra.localcluster import LocalCluster
+from gpudra.resourceapi import DRIVER_NAME
+from tests.harness.kubelet import KubeletHarness
+from tests.harness.nodedaemon import NodeDaemon
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def apply_file(kube: KubeClient, path: Path, namespace: str | None = None) -> None:
+    kinds = {
+        "DeviceClass": resources.DEVICECLASSES,
+        "ResourceClaimTemplate": resources.RESOURCECLAIMTEMPLATES,
+        "ResourceClaim": resources.RESOURCECLAIMS,
+        "Pod": resources.PODS,
+    }
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc:
+            kube.apply(kinds[doc["kind"]], doc, field_manager="gpudra-tests", namespace=namespace)
+
+
+@pytest.fixture(scope="session")
+def device_classes(kube: KubeClient) -> None:
+    apply_file(kube, REPO / "deploy" / "deviceclasses.yaml")
+
+
+@pytest.fixture
+def node_daemon(
+    cluster: LocalCluster,
+    kube: KubeClient,
+    make_node: Callable[..., str],
+    device_classes: None,
+) -> Iterator[Callable[..., tuple[NodeDaemon, KubeletHarness]]]:
+    started: list[tuple[NodeDaemon, KubeletHarness]] = []
+    # unix socket paths must stay under 108 bytes: pytest's tmp_path is too deep
+    root = Path(tempfile.mkdtemp(prefix="gpudra-", dir="/tmp"))
+
+    def start(profile: str, prefix: str | None = None) -> tuple[NodeDaemon, KubeletHarness]:
+        node = make_node(prefix or profile)
+        d = NodeDaemon(node, profile, cluster.kubeconfig, root / node).start()
+        h = KubeletHarness(node_name=node, registry_dir=d.registry_dir, kube=kube)
+        h.wait_for_plugin(DRIVER_NAME)
+        started.append((d, h))
+        return d, h
+
+    yield start
+    for d, h in started:
+        h.close()
+        d.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def node_slices(kube: KubeClient, node: str) -> list[dict[str, Any]]:
+    return kube.list(
+        resources.RESOURCESLICES, field_selector=f"spec.nodeName={node},spec.driver={DRIVER_NAME}"
+    ).items
+
+
+def devices_of(kube: KubeClient, node: str) -> dict[str, dict[str, Any]]:
+    return {d["name"]: d for s in node_slices(kube, node) for d in s["spec"].get("devices", [])}
+
+
+@pytest.mark.parametrize(
+    ("profile", "gpus"), [("dgx-h100", 8), ("dgx1-v100", 8), ("pcie-l4", 4), ("gb200-tray", 4)]
+)
+def test_profiles_publish_slices_the_api_server_accepts(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
+    kube: KubeClient,
+    profile: str,
+    gpus: int,
+) -> None:
+    d, _ = node_daemon(profile)
+    devices = wait_for("slices", lambda: devices_of(kube, d.node_name))
+    assert sorted(devices) == [f"gpu-{i}" for i in range(gpus)]
+    attrs = devices["gpu-0"]["attributes"]
+    assert attrs["type"] == {"string": "gpu"}
+    assert attrs["uuid"]["string"].startswith("GPU-")
+    assert "version" in attrs["driverVersion"] and "resource.kubernetes.io/pciBusID" in attrs
+    (slice_,) = node_slices(kube, d.node_name)
+    assert slice_["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    assert slice_["spec"]["pool"] == {"name": d.node_name, "generation": 1, "resourceSliceCount": 1}
+    if profile == "pcie-l4":
+        assert "nvlinkGroup" not in attrs
+    if profile == "gb200-tray":
+        assert attrs["nvlinkClique"]["string"].endswith(".1")
+
+
+def make_pod(kube: KubeClient, namespace: str, name: str, template: str, node: str) -> None:
+    kube.create(
+        resources.PODS,
+        {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": node},
+                "containers": [
+                    {"name": "main", "image": "busybox", "resources": {"claims": [{"name": "g"}]}}
+                ],
+                "resourceClaims": [{"name": "g", "resourceClaimTemplateName": template}],
+            },
+        },
+    )
+
+
+def nvlink_pair_template(kube: KubeClient, namespace: str) -> None:
+    apply_file(kube, REPO / "deploy" / "examples" / "nvlink-pair.yaml", namespace)
+    kube.delete(resources.PODS, "nvlink-pair", namespace=namespace, grace_period_seconds=0)
+
+
+def scheduled(kube: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
+    pod = kube.get(resources.PODS, name, namespace=namespace)
+    return (
+        pod
+        if pod["spec"].get("nodeName") and pod.get("status", {}).get("resourceClaimStatuses")
+        else None
+    )
+
+
+def claim_of(kube: KubeClient, pod: dict[str, Any]) -> dict[str, Any]:
+    name = pod["status"]["resourceClaimStatuses"][0]["resourceClaimName"]
+    return kube.get(resources.RESOURCECLAIMS, name, namespace=pod["metadata"]["namespace"])
+
+
+def test_nvlink_pair_is_allocated_by_the_scheduler_prepared_and_unprepared(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    d, harness = node_daemon("dgx1-v100")
+    devices = wait_for("slices", lambda: devices_of(kube, d.node_name))
+    nvlink_pair_template(kube, namespace)
+    make_pod(kube, namespace, "trainer", "nvlink-pair", d.node_name)
+    pod = wait_for(
+        "pod bound with an allocated claim", lambda: scheduled(kube, namespace, "trainer")
+    )
+    claim = claim_of(kube, pod)
+    results = claim["status"]["allocation"]["devices"]["results"]
+    chosen = sorted(r["device"] for r in results)
+    assert len(chosen) == 2 and all(r["driver"] == DRIVER_NAME for r in results)
+    groups = {devices[c]["attributes"]["nvlinkGroup"]["string"] for c in chosen}
+    assert len(groups) == 1  # pairwise NVLink-linked
+    resp = harness.prepare_pod(pod, DRIVER_NAME)
+    uid = claim["metadata"]["uid"]
+    assert resp[uid].error == ""
+    assert sorted(dev.device_name for dev in resp[uid].devices) == chosen
+    assert all(dev.request_names == ["gpus"] for dev in resp[uid].devices)
+    spec = json.loads((d.cdi_dir / spec_file_name(uid)).read_text())
+    visible = next(e for e in spec["containerEdits"]["env"] if e.startswith("NVIDIA_VISIBLE"))
+    want = sorted(devices[c]["attributes"]["uuid"]["string"] for c in chosen)
+    assert sorted(visible.split("=", 1)[1].split(",")) == want
+    assert sorted(dev.cdi_device_ids[0] for dev in resp[uid].devices) == sorted(
+        f"k8s.gpu.gpudra.io/claim={uid}-{c}" for c in chosen
+    )
+    kube.delete(resources.PODS, "trainer", namespace=namespace, grace_period_seconds=0)
+    wait_for("pod gone", lambda: _gone(kube, namespace, "trainer"))
+    harness.sync(DRIVER_NAME)
+    assert not (d.cdi_dir / spec_file_name(uid)).exists()
+    checkpoint = json.loads((d.plugin_dir / "checkpoint.json").read_text())
+    assert uid not in checkpoint["claims"]
+
+
+def _gone(kube: KubeClient, namespace: str, name: str) -> bool:
+    try:
+        kube.get(resources.PODS, name, namespace=namespace)
+    except NotFound:
+        return True
+    return False
+
+
+def test_sigkill_after_prepare_then_restart_is_idempotent(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    d, harness = node_daemon("dgx-h100")
+    wait_for("slices", lambda: devices_of(kube, d.node_name))
+    nvlink_pair_template(kube, namespace)
+    make_pod(kube, namespace, "p", "nvlink-pair", d.node_name)
+    pod = wait_for("pod bound", lambda: scheduled(kube, namespace, "p"))
+    uid = claim_of(kube, pod)["metadata"]["uid"]
+    first = harness.prepare_pod(pod, DRIVER_NAME)[uid]
+    assert first.error == ""
+    d.kill()
+    d.start()
+    harness.wait_for_plugin(DRIVER_NAME)
+    again = harness.prepare_pod(pod, DRIVER_NAME)[uid]
+    assert again.error == ""
+    assert [(x.device_name, list(x.cdi_device_ids)) for x in again.devices] == [
+        (x.device_name, list(x.cdi_device_ids)) for x in first.devices
+    ]
+    errors = harness.unprepare_pod(namespace, "p", DRIVER_NAME)
+    assert errors == {uid: ""}
+    assert not (d.cdi_dir / spec_file_name(uid)).exists()
+    assert json.loads((d.plugin_dir / "checkpoint.json").read_text())["claims"] == {}
+
+
+def test_kubelet_restart_slices_come_back_within_5s(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]], kube: KubeClient
+) -> None:
+    d, harness = node_daemon("pcie-l4")
+    wait_for("slices", lambda: devices_of(kube, d.node_name))
+    started = time.monotonic()
+    harness.restart(DRIVER_NAME)
+    devices = wait_for("republished slices", lambda: devices_of(kube, d.node_name), timeout=5.0)
+    assert len(devices) == 4
+    assert time.monotonic() - started < 5.0
+
+
+def allocated_claim(
+    kube: KubeClient,
+    namespace: str,
+    name: str,
+    *,
+    driver: str,
+    pool: str,
+    device: str,
+    node: str,
+) -> tuple[str, str, str]:
+    """A claim whose allocation we write by hand (as an allocator would) to feed bad input."""
+    claim = kube.create(
+        resources.RESOURCECLAIMS,
+        {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "devices": {
+                    "requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.gpudra.io"}}]
+                }
+            },
+        },
+    )
+    kube.patch_status(
+        resources.RESOURCECLAIMS,
+        name,
+        {
+            "status": {
+                "allocation": {
+                    "devices": {
+                        "results": [
+                            {"request": "gpu", "driver": driver, "pool": pool, "device": device}
+                        ]
+                    },
+                    "nodeSelector": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchFields": [
+                                    {"key": "metadata.name", "operator": "In", "values": [node]}
+                                ]
+                            }
+                        ]
+                    },
+                }
+            }
+        },
+        namespace=namespace,
+    )
+    return namespace, name, claim["metadata"]["uid"]
+
+
+def test_bad_claims_get_specific_errors_and_good_ones_still_prepare(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    d, harness = node_daemon("dgx-h100")
+    node = d.node_name
+    plugin = harness.plugins[DRIVER_NAME]
+    good = allocated_claim(
+        kube, namespace, "good", driver=DRIVER_NAME, pool=node, device="gpu-1", node=node
+    )
+    other_node = allocated_claim(
+        kube,
+        namespace,
+        "elsewhere",
+        driver=DRIVER_NAME,
+        pool="node-x",
+        device="gpu-0",
+        node="node-x",
+    )
+    other_driver = allocated_claim(
+        kube, namespace, "foreign", driver="gpu.example.com", pool=node, device="gpu-0", node=node
+    )
+    unknown = allocated_claim(
+        kube, namespace, "ghost", driver=DRIVER_NAME, pool=node, device="gpu-99", node=node
+    )
+    same_device = allocated_claim(
+        kube, namespace, "thief", driver=DRIVER_NAME, pool=node, device="gpu-1", node=node
+    )
+    resp = plugin.prepare([good, other_node, other_driver, unknown])
+    assert resp[good[2]].error == "" and [x.device_name for x in resp[good[2]].devices] == ["gpu-1"]
+    assert "allocated for node node-x, not this node" in resp[other_node[2]].error
+    assert f"no devices of driver {DRIVER_NAME}" in resp[other_driver[2]].error
+    assert "gpu.example.com" in resp[other_driver[2]].error
+    assert "unknown device 'gpu-99'" in resp[unknown[2]].error
+    stolen = plugin.prepare([same_device])[same_device[2]]
+    assert "gpu-1" in stolen.error and "already prepared for claim" in stolen.error
+    wrong_uid = plugin.prepare([(namespace, "good", "00000000-0000-0000-0000-000000000000")])
+    assert "was deleted and recreated" in next(iter(wrong_uid.values())).error
+    assert plugin.prepare([]) == {}  # the liveness probe's empty call succeeds
+
+
+def test_corrupt_checkpoint_is_kept_and_state_rebuilt(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    d, harness = node_daemon("pcie-l4")
+    node = d.node_name
+    ref = allocated_claim(
+        kube, namespace, "c1", driver=DRIVER_NAME, pool=node, device="gpu-2", node=node
+    )
+    first = harness.plugins[DRIVER_NAME].prepare([ref])[ref[2]]
+    assert first.error == ""
+    d.stop()
+    checkpoint = d.plugin_dir / "checkpoint.json"
+    checkpoint.write_text('{"version": 1, "claims": {"x": ')
+    d.start()
+    plugin = harness.wait_for_plugin(DRIVER_NAME)
+    copies = list(d.plugin_dir.glob("checkpoint.json.bad-*"))
+    assert len(copies) == 1 and copies[0].read_text() == '{"version": 1, "claims": {"x": '
+    assert "unreadable" in d.logs()
+    again = plugin.prepare([ref])[ref[2]]
+    assert again.error == "" and [x.device_name for x in again.devices] == ["gpu-2"]
+    thief = allocated_claim(
+        kube, namespace, "c2", driver=DRIVER_NAME, pool=node, device="gpu-2", node=node
+    )
+    assert "already prepared" in plugin.prepare([thief])[thief[2]].error
+    assert plugin.unprepare([ref]) == {ref[2]: ""}
+
+
+def test_unwritable_cdi_dir_is_a_per_claim_error(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    d, harness = node_daemon("pcie-l4")
+    node = d.node_name
+    d.stop()
+    with contextlib.suppress(FileNotFoundError):
+        for f in d.cdi_dir.iterdir():
+            f.unlink()
+        d.cdi_dir.rmdir()
+    d.cdi_dir.write_text("not a directory")  # even root cannot write below a file
+    d.start()
+    plugin = harness.wait_for_plugin(DRIVER_NAME)
+    ref = allocated_claim(
+        kube, namespace, "c", driver=DRIVER_NAME, pool=node, device="gpu-0", node=node
+    )
+    out = plugin.prepare([ref])[ref[2]]
+    assert "cannot write CDI spec" in out.error and str(d.cdi_dir) in out.error
+    checkpoint = json.loads((d.plugin_dir / "checkpoint.json").read_text())
+    assert checkpoint["claims"][ref[2]]["state"] == "preparing"  # nothing lost, retry-able
+    d.cdi_dir.unlink()
+    assert plugin.prepare([ref])[ref[2]].error == ""

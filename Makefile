@@ -42,8 +42,8 @@ fmt: install ## format and autofix
 gpu-check: install ## on a GPU machine: real NVML discovery vs nvidia-smi (read-only)
 	$(PY) tests/gpu/gpu_check.py
 
-demo: install ## discover a mock DGX H100 node (no hardware needed)
-	$(BIN)/gpudra discover --backend mock --profile dgx-h100 --node-name demo-node
+demo: install cluster-binaries ## end to end on a local control plane with mock GPUs (no hardware)
+	$(PY) deploy/demo.py
 
 clean: ## remove build outputs (not the cached control-plane binaries)
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis src/*.egg-info

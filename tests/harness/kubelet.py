@@ -10,6 +10,7 @@ a kubelet restart: it wipes the node's ResourceSlices and registers the plugins 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,10 +181,8 @@ class KubeletHarness:
             resources.RESOURCESLICES, field_selector=f"spec.nodeName={self.node_name}"
         ).items
         for s in found:
-            try:
+            with contextlib.suppress(NotFound):
                 self.kube.delete(resources.RESOURCESLICES, s["metadata"]["name"])
-            except NotFound:
-                pass
         return len(found)
 
     def restart(self, driver: str) -> Plugin:

@@ -81,6 +81,8 @@ class CheckpointStore:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return Checkpoint(node_name=node)
+        except OSError as e:
+            raise CheckpointError(f"cannot read checkpoint {self.path}: {e.strerror or e}") from e
         try:
             doc = json.loads(raw)
             if not isinstance(doc, dict):

@@ -94,18 +94,33 @@ class RealBackend:
             raise InvalidArgument(why)
         with self._lock:
             handle = call(lib, "GPU handle", lib.nvmlDeviceGetHandleByUUID, gpu_uuid)
-            info = call(lib, f"{profile} profile info", lib.nvmlDeviceGetGpuInstanceProfileInfo,
-                        handle, prof.nvml_profile)  # fmt: skip
+            info = call(
+                lib,
+                f"{profile} profile info",
+                lib.nvmlDeviceGetGpuInstanceProfileInfo,
+                handle,
+                prof.nvml_profile,
+            )
             placement = lib.c_nvmlGpuInstancePlacement_t()
             placement.start, placement.size = start, prof.memory_slices
             create = lib.nvmlDeviceCreateGpuInstanceWithPlacement
             gi = call(lib, f"create {profile} at {start}", create, handle, info.id, placement)
             try:
-                ci_info = call(lib, "compute-instance profile",
-                               lib.nvmlGpuInstanceGetComputeInstanceProfileInfo, gi,
-                               prof.ci_profile, 0)  # fmt: skip
-                call(lib, "create compute instance", lib.nvmlGpuInstanceCreateComputeInstance,
-                     gi, ci_info.id)  # fmt: skip
+                ci_info = call(
+                    lib,
+                    "compute-instance profile",
+                    lib.nvmlGpuInstanceGetComputeInstanceProfileInfo,
+                    gi,
+                    prof.ci_profile,
+                    0,
+                )
+                call(
+                    lib,
+                    "create compute instance",
+                    lib.nvmlGpuInstanceCreateComputeInstance,
+                    gi,
+                    ci_info.id,
+                )
             except Exception:
                 optional(lib, lib.nvmlGpuInstanceDestroy, gi)
                 raise

@@ -31,19 +31,44 @@ from gpudra.nvml.errors import (
 T = TypeVar("T")
 
 _BRANDS = {
-    1: "Quadro", 2: "Tesla", 3: "NVS", 4: "Grid", 5: "GeForce", 6: "Titan",
-    7: "NVIDIA Virtual Applications", 8: "NVIDIA Virtual PC", 9: "NVIDIA Virtual Compute Server",
-    10: "NVIDIA RTX Virtual Workstation", 11: "NVIDIA Cloud Gaming", 12: "Quadro RTX",
-    13: "NVIDIA RTX", 14: "NVIDIA", 15: "GeForce RTX", 16: "Titan RTX",
-}  # fmt: skip
+    1: "Quadro",
+    2: "Tesla",
+    3: "NVS",
+    4: "Grid",
+    5: "GeForce",
+    6: "Titan",
+    7: "NVIDIA Virtual Applications",
+    8: "NVIDIA Virtual PC",
+    9: "NVIDIA Virtual Compute Server",
+    10: "NVIDIA RTX Virtual Workstation",
+    11: "NVIDIA Cloud Gaming",
+    12: "Quadro RTX",
+    13: "NVIDIA RTX",
+    14: "NVIDIA",
+    15: "GeForce RTX",
+    16: "Titan RTX",
+}
 _ARCHS = {
-    2: "Kepler", 3: "Maxwell", 4: "Pascal", 5: "Volta", 6: "Turing", 7: "Ampere",
-    8: "Ada Lovelace", 9: "Hopper", 10: "Blackwell",
-}  # fmt: skip
+    2: "Kepler",
+    3: "Maxwell",
+    4: "Pascal",
+    5: "Volta",
+    6: "Turing",
+    7: "Ampere",
+    8: "Ada Lovelace",
+    9: "Hopper",
+    10: "Blackwell",
+}
 # bidirectional GB/s per link, by NVLink version
 _NVLINK_GBPS = {1: 40.0, 2: 50.0, 3: 50.0, 4: 50.0, 5: 50.0, 6: 50.0, 7: 100.0}
-_TOPO_LEVELS = {0: PcieLevel.PIX, 10: PcieLevel.PIX, 20: PcieLevel.PXB, 30: PcieLevel.PHB,
-                40: PcieLevel.NODE, 50: PcieLevel.SYS}  # fmt: skip
+_TOPO_LEVELS = {
+    0: PcieLevel.PIX,
+    10: PcieLevel.PIX,
+    20: PcieLevel.PXB,
+    30: PcieLevel.PHB,
+    40: PcieLevel.NODE,
+    50: PcieLevel.SYS,
+}
 
 
 def translate_error(lib: Any, err: Exception, what: str) -> NvmlError:
@@ -118,8 +143,9 @@ def read_gpu(lib: Any, index: int, handle: Any, sysfs: Path) -> Gpu:
     bus = normalize_bus_id(
         call(lib, f"GPU {index} PCI info", lib.nvmlDeviceGetPciInfo, handle).busId
     )
-    major, minor = call(lib, f"GPU {index} compute capability",
-                        lib.nvmlDeviceGetCudaComputeCapability, handle)  # fmt: skip
+    major, minor = call(
+        lib, f"GPU {index} compute capability", lib.nvmlDeviceGetCudaComputeCapability, handle
+    )
     modes = optional(lib, lib.nvmlDeviceGetMigMode, handle)
     family = family_for_product(name)
     if modes is None:

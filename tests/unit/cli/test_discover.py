@@ -28,7 +28,15 @@ def test_dgx1_json_reports_the_hybrid_cube_mesh(capsys: pytest.CaptureFixture[st
     assert len(pairs) == 16
     assert sum(p["links"] == 2 for p in pairs) == 8
     assert {(p["a"], p["b"]) for p in pairs if p["links"] == 2} == {
-        (0, 3), (0, 4), (1, 2), (1, 5), (2, 3), (4, 7), (5, 6), (6, 7)}  # fmt: skip
+        (0, 3),
+        (0, 4),
+        (1, 2),
+        (1, 5),
+        (2, 3),
+        (4, 7),
+        (5, 6),
+        (6, 7),
+    }
     assert doc["gpus"][0]["nvlinkPeers"] == [1, 2, 3, 4]
 
 
@@ -59,12 +67,16 @@ def test_table_lists_mig_placements(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 BAD = {
-    "unknown profile": (["--backend", "mock", "--profile", "dgx-x"],
-                        "unknown mock profile 'dgx-x'; available: dgx-a100, dgx-h100"),
+    "unknown profile": (
+        ["--backend", "mock", "--profile", "dgx-x"],
+        "unknown mock profile 'dgx-x'; available: dgx-a100, dgx-h100",
+    ),
     "mock without profile": (["--backend", "mock"], "--backend mock needs --profile NAME"),
-    "profile with nvml": (["--backend", "nvml", "--profile", "dgx-h100"],
-                          "--profile/--profile-file need --backend mock"),
-}  # fmt: skip
+    "profile with nvml": (
+        ["--backend", "nvml", "--profile", "dgx-h100"],
+        "--profile/--profile-file need --backend mock",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -108,8 +120,11 @@ def test_real_process_without_traceback() -> None:
     line and exit 2; on a GPU machine it must succeed."""
     proc = subprocess.run(
         [sys.executable, "-m", "gpudra", "discover", "--backend", "nvml"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert "Traceback" not in proc.stderr
     if proc.returncode == 0:
         assert proc.stdout.startswith("Node ")

@@ -64,9 +64,10 @@ def test_dgx1_is_one_component_and_splits_when_gpus_are_taken() -> None:
 def test_nvswitch_domain_gives_every_pair_full_links() -> None:
     topo = Topology(
         gpu_count=4,
-        nvswitch_domains=(NvSwitchDomain(gpus=(0, 1, 2, 3), links_per_gpu=18,
-                                         link_bandwidth_gbps=50),),
-    )  # fmt: skip
+        nvswitch_domains=(
+            NvSwitchDomain(gpus=(0, 1, 2, 3), links_per_gpu=18, link_bandwidth_gbps=50),
+        ),
+    )
     assert topo.nvlink_count(0, 3) == 18
     assert topo.bandwidth_gbps(1, 2) == 900
     assert topo.pcie_level(1, 2) is PcieLevel.SYS

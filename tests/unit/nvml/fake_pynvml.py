@@ -153,9 +153,10 @@ class FakeNvml:
     def nvmlGpuInstanceGetInfo(self, gi: Any) -> Any:
         m = gi.mig
         return SimpleNamespace(
-            id=m["gi"], profileId=m["profileId"],
+            id=m["gi"],
+            profileId=m["profileId"],
             placement=SimpleNamespace(start=m["start"], size=m["size"]),
-        )  # fmt: skip
+        )
 
     def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, h: Any) -> FakeGpu:
         return h.parent  # type: ignore[no-any-return]
@@ -177,8 +178,13 @@ class FakeNvml:
         g = self._gpu(h)
         self.calls.append(f"create-gi {pid} {pl.start}:{pl.size}")
         gi = 1 + max((m["gi"] for m in g.migs), default=0)
-        m = {"uuid": f"MIG-{g.uuid}-{gi}", "gi": gi, "profileId": pid, "start": pl.start,
-             "size": pl.size}  # fmt: skip
+        m = {
+            "uuid": f"MIG-{g.uuid}-{gi}",
+            "gi": gi,
+            "profileId": pid,
+            "start": pl.start,
+            "size": pl.size,
+        }
         g.migs.append(m)
         return SimpleNamespace(mig=m, parent=g)
 

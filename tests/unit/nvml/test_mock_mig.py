@@ -103,8 +103,11 @@ def test_xid_event(backend: MockBackend) -> None:
     backend.inject_xid(3, 79)
     ev = backend.wait_health_event(1.0)
     assert ev is not None
-    assert (ev.kind, ev.xid, ev.gpu_uuid) == (HealthEventKind.XID, 79,
-                                              backend.inventory().gpus[3].uuid)  # fmt: skip
+    assert (ev.kind, ev.xid, ev.gpu_uuid) == (
+        HealthEventKind.XID,
+        79,
+        backend.inventory().gpus[3].uuid,
+    )
     assert backend.wait_health_event(0.01) is None
 
 

@@ -21,9 +21,23 @@ EXPECTED = {
 }
 
 DGX1_LINKS = {
-    (0, 3, 2), (0, 4, 2), (1, 2, 2), (1, 5, 2), (2, 3, 2), (4, 7, 2), (5, 6, 2), (6, 7, 2),
-    (0, 1, 1), (0, 2, 1), (1, 3, 1), (2, 6, 1), (3, 7, 1), (4, 5, 1), (4, 6, 1), (5, 7, 1),
-}  # fmt: skip
+    (0, 3, 2),
+    (0, 4, 2),
+    (1, 2, 2),
+    (1, 5, 2),
+    (2, 3, 2),
+    (4, 7, 2),
+    (5, 6, 2),
+    (6, 7, 2),
+    (0, 1, 1),
+    (0, 2, 1),
+    (1, 3, 1),
+    (2, 6, 1),
+    (3, 7, 1),
+    (4, 5, 1),
+    (4, 6, 1),
+    (5, 7, 1),
+}
 
 
 def test_every_expected_profile_ships() -> None:
@@ -69,8 +83,11 @@ def test_uuids_are_deterministic_per_node_and_index() -> None:
 def test_mig_capable_profiles() -> None:
     h100 = MockBackend(load_named("dgx-h100"), node_name="n").inventory().gpus[0]
     v100 = MockBackend(load_named("dgx1-v100"), node_name="n").inventory().gpus[0]
-    assert (h100.mig_capable, h100.mig_mode, h100.mig_family) == (True, MigMode.DISABLED,
-                                                                  "H100-80GB")  # fmt: skip
+    assert (h100.mig_capable, h100.mig_mode, h100.mig_family) == (
+        True,
+        MigMode.DISABLED,
+        "H100-80GB",
+    )
     assert (v100.mig_capable, v100.mig_mode) == (False, MigMode.UNSUPPORTED)
 
 
@@ -93,20 +110,29 @@ pcieSwitches: [0, 0]
 """
 
 BAD = {
-    "wrong list length": (BASE.replace("numaNodes: [0, 0]", "numaNodes: [0]"),
-                          "numaNodes has 1 entries; gpuCount is 2"),
+    "wrong list length": (
+        BASE.replace("numaNodes: [0, 0]", "numaNodes: [0]"),
+        "numaNodes has 1 entries; gpuCount is 2",
+    ),
     "unknown field": (BASE + "gpuCuont: 3\n", "gpuCuont: unknown field"),
-    "bad mig family": (BASE.replace("multiprocessors: 10}", "multiprocessors: 10, "
-                                    "migFamily: Z1, migMode: enabled}"),
-                       "unknown MIG family 'Z1'; allowed: A100-40GB"),
+    "bad mig family": (
+        BASE.replace(
+            "multiprocessors: 10}", "multiprocessors: 10, migFamily: Z1, migMode: enabled}"
+        ),
+        "unknown MIG family 'Z1'; allowed: A100-40GB",
+    ),
     "bad enum": (BASE + "sameNumaLevel: FAR\n", "sameNumaLevel: Input should be 'PIX'"),
-    "link to missing GPU": (BASE + "nvlink: {bandwidthPerLinkGBps: 50, pairs: [[0, 5, 1]]}\n",
-                            "nvlink pair [0, 5] must name two different GPUs 0..1"),
+    "link to missing GPU": (
+        BASE + "nvlink: {bandwidthPerLinkGBps: 50, pairs: [[0, 5, 1]]}\n",
+        "nvlink pair [0, 5] must name two different GPUs 0..1",
+    ),
     "not a mapping": ("- a\n- b\n", "a profile must be a YAML mapping"),
     "not yaml": ("name: [unclosed\n", "not valid YAML"),
-    "negative memory": (BASE.replace("memoryMiB: 1000", "memoryMiB: -1"),
-                        "gpu.memoryMiB: Input should be greater than 0"),
-}  # fmt: skip
+    "negative memory": (
+        BASE.replace("memoryMiB: 1000", "memoryMiB: -1"),
+        "gpu.memoryMiB: Input should be greater than 0",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", BAD)

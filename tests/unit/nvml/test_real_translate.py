@@ -34,27 +34,39 @@ def two_linked() -> FakeNvml:
         migs=[{"uuid": "MIG-a1", "gi": 1, "profileId": 9, "start": 4, "size": 4}],
     )
     b = FakeGpu("GPU-b", "00000000:2A:00.0", mig=0, links=[("00000000:18:00.0", GPU)] * 4)
-    return FakeNvml([a, b])  # fmt: skip
+    return FakeNvml([a, b])
 
 
 def switched(n: int = 8) -> FakeNvml:
-    return FakeNvml([
-        FakeGpu(f"GPU-{i}", f"00000000:{0x10 + i:02X}:00.0", mig=None,
-                links=[("00000000:FF:00.0", SWITCH)] * 18)
-        for i in range(n)
-    ])  # fmt: skip
+    return FakeNvml(
+        [
+            FakeGpu(
+                f"GPU-{i}",
+                f"00000000:{0x10 + i:02X}:00.0",
+                mig=None,
+                links=[("00000000:FF:00.0", SWITCH)] * 18,
+            )
+            for i in range(n)
+        ]
+    )
 
 
 def test_gpu_fields() -> None:
     inv = RealBackend(node_name="n", lib=two_linked()).inventory()
     a, b = inv.gpus
-    assert (a.uuid, a.pci_bus_id, a.product_name) == ("GPU-a", "0000:18:00.0",
-                                                      "NVIDIA H100 80GB HBM3")  # fmt: skip
+    assert (a.uuid, a.pci_bus_id, a.product_name) == (
+        "GPU-a",
+        "0000:18:00.0",
+        "NVIDIA H100 80GB HBM3",
+    )
     assert (a.brand, a.architecture, a.cuda_compute_capability) == ("NVIDIA", "Hopper", "9.0")
     assert a.memory_bytes == 81559 * 2**20
     assert a.multiprocessors == 132  # from the MIG table when NVML cannot say
-    assert (a.mig_mode, a.mig_family, b.mig_mode) == (MigMode.ENABLED, "H100-80GB",
-                                                      MigMode.DISABLED)  # fmt: skip
+    assert (a.mig_mode, a.mig_family, b.mig_mode) == (
+        MigMode.ENABLED,
+        "H100-80GB",
+        MigMode.DISABLED,
+    )
     assert (inv.driver_version, inv.cuda_driver_version) == ("580.159.04", "13.0")
 
 
@@ -62,7 +74,11 @@ def test_existing_mig_devices_are_read_with_profile_and_placement() -> None:
     inv = RealBackend(node_name="n", lib=two_linked()).inventory()
     (mig,) = inv.mig_devices
     assert (mig.uuid, mig.parent_uuid, mig.profile, str(mig.placement)) == (
-        "MIG-a1", "GPU-a", "3g.40gb", "4:4")  # fmt: skip
+        "MIG-a1",
+        "GPU-a",
+        "3g.40gb",
+        "4:4",
+    )
 
 
 def test_direct_nvlinks_are_counted_once_per_pair() -> None:
@@ -107,8 +123,11 @@ def test_health_events() -> None:
     lib = two_linked()
     backend = RealBackend(node_name="n", lib=lib)
     assert backend.wait_health_event(0.01) is None
-    lib.events.append(SimpleNamespace(device=lib.gpus[1], eventData=79, gpuInstanceId=0xFFFFFFFF,
-                                      computeInstanceId=0xFFFFFFFF))  # fmt: skip
+    lib.events.append(
+        SimpleNamespace(
+            device=lib.gpus[1], eventData=79, gpuInstanceId=0xFFFFFFFF, computeInstanceId=0xFFFFFFFF
+        )
+    )
     lib.events.append(NVMLError(NVML_ERROR_GPU_IS_LOST))
     ev = backend.wait_health_event(1)
     assert ev is not None and (ev.kind, ev.gpu_uuid, ev.xid) == (HealthEventKind.XID, "GPU-b", 79)
@@ -120,8 +139,11 @@ def test_health_events() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "norm"),
-    [("00000000:18:00.0", "0000:18:00.0"), (b"00000008:0A:00.0", "0008:0a:00.0"),
-     ("0000:18:00.0", "0000:18:00.0")],
-)  # fmt: skip
+    [
+        ("00000000:18:00.0", "0000:18:00.0"),
+        (b"00000008:0A:00.0", "0008:0a:00.0"),
+        ("0000:18:00.0", "0000:18:00.0"),
+    ],
+)
 def test_bus_id_normalisation(raw: str | bytes, norm: str) -> None:
     assert normalize_bus_id(raw) == norm

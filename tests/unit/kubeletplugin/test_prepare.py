@@ -1,0 +1,108 @@
+"""Planning a prepare from a claim: what gets prepared, and every way a claim can be wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpudra.kubeletplugin.checkpoint import PreparedClaim
+from gpudra.kubeletplugin.prepare import (
+    ClaimRef,
+    PrepareError,
+    exclusivity_conflicts,
+    plan_claim,
+)
+from gpudra.nvml.mock import MockBackend, load_named
+
+DRIVER = "gpu.gpudra.io"
+NODE = "node-a"
+INV = MockBackend(load_named("dgx-h100"), node_name=NODE).inventory()
+REF = ClaimRef(namespace="ns", name="c", uid="uid-1")
+
+
+def claim(*results: dict[str, Any], node: str = NODE, uid: str = "uid-1") -> dict[str, Any]:
+    return {
+        "metadata": {"name": "c", "namespace": "ns", "uid": uid},
+        "status": {"allocation": {
+            "devices": {"results": list(results)},
+            "nodeSelector": {"nodeSelectorTerms": [{"matchFields": [
+                {"key": "metadata.name", "operator": "In", "values": [node]}]}]},
+        }},
+    }  # fmt: skip
+
+
+def result(device: str, request: str = "gpus", **kw: Any) -> dict[str, Any]:
+    return {"request": request, "driver": DRIVER, "pool": NODE, "device": device, **kw}
+
+
+def plan(c: dict[str, Any], dev_root: str | None = None) -> Any:
+    return plan_claim(c, REF, driver=DRIVER, node_name=NODE, inventory=INV, dev_root=dev_root)
+
+
+def test_devices_cdi_ids_and_base_request_names() -> None:
+    p = plan(claim(result("gpu-1", "gpus/h100"), result("gpu-5", "gpus/h100"),
+                   result("gpu-5", "extra")))  # fmt: skip
+    devs = p.claim.devices
+    assert [d.device for d in devs] == ["gpu-1", "gpu-5"]
+    assert devs[0].request_names == ("gpus",)
+    assert devs[1].request_names == ("extra", "gpus")
+    assert devs[0].cdi_device_ids == ("k8s.gpu.gpudra.io/claim=uid-1-gpu-1",)
+    assert devs[0].uuid == INV.gpus[1].uuid
+    spec = p.spec
+    assert spec["kind"] == "k8s.gpu.gpudra.io/claim"
+    assert [d["name"] for d in spec["devices"]] == ["uid-1-gpu-1", "uid-1-gpu-5"]
+    env = spec["containerEdits"]["env"]
+    assert f"NVIDIA_VISIBLE_DEVICES={INV.gpus[1].uuid},{INV.gpus[5].uuid}" in env
+    assert spec["devices"][0]["containerEdits"]["deviceNodes"] == [{"path": "/dev/nvidia1"}]
+
+
+def test_mock_mode_maps_device_nodes_to_the_fake_dev_root() -> None:
+    p = plan(claim(result("gpu-2")), dev_root="/var/lib/gpudra/fake-dev")
+    node = p.spec["devices"][0]["containerEdits"]["deviceNodes"][0]
+    assert node == {"path": "/dev/nvidia2", "hostPath": "/var/lib/gpudra/fake-dev/nvidia2"}
+
+
+def test_foreign_results_are_ignored_when_ours_exist() -> None:
+    p = plan(claim(result("gpu-0"), {**result("nic-0"), "driver": "net.example.com"}))
+    assert [d.device for d in p.claim.devices] == ["gpu-0"]
+
+
+BAD = {
+    "not allocated": ({"metadata": {"uid": "uid-1"}, "status": {}}, "is not allocated"),
+    "other node": (claim(result("gpu-0"), node="node-b"),
+                   "allocated for node node-b, not this node (node-a)"),
+    "other driver": (claim({**result("gpu-0"), "driver": "x.example.com"}),
+                     "no devices of driver gpu.gpudra.io (allocated drivers: x.example.com)"),
+    "other pool": (claim({**result("gpu-0"), "pool": "node-z"}),
+                   "is in pool 'node-z', not this node's pool 'node-a'"),
+    "unknown device": (claim(result("gpu-42")), "unknown device 'gpu-42' on node node-a"),
+    "recreated": (claim(result("gpu-0"), uid="uid-2"), "was deleted and recreated"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_claims(case: str) -> None:
+    c, message = BAD[case]
+    with pytest.raises(PrepareError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        plan(c)
+
+
+def prepared(uid: str, device: str, *, shareable: bool = False) -> PreparedClaim:
+    p = plan_claim(claim(result(device, adminAccess=shareable), uid=uid),
+                   ClaimRef("ns", "c", uid), driver=DRIVER, node_name=NODE, inventory=INV,
+                   dev_root=None)  # fmt: skip
+    return p.claim
+
+
+def test_exclusivity_guard() -> None:
+    held = prepared("a", "gpu-3")
+    assert exclusivity_conflicts(prepared("b", "gpu-4"), [held]) == []
+    assert exclusivity_conflicts(prepared("a", "gpu-3"), [held]) == []  # itself
+    (msg,) = exclusivity_conflicts(prepared("b", "gpu-3"), [held])
+    assert "gpu-3" in msg and "already prepared for claim ns/c (a)" in msg
+    both = exclusivity_conflicts(prepared("b", "gpu-3", shareable=True),
+                                 [prepared("a", "gpu-3", shareable=True)])  # fmt: skip
+    assert both == []
+    one = exclusivity_conflicts(prepared("b", "gpu-3", shareable=True), [held])
+    assert len(one) == 1

@@ -1,0 +1,91 @@
+"""The slice builder: attribute names and types, NVLink groups, API limits, splitting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gpudra.devices.inventory import Inventory
+from gpudra.nvml.mock import MockBackend, available_profiles, load_named
+from gpudra.resourceapi import MAX_ATTRIBUTES_AND_CAPACITIES, MAX_STRING_ATTRIBUTE, semver
+from gpudra.resourceslices.builder import desired_slices, nvlink_groups
+
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+
+def inventory(profile: str, node: str = "node-a") -> Inventory:
+    return MockBackend(load_named(profile), node_name=node).inventory()
+
+
+@pytest.mark.parametrize(
+    ("profile", "groups"),
+    [
+        ("dgx1-v100", [(0, 1, 2, 3), (4, 5, 6, 7)]),
+        ("dgx-h100", [tuple(range(8))]),
+        ("gb200-tray", [(0, 1, 2, 3)]),
+        ("pcie-l4", []),
+    ],
+)
+def test_nvlink_groups_are_pairwise_linked_cliques(profile: str, groups: list[tuple[int, ...]]):
+    topo = inventory(profile).topology
+    assert nvlink_groups(topo) == groups
+    for g in groups:
+        assert all(topo.nvlink_count(a, b) > 0 for a in g for b in g if a != b)
+
+
+@pytest.mark.parametrize("profile", available_profiles())
+def test_every_profile_respects_the_api_limits(profile: str) -> None:
+    (s,) = desired_slices(inventory(profile), driver="gpu.gpudra.io", generation=1)
+    for dev in s["spec"]["devices"]:
+        assert len(dev["attributes"]) + len(dev["capacity"]) <= MAX_ATTRIBUTES_AND_CAPACITIES
+        for name, value in dev["attributes"].items():
+            assert len(value) == 1, name
+            if "string" in value:
+                assert len(value["string"]) <= MAX_STRING_ATTRIBUTE
+            if "version" in value:
+                assert SEMVER.match(value["version"]), (name, value)
+        assert re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", dev["name"])
+
+
+def test_gpu_device_attributes_follow_the_reference_driver() -> None:
+    inv = inventory("dgx-h100")
+    (s,) = desired_slices(inv, driver="gpu.gpudra.io", generation=3)
+    dev = s["spec"]["devices"][2]
+    gpu = inv.gpus[2]
+    assert dev["name"] == "gpu-2"
+    a = dev["attributes"]
+    assert a["uuid"] == {"string": gpu.uuid}
+    assert a["productName"] == {"string": "NVIDIA H100 80GB HBM3"}
+    assert a["cudaComputeCapability"] == {"version": "9.0.0"}
+    assert a["driverVersion"] == {"version": "580.82.7"}
+    assert a["cudaDriverVersion"] == {"version": "13.0.0"}
+    assert a["resource.kubernetes.io/pciBusID"] == {"string": "0000:3a:00.0"}
+    assert a["index"] == {"int": 2} and a["numaNode"] == {"int": 0}
+    assert a["nvlinkGroup"] == {"string": "gpus-0-1-2-3-4-5-6-7"}
+    assert a["nvlinkDomain"] == {"string": "nvswitch-0"}
+    assert dev["capacity"]["memory"] == {"value": str(81559 * 2**20)}
+    assert s["spec"]["pool"] == {"name": "node-a", "generation": 3, "resourceSliceCount": 1}
+    assert s["spec"]["nodeName"] == "node-a"
+
+
+def test_lost_gpus_are_not_advertised(tmp_path: Path) -> None:
+    b = MockBackend(load_named("pcie-l4"), node_name="n", state_file=tmp_path / "s.json")
+    b.fall_off_bus(1)
+    (s,) = desired_slices(b.inventory(), driver="gpu.gpudra.io", generation=1)
+    assert [d["name"] for d in s["spec"]["devices"]] == ["gpu-0", "gpu-2", "gpu-3"]
+
+
+def test_large_pools_are_split_and_counted() -> None:
+    slices = desired_slices(inventory("dgx-h100"), driver="d.example.com", generation=1,
+                            max_devices=3)  # fmt: skip
+    assert [len(s["spec"]["devices"]) for s in slices] == [3, 3, 2]
+    assert {s["spec"]["pool"]["resourceSliceCount"] for s in slices} == {3}
+    assert len({s["metadata"]["name"] for s in slices}) == 3
+
+
+@pytest.mark.parametrize(("raw", "want"), [("580.82.07", "580.82.7"), ("9.0", "9.0.0"),
+                                           ("13", "13.0.0"), ("12.4.1", "12.4.1")])  # fmt: skip
+def test_semver(raw: str, want: str) -> None:
+    assert semver(raw) == want

@@ -64,13 +64,15 @@ def wait_scheduled(kube: KubeClient, ns: str, names: list[str], timeout: float =
         time.sleep(0.2)
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0915 - a linear script reads best as one function
     logging.basicConfig(level=logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="gpudra-demo-", dir="/tmp"))
     daemons: list[NodeDaemon] = []
     binaries = locate()
-    say(f"Starting a local Kubernetes {binaries.k8s_version} control plane (etcd, apiserver, kcm, "
-        "scheduler, kwok)...")  # fmt: skip
+    say(
+        f"Starting a local Kubernetes {binaries.k8s_version} control plane (etcd, apiserver, kcm, "
+        "scheduler, kwok)..."
+    )
     cluster = LocalCluster(binaries=binaries, work_dir=root / "cluster")
     started = time.monotonic()
     try:
@@ -85,8 +87,10 @@ def main() -> int:
             h = KubeletHarness(node_name=node, registry_dir=d.registry_dir, kube=kube)
             h.wait_for_plugin(DRIVER_NAME)
             harnesses[node] = h
-            say(f"  node {node}: kwok node + gpudra kubelet-plugin on mock profile {profile}, "
-                f"registered with the kubelet harness ({h.plugins[DRIVER_NAME].version})")  # fmt: skip
+            say(
+                f"  node {node}: kwok node + gpudra kubelet-plugin on mock profile {profile}, "
+                f"registered with the kubelet harness ({h.plugins[DRIVER_NAME].version})"
+            )
         deadline = time.monotonic() + 30
         while len(kube.list(resources.RESOURCESLICES).items) < len(NODES):
             if time.monotonic() > deadline:
@@ -100,8 +104,11 @@ def main() -> int:
         say(f"Applied DeviceClasses and deploy/examples/: pods {', '.join(names)}")
         pods = wait_scheduled(kube, "demo", names)
         slices = kube.list(resources.RESOURCESLICES).items
-        device_info = {(s["spec"]["pool"]["name"], d["name"]): d["attributes"]
-                       for s in slices for d in s["spec"]["devices"]}  # fmt: skip
+        device_info = {
+            (s["spec"]["pool"]["name"], d["name"]): d["attributes"]
+            for s in slices
+            for d in s["spec"]["devices"]
+        }
         say()
         say(f"{'POD':<16}{'NODE':<17}{'DEVICE':<8}{'UUID':<42}{'NVLINK GROUP':<22}CDI DEVICE")
         first_spec = None
@@ -116,8 +123,10 @@ def main() -> int:
                 for dev in out.devices:
                     attrs = device_info[(dev.pool_name, dev.device_name)]
                     group = attrs.get("nvlinkGroup", {}).get("string", "-")
-                    say(f"{pod['metadata']['name']:<16}{node:<17}{dev.device_name:<8}"
-                        f"{attrs['uuid']['string']:<42}{group:<22}{dev.cdi_device_ids[0]}")  # fmt: skip
+                    say(
+                        f"{pod['metadata']['name']:<16}{node:<17}{dev.device_name:<8}"
+                        f"{attrs['uuid']['string']:<42}{group:<22}{dev.cdi_device_ids[0]}"
+                    )
                 first_spec = first_spec or (node, uid)
         if first_spec:
             node, uid = first_spec

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from gpudra import __version__
-from gpudra.cli import kubelet_plugin
+from gpudra.cli import explain, kubelet_plugin
 from gpudra.cli.discover_view import document, table
 from gpudra.kube.errors import KubeError
 from gpudra.nvml.errors import NvmlError
@@ -65,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
     add_backend_args(disc)
     disc.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     kubelet_plugin.add_parser(sub)
+    explain.add_parser(sub)
     return root
 
 
@@ -98,7 +99,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"discover": cmd_discover, "kubelet-plugin": kubelet_plugin.run}
+COMMANDS = {"discover": cmd_discover, "kubelet-plugin": kubelet_plugin.run, "explain": explain.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,7 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return COMMANDS[args.command](args)
-    except (CliError, NvmlError, KubeError, kubelet_plugin.SettingsError) as e:
+    except (
+        CliError,
+        NvmlError,
+        KubeError,
+        kubelet_plugin.SettingsError,
+        explain.ExplainError,
+    ) as e:
         sys.stderr.write(f"gpudra {args.command}: error: {e}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

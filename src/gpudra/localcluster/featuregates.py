@@ -74,6 +74,10 @@ def api_settings(
     if v.minor <= 35:
         gates["DRAPartitionableDevices"] = True
         gates["DRADeviceTaints"] = True
+    if v.minor == 34:
+        # 1.34's scheduler watches DeviceTaintRule (v1alpha3) whenever DRADeviceTaints is on;
+        # without the API its informer never syncs and no DRA pod is ever scheduled.
+        runtime["resource.k8s.io/v1alpha3"] = True
     if device_taint_rules:
         if v.minor == 34:
             # 1.34 has no separate gate: DeviceTaintRule rides on DRADeviceTaints.

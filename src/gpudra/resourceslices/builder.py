@@ -28,6 +28,7 @@ from gpudra.devices.topology import Topology
 from gpudra.resourceapi import (
     API_VERSION,
     MAX_DEVICES_PER_SLICE,
+    MAX_STRING_ATTRIBUTE,
     PCI_BUS_ID,
     PCIE_ROOT,
     bool_attr,
@@ -70,6 +71,21 @@ def _is_clique(topo: Topology, gpus: tuple[int, ...]) -> bool:
     return all(topo.nvlink_count(a, b) > 0 for a, b in itertools.combinations(gpus, 2))
 
 
+def _direct_links(topo: Topology) -> list[tuple[int, int, int]]:
+    """Explicit GPU-to-GPU links (not implied by an NVSwitch domain)."""
+    return sorted((p.a, p.b, p.links) for p in topo.nvlinks)
+
+
+def _link_gbps(topo: Topology, gpu: int) -> float:
+    for p in topo.nvlinks:
+        if gpu in (p.a, p.b):
+            return p.link_bandwidth_gbps
+    for d in topo.nvswitch_domains:
+        if gpu in d.gpus:
+            return d.link_bandwidth_gbps
+    return 0.0
+
+
 def gpu_device(inv: Inventory, gpu: Gpu, groups: dict[int, str]) -> dict[str, Any]:
     topo = inv.topology
     attrs: dict[str, Any] = {
@@ -87,6 +103,16 @@ def gpu_device(inv: Inventory, gpu: Gpu, groups: dict[int, str]) -> dict[str, An
         PCI_BUS_ID: string_attr(gpu.pci_bus_id),
         "nvlinkPeerCount": int_attr(len(topo.peers(gpu.index))),
     }
+    direct = [
+        (b if a == gpu.index else a, n) for a, b, n in _direct_links(topo) if gpu.index in (a, b)
+    ]
+    if direct:
+        peers = ",".join(f"{p}x{n}" for p, n in sorted(direct))
+        if len(peers) <= MAX_STRING_ATTRIBUTE:
+            attrs["nvlinkPeers"] = string_attr(peers)
+    gbps = _link_gbps(topo, gpu.index)
+    if gbps:
+        attrs["nvlinkGBps"] = int_attr(int(gbps))
     if gpu.pcie_root:
         attrs[PCIE_ROOT] = string_attr(gpu.pcie_root)
     if gpu.numa_node is not None:
@@ -96,6 +122,7 @@ def gpu_device(inv: Inventory, gpu: Gpu, groups: dict[int, str]) -> dict[str, An
     for i, dom in enumerate(topo.nvswitch_domains):
         if gpu.index in dom.gpus:
             attrs["nvlinkDomain"] = string_attr(f"nvswitch-{i}")
+            attrs["nvlinkDomainLinks"] = int_attr(dom.links_per_gpu)
     if topo.clique_id is not None:
         attrs["nvlinkClique"] = string_attr(f"{topo.cluster_uuid or 'cluster'}.{topo.clique_id}")
     capacity: dict[str, Any] = {"memory": quantity(gpu.memory_bytes)}

@@ -21,10 +21,20 @@ UID = "2f1c0e4e-6d1a-4a55-9a0c-3c8e2f7b1d01"
 
 def claim(uid: str = "u1", device: str = "gpu-0") -> PreparedClaim:
     return PreparedClaim(
-        uid=uid, namespace="ns", name="c", state="prepared",
-        devices=(PreparedDevice(request_names=("r",), pool="n", device=device,
-                                cdi_device_ids=(f"k/c={uid}-{device}",), uuid="GPU-x"),),
-    )  # fmt: skip
+        uid=uid,
+        namespace="ns",
+        name="c",
+        state="prepared",
+        devices=(
+            PreparedDevice(
+                request_names=("r",),
+                pool="n",
+                device=device,
+                cdi_device_ids=(f"k/c={uid}-{device}",),
+                uuid="GPU-x",
+            ),
+        ),
+    )
 
 
 def test_a_v1_checkpoint_written_by_this_version_stays_readable(tmp_path: Path) -> None:
@@ -57,9 +67,15 @@ def test_round_trip_and_remove(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["version"] == 1
 
 
-@pytest.mark.parametrize("content", ['{"version": 1, "claims": {"x": ', "[]",
-                                     '{"version": 99, "nodeName": "n", "claims": {}}',
-                                     '{"version": 1, "nodeName": "n", "claims": {"a": 3}}'])  # fmt: skip
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"version": 1, "claims": {"x": ',
+        "[]",
+        '{"version": 99, "nodeName": "n", "claims": {}}',
+        '{"version": 1, "nodeName": "n", "claims": {"a": 3}}',
+    ],
+)
 def test_unreadable_checkpoint_is_kept_and_rebuilt(tmp_path: Path, content: str) -> None:
     path = tmp_path / "cp.json"
     path.write_text(content)
@@ -81,5 +97,5 @@ def test_write_failure_is_an_error_that_names_the_file(tmp_path: Path) -> None:
 
 def test_unreadable_location_is_an_error_that_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint .*file/cp.json"):
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*file/cp\.json"):
         CheckpointStore(tmp_path / "file" / "cp.json", node_name="n")

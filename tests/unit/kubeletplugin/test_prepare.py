@@ -24,12 +24,21 @@ REF = ClaimRef(namespace="ns", name="c", uid="uid-1")
 def claim(*results: dict[str, Any], node: str = NODE, uid: str = "uid-1") -> dict[str, Any]:
     return {
         "metadata": {"name": "c", "namespace": "ns", "uid": uid},
-        "status": {"allocation": {
-            "devices": {"results": list(results)},
-            "nodeSelector": {"nodeSelectorTerms": [{"matchFields": [
-                {"key": "metadata.name", "operator": "In", "values": [node]}]}]},
-        }},
-    }  # fmt: skip
+        "status": {
+            "allocation": {
+                "devices": {"results": list(results)},
+                "nodeSelector": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchFields": [
+                                {"key": "metadata.name", "operator": "In", "values": [node]}
+                            ]
+                        }
+                    ]
+                },
+            }
+        },
+    }
 
 
 def result(device: str, request: str = "gpus", **kw: Any) -> dict[str, Any]:
@@ -41,8 +50,9 @@ def plan(c: dict[str, Any], dev_root: str | None = None) -> Any:
 
 
 def test_devices_cdi_ids_and_base_request_names() -> None:
-    p = plan(claim(result("gpu-1", "gpus/h100"), result("gpu-5", "gpus/h100"),
-                   result("gpu-5", "extra")))  # fmt: skip
+    p = plan(
+        claim(result("gpu-1", "gpus/h100"), result("gpu-5", "gpus/h100"), result("gpu-5", "extra"))
+    )
     devs = p.claim.devices
     assert [d.device for d in devs] == ["gpu-1", "gpu-5"]
     assert devs[0].request_names == ("gpus",)
@@ -70,15 +80,21 @@ def test_foreign_results_are_ignored_when_ours_exist() -> None:
 
 BAD = {
     "not allocated": ({"metadata": {"uid": "uid-1"}, "status": {}}, "is not allocated"),
-    "other node": (claim(result("gpu-0"), node="node-b"),
-                   "allocated for node node-b, not this node (node-a)"),
-    "other driver": (claim({**result("gpu-0"), "driver": "x.example.com"}),
-                     "no devices of driver gpu.gpudra.io (allocated drivers: x.example.com)"),
-    "other pool": (claim({**result("gpu-0"), "pool": "node-z"}),
-                   "is in pool 'node-z', not this node's pool 'node-a'"),
+    "other node": (
+        claim(result("gpu-0"), node="node-b"),
+        "allocated for node node-b, not this node (node-a)",
+    ),
+    "other driver": (
+        claim({**result("gpu-0"), "driver": "x.example.com"}),
+        "no devices of driver gpu.gpudra.io (allocated drivers: x.example.com)",
+    ),
+    "other pool": (
+        claim({**result("gpu-0"), "pool": "node-z"}),
+        "is in pool 'node-z', not this node's pool 'node-a'",
+    ),
     "unknown device": (claim(result("gpu-42")), "unknown device 'gpu-42' on node node-a"),
     "recreated": (claim(result("gpu-0"), uid="uid-2"), "was deleted and recreated"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -89,9 +105,14 @@ def test_bad_claims(case: str) -> None:
 
 
 def prepared(uid: str, device: str, *, shareable: bool = False) -> PreparedClaim:
-    p = plan_claim(claim(result(device, adminAccess=shareable), uid=uid),
-                   ClaimRef("ns", "c", uid), driver=DRIVER, node_name=NODE, inventory=INV,
-                   dev_root=None)  # fmt: skip
+    p = plan_claim(
+        claim(result(device, adminAccess=shareable), uid=uid),
+        ClaimRef("ns", "c", uid),
+        driver=DRIVER,
+        node_name=NODE,
+        inventory=INV,
+        dev_root=None,
+    )
     return p.claim
 
 
@@ -101,8 +122,9 @@ def test_exclusivity_guard() -> None:
     assert exclusivity_conflicts(prepared("a", "gpu-3"), [held]) == []  # itself
     (msg,) = exclusivity_conflicts(prepared("b", "gpu-3"), [held])
     assert "gpu-3" in msg and "already prepared for claim ns/c (a)" in msg
-    both = exclusivity_conflicts(prepared("b", "gpu-3", shareable=True),
-                                 [prepared("a", "gpu-3", shareable=True)])  # fmt: skip
+    both = exclusivity_conflicts(
+        prepared("b", "gpu-3", shareable=True), [prepared("a", "gpu-3", shareable=True)]
+    )
     assert both == []
     one = exclusivity_conflicts(prepared("b", "gpu-3", shareable=True), [held])
     assert len(one) == 1

@@ -1,0 +1,1 @@
+"""Device allocation: the scheduler's structured-allocator semantics, plus topology scoring."""

@@ -1,0 +1,124 @@
+"""The state the allocator decides against: pools, classes, nodes and what is already in use.
+
+Built from API objects (slices, DeviceClasses, ResourceClaims with allocations, Nodes).
+In-use devices and counter consumption come from every existing allocation except admin
+access ones, exactly the set the scheduler excludes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpudra.allocation.inputs import Device, DeviceKey, Pool, build_pools
+from gpudra.allocation.nodeselect import selector_matches
+from gpudra.allocation.quantity import Quantity
+
+CounterKey = tuple[str, str, str]  # driver, pool, counter set
+
+ZERO = Quantity.of(0)
+
+
+@dataclass
+class ClusterView:
+    pools: list[Pool]
+    classes: dict[str, dict[str, Any]]
+    nodes: dict[str, dict[str, Any]]
+    in_use: set[DeviceKey] = field(default_factory=set)
+    counters_used: dict[CounterKey, dict[str, Quantity]] = field(default_factory=dict)
+    devices: dict[DeviceKey, Device] = field(default_factory=dict)
+
+    @classmethod
+    def from_objects(
+        cls,
+        *,
+        slices: list[dict[str, Any]],
+        classes: list[dict[str, Any]],
+        nodes: list[dict[str, Any]],
+        claims: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    ) -> ClusterView:
+        pools = build_pools(slices)
+        view = cls(
+            pools=pools,
+            classes={c["metadata"]["name"]: c for c in classes},
+            nodes={n["metadata"]["name"]: n for n in nodes},
+        )
+        view.devices = {d.key: d for p in pools for d in p.devices}
+        for claim in claims:
+            view.mark_allocated(claim)
+        return view
+
+    def mark_allocated(self, claim: dict[str, Any]) -> None:
+        """Count a claim's existing allocation as in use (admin access results excepted)."""
+        alloc = (claim.get("status") or {}).get("allocation") or {}
+        for r in (alloc.get("devices") or {}).get("results") or []:
+            if r.get("adminAccess"):
+                continue
+            self.use((r["driver"], r["pool"], r["device"]))
+
+    def use(self, key: DeviceKey) -> None:
+        if key in self.in_use:
+            return
+        self.in_use.add(key)
+        dev = self.devices.get(key)
+        if dev is None:
+            return
+        for counter_set, amounts in dev.consumes:
+            used = self.counters_used.setdefault((dev.driver, dev.pool, counter_set), {})
+            for name, amount in amounts.items():
+                used[name] = used.get(name, ZERO) + amount
+
+    def release(self, key: DeviceKey) -> None:
+        if key not in self.in_use:
+            return
+        self.in_use.discard(key)
+        dev = self.devices.get(key)
+        if dev is None:
+            return
+        for counter_set, amounts in dev.consumes:
+            used = self.counters_used.get((dev.driver, dev.pool, counter_set), {})
+            for name, amount in amounts.items():
+                used[name] = used.get(name, ZERO) - amount
+
+    def pools_for(self, node_name: str) -> list[Pool]:
+        node = self.nodes.get(node_name, {"metadata": {"name": node_name}})
+        out = []
+        for p in self.pools:
+            if p.node_name is not None:
+                if p.node_name == node_name:
+                    out.append(p)
+            elif (
+                p.all_nodes
+                or selector_matches(p.node_selector, node)
+                or any(d.node == node_name for d in p.devices)
+            ):
+                out.append(p)
+        return out
+
+    def devices_for(self, node_name: str) -> list[Device]:
+        out = []
+        for p in self.pools_for(node_name):
+            for d in p.devices:
+                if p.node_name is None and d.node is not None and d.node != node_name:
+                    continue
+                out.append(d)
+        return out
+
+    def available_counters(self, dev: Device, counter_set: str) -> dict[str, Quantity]:
+        pool = next(p for p in self.pools if p.driver == dev.driver and p.name == dev.pool)
+        total = pool.counters.get(counter_set, {})
+        used = self.counters_used.get((dev.driver, dev.pool, counter_set), {})
+        return {n: v - used.get(n, ZERO) for n, v in total.items()}
+
+    def node_names(self) -> list[str]:
+        names = set(self.nodes)
+        names.update(p.node_name for p in self.pools if p.node_name)
+        return sorted(names)
+
+
+def group_by_node(view: ClusterView) -> dict[str, list[Device]]:
+    out: dict[str, list[Device]] = defaultdict(list)
+    for name in view.node_names():
+        out[name] = view.devices_for(name)
+    return out

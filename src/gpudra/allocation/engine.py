@@ -1,0 +1,143 @@
+"""The allocator: claims + cluster view -> the best feasible placement, or why there is none.
+
+Pure (no IO).  For every candidate node it runs the exhaustive combination search; in
+``first`` mode it stops at the scheduler's own first-fit answer, in ``best`` mode it scores up
+to ``max_solutions`` feasible solutions per node and keeps the best and the runner-up.
+Selector results are cached per (expression, device, pool generation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gpudra.allocation.cel import CelCompileError, compile_selector, evaluate
+from gpudra.allocation.cel import DeviceInput as CelDevice
+from gpudra.allocation.cluster import ClusterView
+from gpudra.allocation.inputs import Claim, Device, InputError
+from gpudra.allocation.score import Score, score
+from gpudra.allocation.search import BudgetExceeded, Diagnosis, NodeSearch, Solution
+
+
+@dataclass(frozen=True)
+class Placement:
+    solution: Solution
+    score: Score
+
+    @property
+    def node(self) -> str:
+        return self.solution.node
+
+
+@dataclass
+class Outcome:
+    best: Placement | None = None
+    runner_up: Placement | None = None
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    nodes_tried: int = 0
+
+    @property
+    def feasible(self) -> bool:
+        return self.best is not None
+
+
+class SelectorCache:
+    """Compiled selectors and verdicts, shared across claims and nodes."""
+
+    def __init__(self) -> None:
+        self._verdicts: dict[tuple[str, tuple[str, str, str], int], tuple[bool, str | None]] = {}
+        self._inputs: dict[int, CelDevice] = {}
+        self._generations: dict[tuple[str, str], int] = {}
+
+    def bind(self, view: ClusterView) -> None:
+        self._generations = {(p.driver, p.name): p.generation for p in view.pools}
+
+    def __call__(self, expression: str, dev: Device) -> tuple[bool, str | None]:
+        gen = self._generations.get((dev.driver, dev.pool), 0)
+        key = (expression, dev.key, gen)
+        hit = self._verdicts.get(key)
+        if hit is None:
+            inp = self._inputs.get(id(dev))
+            if inp is None:
+                inp = self._inputs[id(dev)] = CelDevice.from_slice_device(dev.driver, dev.raw)
+            hit = self._verdicts[key] = evaluate(compile_selector(expression), inp)
+        return hit
+
+
+def validate(claims: list[Claim], view: ClusterView) -> None:
+    """Refuse claims the API server or scheduler would refuse, with the place and reason."""
+    for claim in claims:
+        for cr in claim.requests:
+            for req in cr.alternatives:
+                cls = view.classes.get(req.device_class)
+                if cls is None:
+                    known = ", ".join(sorted(view.classes)) or "none"
+                    raise InputError(
+                        f"claim {claim.ref}: request {req.name}: device class "
+                        f"{req.device_class!r} does not exist (known: {known})"
+                    )
+                exprs = [
+                    s.get("cel", {}).get("expression", "")
+                    for s in (cls.get("spec") or {}).get("selectors") or []
+                ]
+                for expr in [*exprs, *req.selectors]:
+                    try:
+                        compile_selector(expr)
+                    except CelCompileError as e:
+                        raise InputError(
+                            f"claim {claim.ref}: request {req.name}: invalid CEL selector: {e}"
+                        ) from e
+
+
+class Allocator:
+    def __init__(
+        self,
+        view: ClusterView,
+        *,
+        cache: SelectorCache | None = None,
+        max_solutions: int = 256,
+        budget: int = 200_000,
+    ) -> None:
+        self.view = view
+        self.cache = cache or SelectorCache()
+        self.cache.bind(view)
+        self.max_solutions = max_solutions
+        self.budget = budget
+
+    def allocate(
+        self, claims: list[Claim], nodes: list[str] | None = None, *, best: bool = True
+    ) -> Outcome:
+        """Where ``claims`` (allocated together, on one node) fit best.  Raises InputError."""
+        validate(claims, self.view)
+        out = Outcome()
+        ranked: list[Placement] = []
+        for node in nodes if nodes is not None else self.view.node_names():
+            out.nodes_tried += 1
+            search = NodeSearch(self.view, node, claims, matcher=self.cache, budget=self.budget)
+            found = 0
+            try:
+                for sol in search.solutions():
+                    ranked.append(Placement(sol, score(self.view, sol)))
+                    found += 1
+                    if not best or found >= self.max_solutions:
+                        break
+            except BudgetExceeded as e:
+                search.diag.gave_up = str(e)
+            if not found:
+                out.diagnoses.append(search.diag)
+            elif not best:
+                break
+        ranked.sort(key=lambda p: -p.score.total)  # stable: first-fit order breaks ties
+        if ranked:
+            out.best = ranked[0]
+            out.runner_up = next((p for p in ranked[1:] if _differs(p, ranked[0])), None)
+        return out
+
+    def commit(self, placement: Placement) -> None:
+        """Mark a chosen placement's devices in use (for allocating further claims)."""
+        for c in placement.solution.choices:
+            if not c.request.admin_access:
+                self.view.use(c.device.key)
+
+
+def _differs(a: Placement, b: Placement) -> bool:
+    return {c.device.key for c in a.solution.choices} != {c.device.key for c in b.solution.choices}

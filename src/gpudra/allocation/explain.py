@@ -1,0 +1,56 @@
+"""Turn an allocation outcome into words a user understands (pure)."""
+
+from __future__ import annotations
+
+from gpudra.allocation.engine import Outcome, Placement
+from gpudra.allocation.inputs import Claim
+from gpudra.allocation.search import Diagnosis
+
+
+def describe_placement(title: str, p: Placement, claims: list[Claim]) -> list[str]:
+    lines = [f"{title}: node {p.node}  ({p.score.describe()})"]
+    for claim in claims:
+        for c in [c for c in p.solution.choices if c.claim is claim]:
+            uuid = c.device.attr(f"{c.device.driver}/uuid")
+            lines.append(
+                f"  {claim.ref}  request {c.request.name:<12} -> {c.device.pool}/{c.device.name}"
+                + (f"  {uuid[1]}" if uuid else "")
+            )
+    return lines
+
+
+def describe_diagnosis(d: Diagnosis) -> list[str]:
+    lines = [f"node {d.node}: {d.total_devices} device(s)"]
+    if d.gave_up:
+        lines.append(f"  search {d.gave_up}")
+    requests = sorted(set(d.rejected) | set(d.shortfalls))
+    for req in requests:
+        reasons = d.rejected.get(req)
+        parts = [f"{n} {why}" for why, n in reasons.most_common()] if reasons else []
+        head = f"  request {req}: "
+        if parts:
+            lines.append(head + "rejected " + "; ".join(parts))
+            head = "    "
+        if req in d.shortfalls:
+            lines.append(head + d.shortfalls[req])
+    if not requests and not d.gave_up:
+        lines.append("  no device of this node is usable")
+    return lines
+
+
+def explain(outcome: Outcome, claims: list[Claim], *, max_nodes: int = 10) -> str:
+    names = ", ".join(c.ref for c in claims)
+    if outcome.best is not None:
+        lines = describe_placement("best", outcome.best, claims)
+        if outcome.runner_up is not None:
+            lines += describe_placement("runner-up", outcome.runner_up, claims)
+        return "\n".join(lines) + "\n"
+    lines = [f"cannot allocate {names} on any of {outcome.nodes_tried} node(s):"]
+    diags = sorted(outcome.diagnoses, key=lambda d: -d.total_devices)
+    for d in diags[:max_nodes]:
+        lines += describe_diagnosis(d)
+    if len(diags) > max_nodes:
+        lines.append(f"... and {len(diags) - max_nodes} more node(s)")
+    if not outcome.nodes_tried:
+        lines.append("  no nodes publish devices")
+    return "\n".join(lines) + "\n"

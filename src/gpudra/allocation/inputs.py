@@ -1,0 +1,286 @@
+"""The allocator's view of the cluster, parsed from API JSON: pools, devices, classes, claims.
+
+Parsing validates what the API server would (counts, limits, names) and raises
+``InputError`` with the object, the field and what is allowed, so the explain tool and the
+controller can report bad claims instead of crashing.  Only the highest generation of each
+pool is used; a pool with fewer slices than ``resourceSliceCount`` is incomplete.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpudra.allocation.quantity import Quantity, parse_quantity
+from gpudra.resourceapi import (
+    MAX_REQUESTS_PER_CLAIM,
+    MAX_RESULTS_PER_ALLOCATION,
+)
+
+MAX_SUBREQUESTS = 8
+MAX_SELECTORS = 32
+MAX_TOLERATIONS = 16
+
+
+class InputError(ValueError):
+    """A claim, class or slice the allocator cannot use; the message says where and why."""
+
+
+DeviceKey = tuple[str, str, str]  # driver, pool, device
+
+
+@dataclass(frozen=True, eq=False)
+class Device:
+    driver: str
+    pool: str
+    name: str
+    raw: dict[str, Any]
+    node: str | None  # per-device node (perDeviceNodeSelection); else the slice's
+    attrs: dict[str, tuple[str, Any]]  # fully qualified name -> (type, value)
+    consumes: tuple[tuple[str, dict[str, Quantity]], ...]
+    taints: tuple[dict[str, Any], ...]
+
+    @property
+    def key(self) -> DeviceKey:
+        return (self.driver, self.pool, self.name)
+
+    def attr(self, qualified: str) -> tuple[str, Any] | None:
+        return self.attrs.get(qualified)
+
+
+@dataclass
+class Pool:
+    driver: str
+    name: str
+    generation: int
+    expected_slices: int
+    slices: int = 0
+    node_name: str | None = None
+    all_nodes: bool = False
+    node_selector: dict[str, Any] | None = None
+    devices: list[Device] = field(default_factory=list)
+    counters: dict[str, dict[str, Quantity]] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.slices >= self.expected_slices
+
+
+def qualify(driver: str, name: str) -> str:
+    return name if "/" in name else f"{driver}/{name}"
+
+
+def _attr_value(raw: dict[str, Any]) -> tuple[str, Any]:
+    for kind in ("int", "bool", "string", "version"):
+        if kind in raw:
+            return kind, raw[kind]
+    return "unknown", None
+
+
+def parse_device(driver: str, pool: str, dev: dict[str, Any], node: str | None) -> Device:
+    attrs = {qualify(driver, k): _attr_value(v) for k, v in (dev.get("attributes") or {}).items()}
+    consumes = tuple(
+        (c["counterSet"], {n: parse_quantity(v["value"]) for n, v in c.get("counters", {}).items()})
+        for c in dev.get("consumesCounters") or []
+    )
+    return Device(
+        driver=driver,
+        pool=pool,
+        name=dev["name"],
+        raw=dev,
+        node=dev.get("nodeName", node),
+        attrs=attrs,
+        consumes=consumes,
+        taints=tuple(dev.get("taints") or ()),
+    )
+
+
+def build_pools(slices: list[dict[str, Any]]) -> list[Pool]:
+    """Group slices into pools, keeping only each pool's highest generation."""
+    newest: dict[tuple[str, str], int] = defaultdict(int)
+    for s in slices:
+        spec = s["spec"]
+        key = (spec["driver"], spec["pool"]["name"])
+        newest[key] = max(newest[key], int(spec["pool"].get("generation", 0)))
+    pools: dict[tuple[str, str], Pool] = {}
+    for s in slices:
+        spec = s["spec"]
+        key = (spec["driver"], spec["pool"]["name"])
+        gen = int(spec["pool"].get("generation", 0))
+        if gen != newest[key]:
+            continue
+        pool = pools.setdefault(
+            key,
+            Pool(
+                driver=key[0],
+                name=key[1],
+                generation=gen,
+                expected_slices=int(spec["pool"].get("resourceSliceCount", 1)),
+                node_name=spec.get("nodeName"),
+                all_nodes=bool(spec.get("allNodes")),
+                node_selector=spec.get("nodeSelector"),
+            ),
+        )
+        pool.slices += 1
+        for cs in spec.get("sharedCounters") or []:
+            pool.counters[cs["name"]] = {
+                n: parse_quantity(v["value"]) for n, v in cs.get("counters", {}).items()
+            }
+        for dev in spec.get("devices") or []:
+            pool.devices.append(parse_device(key[0], key[1], dev, spec.get("nodeName")))
+    return list(pools.values())
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str
+    operator: str
+    value: str
+    effect: str
+
+    def tolerates(self, taint: dict[str, Any]) -> bool:
+        if self.effect and self.effect != taint.get("effect"):
+            return False
+        if self.operator == "Exists":
+            return not self.key or self.key == taint.get("key")
+        return self.key == taint.get("key") and self.value == taint.get("value", "")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One exact request or one firstAvailable subrequest (``name`` is ``main/sub``)."""
+
+    name: str
+    device_class: str
+    selectors: tuple[str, ...]
+    all_devices: bool
+    count: int
+    admin_access: bool
+    tolerations: tuple[Toleration, ...]
+
+    @property
+    def base(self) -> str:
+        return self.name.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    name: str
+    alternatives: tuple[Request, ...]  # one for `exactly`, several for firstAvailable
+
+
+@dataclass(frozen=True)
+class Constraint:
+    requests: tuple[str, ...]  # empty: all requests of the claim
+    match_attribute: str | None
+    distinct_attribute: str | None
+
+    def applies_to(self, request: str) -> bool:
+        return not self.requests or request.split("/", 1)[0] in self.requests
+
+
+@dataclass(frozen=True)
+class Claim:
+    namespace: str
+    name: str
+    uid: str
+    requests: tuple[ClaimRequest, ...]
+    constraints: tuple[Constraint, ...]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _tolerations(where: str, raw: list[dict[str, Any]]) -> tuple[Toleration, ...]:
+    if len(raw) > MAX_TOLERATIONS:
+        raise InputError(f"{where}: {len(raw)} tolerations; at most {MAX_TOLERATIONS} allowed")
+    return tuple(
+        Toleration(
+            t.get("key", ""), t.get("operator", "Equal"), t.get("value", ""), t.get("effect", "")
+        )
+        for t in raw
+    )
+
+
+def _request(where: str, name: str, body: dict[str, Any], admin_ok: bool) -> Request:
+    cls = body.get("deviceClassName")
+    if not cls:
+        raise InputError(f"{where}: deviceClassName is required")
+    mode = body.get("allocationMode", "ExactCount")
+    if mode not in ("ExactCount", "All"):
+        raise InputError(f"{where}: allocationMode {mode!r}; allowed: ExactCount, All")
+    count = int(body.get("count", 1 if mode == "ExactCount" else 0))
+    if mode == "ExactCount" and not 1 <= count <= MAX_RESULTS_PER_ALLOCATION:
+        raise InputError(
+            f"{where}: count {count}; allowed: 1..{MAX_RESULTS_PER_ALLOCATION} (API limit "
+            "on devices per claim)"
+        )
+    if mode == "All" and count:
+        raise InputError(f"{where}: count must be unset with allocationMode All")
+    selectors = [s.get("cel", {}).get("expression", "") for s in body.get("selectors") or []]
+    if len(selectors) > MAX_SELECTORS:
+        raise InputError(f"{where}: {len(selectors)} selectors; at most {MAX_SELECTORS} allowed")
+    admin = bool(body.get("adminAccess")) and admin_ok
+    return Request(
+        name=name,
+        device_class=cls,
+        selectors=tuple(selectors),
+        all_devices=mode == "All",
+        count=count,
+        admin_access=admin,
+        tolerations=_tolerations(where, body.get("tolerations") or []),
+    )
+
+
+def parse_claim(obj: dict[str, Any]) -> Claim:
+    """A ResourceClaim (or a template's inner spec wrapped as a claim) for the allocator."""
+    meta = obj.get("metadata") or {}
+    ref = f"claim {meta.get('namespace', '')}/{meta.get('name', '?')}"
+    devices = (obj.get("spec") or {}).get("devices") or {}
+    raw_requests = devices.get("requests") or []
+    if not raw_requests:
+        raise InputError(f"{ref}: spec.devices.requests is empty")
+    if len(raw_requests) > MAX_REQUESTS_PER_CLAIM:
+        raise InputError(
+            f"{ref}: {len(raw_requests)} requests; at most {MAX_REQUESTS_PER_CLAIM} allowed"
+        )
+    requests = []
+    for i, r in enumerate(raw_requests):
+        name = r.get("name") or ""
+        where = f"{ref}: spec.devices.requests[{i}] ({name or 'unnamed'})"
+        if not name:
+            raise InputError(f"{where}: name is required")
+        if ("exactly" in r) == ("firstAvailable" in r):
+            raise InputError(f"{where}: set exactly one of exactly or firstAvailable")
+        alts: tuple[Request, ...]
+        if "exactly" in r:
+            alts = (_request(where, name, r["exactly"], admin_ok=True),)
+        else:
+            subs = r["firstAvailable"]
+            if not 1 <= len(subs) <= MAX_SUBREQUESTS:
+                raise InputError(f"{where}: firstAvailable has {len(subs)} entries; allowed 1..8")
+            alts = tuple(
+                _request(f"{where}.firstAvailable[{j}]", f"{name}/{s.get('name', j)}", s, False)
+                for j, s in enumerate(subs)
+            )
+        requests.append(ClaimRequest(name=name, alternatives=alts))
+    names = {r.name for r in requests}
+    constraints = []
+    for i, c in enumerate(devices.get("constraints") or []):
+        listed = tuple(c.get("requests") or ())
+        unknown = [n for n in listed if n not in names]
+        if unknown:
+            raise InputError(
+                f"{ref}: spec.devices.constraints[{i}] names unknown request(s) {unknown}; "
+                f"requests are {sorted(names)}"
+            )
+        constraints.append(Constraint(listed, c.get("matchAttribute"), c.get("distinctAttribute")))
+    return Claim(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        requests=tuple(requests),
+        constraints=tuple(constraints),
+    )

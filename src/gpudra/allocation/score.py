@@ -1,0 +1,138 @@
+"""Score feasible allocations: NVLink bandwidth inside the set, what it leaves behind, packing.
+
+The topology is rebuilt from what the node daemons publish (``index``, ``nvlinkPeers``,
+``nvlinkDomain``/``nvlinkDomainLinks``, ``nvlinkGBps``), so the controller needs nothing
+beyond the ResourceSlices.  For each claim's whole GPUs on the node:
+
+    score = 1000 * bandwidth_share + 100 * left_behind + 10 * packing
+
+* ``bandwidth_share`` = aggregate NVLink bandwidth of the chosen set / the best any set of
+  the same size could reach among the GPUs that were free (1 when no NVLink is possible);
+* ``left_behind`` = for the common sizes 2 and 4, the best bandwidth still reachable among
+  the GPUs left free / the best on an empty node, averaged (keeps well-connected groups and
+  whole quads free; 1 when nothing remains to compare);
+* ``packing`` = share of the node's GPUs in use afterwards (fills partly used nodes first, so
+  whole nodes stay free for large jobs).
+
+Weights are lexicographic in practice: bandwidth first, then fragmentation, then packing.
+Non-GPU devices (MIG) contribute only the packing term until MIG scoring lands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpudra.allocation.cluster import ClusterView
+from gpudra.allocation.inputs import Device
+from gpudra.allocation.search import Solution
+from gpudra.devices.topology import NvLinkPair, NvSwitchDomain, Topology
+
+W_BANDWIDTH, W_LEFT, W_PACK = 1000.0, 100.0, 10.0
+LEFT_SIZES = (2, 4)
+
+
+@dataclass(frozen=True)
+class Score:
+    total: float
+    bandwidth_share: float
+    left_behind: float
+    packing: float
+    bandwidth_gbps: float
+
+    def describe(self) -> str:
+        return (
+            f"score {self.total:.1f} = 1000x{self.bandwidth_share:.2f} bandwidth share "
+            f"({self.bandwidth_gbps:g} GB/s) + 100x{self.left_behind:.2f} left behind "
+            f"+ 10x{self.packing:.2f} packing"
+        )
+
+
+def _int(dev: Device, name: str) -> int | None:
+    v = dev.attr(f"{dev.driver}/{name}")
+    return int(v[1]) if v is not None and v[0] == "int" else None
+
+
+def _str(dev: Device, name: str) -> str | None:
+    v = dev.attr(f"{dev.driver}/{name}")
+    return str(v[1]) if v is not None and v[0] == "string" else None
+
+
+def is_whole_gpu(dev: Device) -> bool:
+    return _str(dev, "type") == "gpu" and _int(dev, "index") is not None
+
+
+def topology_of(gpus: list[Device]) -> tuple[Topology, dict[tuple[str, str, str], int]]:
+    """A node's NVLink topology from its whole-GPU devices, plus device key -> position."""
+    pos = {d.key: i for i, d in enumerate(sorted(gpus, key=lambda d: _int(d, "index") or 0))}
+    by_index = {_int(d, "index"): pos[d.key] for d in gpus}
+    links: dict[tuple[int, int], NvLinkPair] = {}
+    domains: dict[str, list[int]] = {}
+    domain_links: dict[str, tuple[int, float]] = {}
+    for d in gpus:
+        me = pos[d.key]
+        gbps = float(_int(d, "nvlinkGBps") or 0) or 50.0
+        for part in (_str(d, "nvlinkPeers") or "").split(","):
+            if "x" not in part:
+                continue
+            peer_index, _, n = part.partition("x")
+            peer = by_index.get(int(peer_index))
+            if peer is not None and peer != me:
+                a, b = min(me, peer), max(me, peer)
+                links[(a, b)] = NvLinkPair(a=a, b=b, links=int(n), link_bandwidth_gbps=gbps)
+        dom = _str(d, "nvlinkDomain")
+        if dom:
+            domains.setdefault(dom, []).append(me)
+            domain_links[dom] = (_int(d, "nvlinkDomainLinks") or 1, gbps)
+    return (
+        Topology(
+            gpu_count=len(gpus),
+            nvlinks=tuple(links.values()),
+            nvswitch_domains=tuple(
+                NvSwitchDomain(
+                    gpus=tuple(sorted(m)),
+                    links_per_gpu=domain_links[k][0],
+                    link_bandwidth_gbps=domain_links[k][1],
+                )
+                for k, m in domains.items()
+                if len(m) > 1
+            ),
+        ),
+        pos,
+    )
+
+
+def score(view: ClusterView, sol: Solution) -> Score:
+    """Score one solution; the view's in-use set is the state *before* it."""
+    node_gpus = [d for d in view.devices_for(sol.node) if is_whole_gpu(d)]
+    topo, pos = topology_of(node_gpus)
+    chosen_all = {c.device.key for c in sol.choices}
+    free = [pos[d.key] for d in node_gpus if d.key not in view.in_use]
+    shares, bws = [], 0.0
+    for claim in {c.claim for c in sol.choices}:
+        mine = [pos[d.key] for d in sol.devices_of(claim) if d.key in pos]
+        if len(mine) < 2:
+            continue
+        bw = topo.set_bandwidth(mine)
+        best = topo.best_bandwidth(len(mine), among=free)
+        shares.append(bw / best if best > 0 else 1.0)
+        bws += bw
+    share = sum(shares) / len(shares) if shares else 1.0
+    chosen_pos = {pos[k] for k in chosen_all if k in pos}
+    left = [p for p in free if p not in chosen_pos]
+    ratios = []
+    for size in LEFT_SIZES:
+        full = topo.best_bandwidth(size)
+        if full > 0 and len(left) >= size:
+            ratios.append(topo.best_bandwidth(size, among=left) / full)
+    left_behind = sum(ratios) / len(ratios) if ratios else 1.0
+    devices = view.devices_for(sol.node)
+    used_after = sum(1 for d in devices if d.key in view.in_use or d.key in chosen_all)
+    packing = used_after / len(devices) if devices else 0.0
+    total = W_BANDWIDTH * share + W_LEFT * left_behind + W_PACK * packing
+    return Score(
+        total=total,
+        bandwidth_share=share,
+        left_behind=left_behind,
+        packing=packing,
+        bandwidth_gbps=bws,
+    )

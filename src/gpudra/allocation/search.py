@@ -1,0 +1,310 @@
+"""Find allocations for a set of claims on one node: the scheduler's semantics, exhaustively.
+
+Depth-first over claims -> requests -> device slots, like kube-scheduler's structured
+allocator, but over *combinations* (a request's devices in increasing candidate order, never
+permutations), with matchAttribute pruning (candidates are split by the attribute's value
+and groups too small for the request are skipped) and counter checks on each add.  Yields
+every complete solution in first-fit order, so the first one is what the scheduler would
+pick, and a scorer can look further.  Every rejection is recorded for explanations.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpudra.allocation.cluster import ClusterView
+from gpudra.allocation.inputs import Claim, Constraint, Device, Request
+from gpudra.allocation.quantity import Quantity
+
+Matcher = Callable[[str, Device], tuple[bool, str | None]]  # (expression, device) -> verdict
+
+ZERO = Quantity.of(0)
+
+
+IN_USE = "already allocated"
+
+
+class BudgetExceeded(Exception):
+    """The search tried more device placements than it may; treated as 'not found here'."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    claim: Claim
+    request: Request
+    device: Device
+
+
+@dataclass
+class Solution:
+    node: str
+    choices: tuple[Choice, ...]
+
+    def devices_of(self, claim: Claim) -> list[Device]:
+        return [c.device for c in self.choices if c.claim is claim]
+
+    def results(self, claim: Claim) -> list[dict[str, Any]]:
+        """The claim's ``status.allocation.devices.results`` entries."""
+        out = []
+        for c in self.choices:
+            if c.claim is not claim:
+                continue
+            r: dict[str, Any] = {
+                "request": c.request.name,
+                "driver": c.device.driver,
+                "pool": c.device.pool,
+                "device": c.device.name,
+            }
+            if c.request.admin_access:
+                r["adminAccess"] = True
+            out.append(r)
+        return out
+
+
+@dataclass
+class Diagnosis:
+    """Why requests could not be satisfied on one node (filled while searching)."""
+
+    node: str
+    rejected: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    shortfalls: dict[str, str] = field(default_factory=dict)
+    total_devices: int = 0
+    gave_up: str = ""
+
+    def reject(self, request: str, reason: str) -> None:
+        self.rejected[request][reason] += 1
+
+
+def _tolerated(req: Request, taint: dict[str, Any]) -> bool:
+    if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+        return True
+    return any(t.tolerates(taint) for t in req.tolerations)
+
+
+class NodeSearch:
+    def __init__(
+        self,
+        view: ClusterView,
+        node: str,
+        claims: list[Claim],
+        *,
+        matcher: Matcher,
+        budget: int = 200_000,
+    ) -> None:
+        self.view = view
+        self.node = node
+        self.claims = claims
+        self.matcher = matcher
+        self.budget = budget
+        self.steps = 0
+        self.devices = view.devices_for(node)
+        self.diag = Diagnosis(node=node, total_devices=len(self.devices))
+        self._cands: dict[tuple[int, str], list[Device]] = {}
+        self._busy: dict[tuple[int, str], list[Device]] = defaultdict(list)
+        self._chosen: list[Choice] = []
+        self._taken: set[tuple[str, str, str]] = set()
+        self._counters: dict[tuple[str, str, str], dict[str, Quantity]] = {}
+        self._match: dict[tuple[int, int], tuple[str, Any]] = {}
+        self._distinct: dict[tuple[int, int], set[Any]] = defaultdict(set)
+
+    # --- candidates --------------------------------------------------------------------
+
+    def candidates(self, ci: int, req: Request) -> list[Device]:
+        key = (ci, req.name)
+        if key in self._cands:
+            return self._cands[key]
+        cls = self.view.classes.get(req.device_class)
+        out: list[Device] = []
+        if cls is None:
+            self.diag.shortfalls[req.name] = f"device class {req.device_class!r} does not exist"
+            self._cands[key] = out
+            return out
+        class_exprs = [
+            s.get("cel", {}).get("expression", "")
+            for s in (cls.get("spec") or {}).get("selectors") or []
+        ]
+        for dev in self.devices:
+            reason = self._reject_reason(dev, req, class_exprs)
+            if reason is None:
+                out.append(dev)
+            else:
+                self.diag.reject(req.name, reason)
+                if reason == IN_USE:
+                    self._busy[key].append(dev)
+        self._cands[key] = out
+        return out
+
+    def _reject_reason(self, dev: Device, req: Request, class_exprs: list[str]) -> str | None:
+        for expr in class_exprs:
+            ok, err = self.matcher(expr, dev)
+            if not ok:
+                return f"not in class {req.device_class}" + (f" ({err})" if err else "")
+        for expr in req.selectors:
+            ok, err = self.matcher(expr, dev)
+            if not ok:
+                return f"selector {expr!r} " + (f"failed: {err}" if err else "is false")
+        taint = next((t for t in dev.taints if not _tolerated(req, t)), None)
+        if taint is not None:
+            return (
+                f"untolerated taint {taint.get('key')}={taint.get('value', '')}:{taint['effect']}"
+            )
+        if not req.admin_access and dev.key in self.view.in_use:
+            return IN_USE
+        return None
+
+    # --- constraints and counters ---------------------------------------------------------
+
+    def _constraints(self, ci: int, req: Request) -> list[tuple[int, Constraint]]:
+        return [(k, c) for k, c in enumerate(self.claims[ci].constraints) if c.applies_to(req.name)]
+
+    def _fits(self, ci: int, req: Request, dev: Device) -> bool:
+        for k, c in self._constraints(ci, req):
+            if c.match_attribute:
+                have = dev.attr(c.match_attribute)
+                fixed = self._match.get((ci, k))
+                if have is None or (fixed is not None and fixed != have):
+                    return False
+            if c.distinct_attribute:
+                have = dev.attr(c.distinct_attribute)
+                if have is None or have in self._distinct[(ci, k)]:
+                    return False
+        if dev.consumes and not req.admin_access:
+            for counter_set, amounts in dev.consumes:
+                avail = self.view.available_counters(dev, counter_set)
+                taken = self._counters.get((dev.driver, dev.pool, counter_set), {})
+                if any(avail.get(n, ZERO) - taken.get(n, ZERO) < a for n, a in amounts.items()):
+                    return False
+        return True
+
+    def _count(self, dev: Device, sign: int) -> None:
+        for counter_set, amounts in dev.consumes:
+            taken = self._counters.setdefault((dev.driver, dev.pool, counter_set), {})
+            for n, a in amounts.items():
+                taken[n] = taken.get(n, ZERO) + a if sign > 0 else taken.get(n, ZERO) - a
+
+    def _add(self, ci: int, req: Request, dev: Device) -> list[tuple[int, int]]:
+        fixed_here = []
+        for k, c in self._constraints(ci, req):
+            if c.match_attribute and (ci, k) not in self._match:
+                self._match[(ci, k)] = dev.attrs[c.match_attribute]
+                fixed_here.append((ci, k))
+            if c.distinct_attribute:
+                self._distinct[(ci, k)].add(dev.attrs[c.distinct_attribute])
+        self._chosen.append(Choice(self.claims[ci], req, dev))
+        self._taken.add(dev.key)
+        if not req.admin_access:
+            self._count(dev, +1)
+        return fixed_here
+
+    def _remove(self, ci: int, req: Request, dev: Device, fixed: list[tuple[int, int]]) -> None:
+        self._chosen.pop()
+        self._taken.discard(dev.key)
+        if not req.admin_access:
+            self._count(dev, -1)
+        for key in fixed:
+            del self._match[key]
+        for k, c in self._constraints(ci, req):
+            if c.distinct_attribute:
+                self._distinct[(ci, k)].discard(dev.attrs[c.distinct_attribute])
+
+    # --- search --------------------------------------------------------------------------
+
+    def solutions(self) -> Iterator[Solution]:
+        yield from self._claim(0, 0)
+
+    def _claim(self, ci: int, ri: int) -> Iterator[Solution]:
+        if ci == len(self.claims):
+            yield Solution(node=self.node, choices=tuple(self._chosen))
+            return
+        claim = self.claims[ci]
+        if ri == len(claim.requests):
+            yield from self._claim(ci + 1, 0)
+            return
+        for req in claim.requests[ri].alternatives:  # firstAvailable: in order
+            cands = [d for d in self.candidates(ci, req) if d.key not in self._taken]
+            if req.all_devices:
+                yield from self._all(ci, ri, req, cands)
+                continue
+            if len(cands) < req.count:
+                self.diag.shortfalls.setdefault(
+                    req.name, f"needs {req.count} device(s), {len(cands)} remain after filtering"
+                )
+                continue
+            for group in self._groups(ci, req, cands):
+                yield from self._pick(ci, ri, req, group, start=0, need=req.count)
+
+    def _groups(self, ci: int, req: Request, cands: list[Device]) -> Iterator[list[Device]]:
+        """Split candidates by the first unfixed matchAttribute, dropping too-small groups."""
+        for k, c in self._constraints(ci, req):
+            if not c.match_attribute or (ci, k) in self._match:
+                continue
+            groups: dict[tuple[str, Any], list[Device]] = {}
+            for d in cands:
+                v = d.attr(c.match_attribute)
+                if v is not None:
+                    groups.setdefault(v, []).append(d)
+            big = [g for g in groups.values() if len(g) >= req.count]
+            if not big:
+                largest = max((len(g) for g in groups.values()), default=0)
+                self.diag.shortfalls.setdefault(
+                    req.name,
+                    f"no {req.count} candidate devices share one value of "
+                    f"{c.match_attribute} (largest such set: {largest})",
+                )
+            yield from big
+            return
+        yield cands
+
+    def _pick(
+        self, ci: int, ri: int, req: Request, cands: list[Device], *, start: int, need: int
+    ) -> Iterator[Solution]:
+        if need == 0:
+            yield from self._claim(ci, ri + 1)
+            return
+        for j in range(start, len(cands) - need + 1):
+            dev = cands[j]
+            self.steps += 1
+            if self.steps > self.budget:
+                raise BudgetExceeded(f"gave up after {self.budget} placement attempts")
+            if dev.key in self._taken or not self._fits(ci, req, dev):
+                continue
+            fixed = self._add(ci, req, dev)
+            try:
+                yield from self._pick(ci, ri, req, cands, start=j + 1, need=need - 1)
+            finally:
+                self._remove(ci, req, dev, fixed)
+        if start == 0:
+            self.diag.shortfalls.setdefault(
+                req.name, f"no {need} candidates satisfy the constraints and counters together"
+            )
+
+    def _all(self, ci: int, ri: int, req: Request, cands: list[Device]) -> Iterator[Solution]:
+        busy = self._busy[(ci, req.name)]
+        if not cands and not busy:
+            self.diag.shortfalls.setdefault(req.name, "allocationMode All matched no device")
+            return
+        pools = {(d.driver, d.pool) for d in cands}
+        if any(not p.complete for p in self.view.pools if (p.driver, p.name) in pools):
+            self.diag.shortfalls.setdefault(req.name, "allocationMode All needs complete pools")
+            return
+        if busy:
+            self.diag.shortfalls.setdefault(
+                req.name, f"allocationMode All: {len(busy)} matching device(s) already allocated"
+            )
+            return
+        added: list[tuple[Device, list[tuple[int, int]]]] = []
+        try:
+            for dev in cands:
+                if not self._fits(ci, req, dev):
+                    self.diag.shortfalls.setdefault(
+                        req.name, f"device {dev.name} breaks a constraint or counter"
+                    )
+                    return
+                added.append((dev, self._add(ci, req, dev)))
+            yield from self._claim(ci, ri + 1)
+        finally:
+            for dev, fixed in reversed(added):
+                self._remove(ci, req, dev, fixed)

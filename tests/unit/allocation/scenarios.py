@@ -1,0 +1,92 @@
+"""Building blocks for allocator tests: slices from mock profiles, classes, claims as data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.resourceslices.builder import desired_slices
+
+DRIVER = "gpu.gpudra.io"
+
+
+def profile_slices(profile: str, node: str) -> list[dict[str, Any]]:
+    inv = MockBackend(load_named(profile), node_name=node).inventory()
+    return desired_slices(inv, driver=DRIVER, generation=1)
+
+
+def device_class(name: str = "gpu.gpudra.io", *exprs: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"selectors": [{"cel": {"expression": e}} for e in exprs]},
+    }
+
+
+def node(name: str, **labels: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": labels}}
+
+
+def claim(
+    *requests: dict[str, Any], constraints: list[dict[str, Any]] | None = None, name: str = "c"
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
+        "spec": {"devices": {"requests": list(requests), "constraints": constraints or []}},
+    }
+
+
+def exactly(name: str, count: int = 1, cls: str = "gpu.gpudra.io", **kw: Any) -> dict[str, Any]:
+    return {"name": name, "exactly": {"deviceClassName": cls, "count": count, **kw}}
+
+
+def nvlink(*requests: str) -> dict[str, Any]:
+    return {"requests": list(requests), "matchAttribute": "gpu.gpudra.io/nvlinkGroup"}
+
+
+def allocated(claim_name: str, node_name: str, *devices: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": claim_name, "namespace": "ns"},
+        "status": {
+            "allocation": {
+                "devices": {
+                    "results": [
+                        {"request": "r", "driver": DRIVER, "pool": node_name, "device": d}
+                        for d in devices
+                    ]
+                }
+            }
+        },
+    }
+
+
+def counter_slice(node_name: str) -> list[dict[str, Any]]:
+    """The upstream backtracking benchmark shape: 8 devices, counters cpu1..cpu8 and mem=70Gi;
+    device-1 consumes 20Gi, the others 10Gi each."""
+    counters = {f"cpu{i}": {"value": "1"} for i in range(1, 9)} | {"mem": {"value": "70Gi"}}
+    devices = [
+        {
+            "name": f"device-{i}",
+            "attributes": {"type": {"string": "gpu"}},
+            "consumesCounters": [
+                {
+                    "counterSet": "set",
+                    "counters": {
+                        f"cpu{i}": {"value": "1"},
+                        "mem": {"value": "20Gi" if i == 1 else "10Gi"},
+                    },
+                }
+            ],
+        }
+        for i in range(1, 9)
+    ]
+    return [
+        {
+            "spec": {
+                "driver": DRIVER,
+                "nodeName": node_name,
+                "pool": {"name": node_name, "generation": 1, "resourceSliceCount": 1},
+                "sharedCounters": [{"name": "set", "counters": counters}],
+                "devices": devices,
+            }
+        }
+    ]

@@ -19,7 +19,8 @@ from gpudra.localcluster.pki import Pki
 OLD_GATES = "DRADeviceTaints=true,DRAPartitionableDevices=true"
 
 GATES = [
-    pytest.param("1.34.4", False, OLD_GATES, "", id="1.34"),
+    # 1.34 always serves v1alpha3: its scheduler watches DeviceTaintRule once DRADeviceTaints is on
+    pytest.param("1.34.4", False, OLD_GATES, "resource.k8s.io/v1alpha3=true", id="1.34"),
     pytest.param("1.35.4", False, OLD_GATES, "", id="1.35"),
     pytest.param("1.36.3", False, "", "", id="1.36-defaults"),
     pytest.param("1.37.2", False, "", "", id="1.37-defaults"),

@@ -9,11 +9,13 @@ Selector results are cached per (expression, device, pool generation).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpudra.allocation.cel import CelCompileError, compile_selector, evaluate
 from gpudra.allocation.cel import DeviceInput as CelDevice
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.inputs import Claim, Device, InputError
+from gpudra.allocation.nodeselect import node_name_selector
 from gpudra.allocation.score import Score, score
 from gpudra.allocation.search import BudgetExceeded, Diagnosis, NodeSearch, Solution
 
@@ -26,6 +28,19 @@ class Placement:
     @property
     def node(self) -> str:
         return self.solution.node
+
+    def allocation(self, claim: Claim, *, timestamp: str) -> dict[str, Any]:
+        """The claim's ``status.allocation`` (RFC 3339 ``timestamp``).
+
+        ``allocationTimestamp`` matters: from 1.36 (binding conditions on) kube-scheduler adds
+        it to an allocation that lacks it, and the API server refuses that update because an
+        allocation is immutable, so the pod would never bind.
+        """
+        return {
+            "devices": {"results": self.solution.results(claim)},
+            "nodeSelector": node_name_selector(self.node),
+            "allocationTimestamp": timestamp,
+        }
 
 
 @dataclass

@@ -1,0 +1,145 @@
+"""Differential test: gpudra's allocator against the real kube-scheduler, on random cases.
+
+A seeded generator builds kwok nodes with slices from the mock profiles and random claims.
+For every claim, in the current cluster state:
+  1. gpudra decides feasibility (best mode) from the API objects;
+  2. the scheduler decides: the claim and an unpinned pod using it are created; the pod is
+     either bound (feasible) or marked Unschedulable; then both are deleted again;
+  3. the two verdicts must agree;
+  4. when feasible, gpudra's allocation is written into a fresh claim's status and a pod
+     using that claim must be bound by the scheduler to gpudra's node (so the scheduler
+     accepts it).  These pods stay, so the cluster fills up as the cases go on.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from gpudra.allocation.cluster import ClusterView
+from gpudra.allocation.engine import Allocator
+from gpudra.allocation.inputs import parse_claim
+from gpudra.kube import KubeClient, NotFound, resources
+from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.resourceapi import DRIVER_NAME
+from gpudra.resourceslices.builder import desired_slices
+from tests.harness.claimgen import random_claim, random_profiles
+from tests.integration.test_kubelet_plugin import REPO, apply_file
+
+pytestmark = pytest.mark.integration
+SEED = int(os.environ.get("GPUDRA_DIFF_SEED", "20261127"))
+CASES = int(os.environ.get("GPUDRA_DIFF_CASES", "40"))
+NODES = 5
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def publish(kube: KubeClient, node: dict[str, Any], profile: str) -> None:
+    name = node["metadata"]["name"]
+    inv = MockBackend(load_named(profile), node_name=name).inventory()
+    owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
+    for s in desired_slices(inv, driver=DRIVER_NAME, generation=1, owner=owner):
+        kube.create(resources.RESOURCESLICES, s)
+
+
+def pod(name: str, namespace: str, claim: str, node: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [{"name": "c", "image": "busybox", "resources": {"claims": [{"name": "g"}]}}],
+        "resourceClaims": [{"name": "g", "resourceClaimName": claim}],
+    }
+    if node:
+        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
+    return {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def verdict(kube: KubeClient, namespace: str, name: str, timeout: float = 30.0) -> str | None:
+    """The bound node, or None once the scheduler marks the pod Unschedulable."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p = kube.get(resources.PODS, name, namespace=namespace)
+        if p["spec"].get("nodeName"):
+            return str(p["spec"]["nodeName"])
+        for c in (p.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable":
+                return None
+        time.sleep(0.05)
+    raise AssertionError(f"pod {namespace}/{name} neither bound nor unschedulable in {timeout}s")
+
+
+def delete_and_wait(kube: KubeClient, res: Any, name: str, namespace: str) -> None:
+    try:
+        kube.delete(res, name, namespace=namespace, grace_period_seconds=0)
+    except NotFound:
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            kube.get(res, name, namespace=namespace)
+        except NotFound:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{res.plural} {namespace}/{name} was not deleted")
+
+
+def cluster_view(kube: KubeClient, nodes: list[str]) -> ClusterView:
+    return ClusterView.from_objects(
+        slices=kube.list(resources.RESOURCESLICES).items,
+        classes=kube.list(resources.DEVICECLASSES).items,
+        nodes=[n for n in kube.list(resources.NODES).items if n["metadata"]["name"] in nodes],
+        claims=kube.list(resources.RESOURCECLAIMS).items,
+    )
+
+
+def test_allocator_agrees_with_kube_scheduler(
+    kube: KubeClient, namespace: str, make_node: Callable[..., str]
+) -> None:
+    rng = random.Random(SEED)
+    apply_file(kube, REPO / "deploy" / "deviceclasses.yaml")
+    nodes = []
+    for profile in random_profiles(rng, NODES):
+        name = make_node(f"diff-{profile}")
+        publish(kube, kube.get(resources.NODES, name), profile)
+        nodes.append(name)
+    stats = {"feasible": 0, "infeasible": 0, "accepted": 0}
+    for i in range(CASES):
+        raw = random_claim(rng, f"s{i}", namespace)
+        view = cluster_view(kube, nodes)
+        ours = Allocator(view).allocate([parse_claim(raw)], nodes)
+        kube.create(resources.RESOURCECLAIMS, raw)
+        kube.create(resources.PODS, pod(f"s{i}", namespace, f"s{i}"))
+        theirs = verdict(kube, namespace, f"s{i}")
+        delete_and_wait(kube, resources.PODS, f"s{i}", namespace)
+        delete_and_wait(kube, resources.RESOURCECLAIMS, f"s{i}", namespace)
+        assert ours.feasible == (theirs is not None), (
+            f"case {i} (seed {SEED}): gpudra says {'feasible' if ours.feasible else 'no'}, "
+            f"kube-scheduler says {theirs or 'unschedulable'}; claim: {raw['spec']}"
+        )
+        if ours.best is None:
+            stats["infeasible"] += 1
+            continue
+        stats["feasible"] += 1
+        mine = dict(raw, metadata={"name": f"g{i}", "namespace": namespace})
+        kube.create(resources.RESOURCECLAIMS, mine)
+        allocation = ours.best.allocation(parse_claim(mine), timestamp=now())
+        kube.patch_status(
+            resources.RESOURCECLAIMS,
+            f"g{i}",
+            {"status": {"allocation": allocation}},
+            namespace=namespace,
+        )
+        kube.create(resources.PODS, pod(f"g{i}", namespace, f"g{i}"))
+        bound = verdict(kube, namespace, f"g{i}")
+        assert bound == ours.best.node, (
+            f"case {i}: scheduler bound to {bound}, not {ours.best.node}"
+        )
+        stats["accepted"] += 1
+    print(f"\ndifferential test (seed {SEED}): {CASES} cases, {stats}")
+    assert stats["feasible"] and stats["infeasible"], stats  # the generator covers both sides

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit lint fmt proto gpu-check demo clean
+.PHONY: help install test unit lint fmt proto gpu-check demo bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,8 +30,8 @@ proto: install ## regenerate src/gpudra/_proto from proto/ (generated files are 
 	@git diff --quiet -- src/gpudra/_proto || echo "src/gpudra/_proto changed: commit it"
 
 lint: install ## ruff, formatting, mypy --strict, import-linter contracts
-	$(BIN)/ruff check src tests deploy
-	$(BIN)/ruff format --check src tests deploy
+	$(BIN)/ruff check src tests deploy bench
+	$(BIN)/ruff format --check src tests deploy bench
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
 
@@ -44,6 +44,9 @@ gpu-check: install ## on a GPU machine: real NVML discovery vs nvidia-smi (read-
 
 demo: install cluster-binaries ## end to end on a local control plane with mock GPUs (no hardware)
 	$(PY) deploy/demo.py
+
+bench: install cluster-binaries ## allocator benchmark vs kube-scheduler; writes bench/RESULTS.md
+	PYTHONUNBUFFERED=1 $(PY) bench/allocator/run.py
 
 clean: ## remove build outputs (not the cached control-plane binaries)
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis src/*.egg-info

@@ -7,7 +7,6 @@ access ones, exactly the set the scheduler excludes.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,8 @@ class ClusterView:
     in_use: set[DeviceKey] = field(default_factory=set)
     counters_used: dict[CounterKey, dict[str, Quantity]] = field(default_factory=dict)
     devices: dict[DeviceKey, Device] = field(default_factory=dict)
+    _node_devices: dict[str, list[Device]] = field(default_factory=dict, repr=False)
+    _pool_index: dict[tuple[str, str], Pool] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_objects(
@@ -97,17 +98,23 @@ class ClusterView:
         return out
 
     def devices_for(self, node_name: str) -> list[Device]:
+        """Devices reachable from the node (cached: pools do not change during a decision)."""
+        hit = self._node_devices.get(node_name)
+        if hit is not None:
+            return hit
         out = []
         for p in self.pools_for(node_name):
             for d in p.devices:
                 if p.node_name is None and d.node is not None and d.node != node_name:
                     continue
                 out.append(d)
+        self._node_devices[node_name] = out
         return out
 
     def available_counters(self, dev: Device, counter_set: str) -> dict[str, Quantity]:
-        pool = next(p for p in self.pools if p.driver == dev.driver and p.name == dev.pool)
-        total = pool.counters.get(counter_set, {})
+        if not self._pool_index:
+            self._pool_index = {(p.driver, p.name): p for p in self.pools}
+        total = self._pool_index[(dev.driver, dev.pool)].counters.get(counter_set, {})
         used = self.counters_used.get((dev.driver, dev.pool, counter_set), {})
         return {n: v - used.get(n, ZERO) for n, v in total.items()}
 
@@ -116,9 +123,5 @@ class ClusterView:
         names.update(p.node_name for p in self.pools if p.node_name)
         return sorted(names)
 
-
-def group_by_node(view: ClusterView) -> dict[str, list[Device]]:
-    out: dict[str, list[Device]] = defaultdict(list)
-    for name in view.node_names():
-        out[name] = view.devices_for(name)
-    return out
+    def in_use_count(self, node_name: str) -> int:
+        return sum(1 for d in self.devices_for(node_name) if d.key in self.in_use)

@@ -8,7 +8,7 @@ Selector results are cached per (expression, device, pool generation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gpudra.allocation.cel import CelCompileError, compile_selector, evaluate
@@ -16,7 +16,7 @@ from gpudra.allocation.cel import DeviceInput as CelDevice
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.inputs import Claim, Device, InputError
 from gpudra.allocation.nodeselect import node_name_selector
-from gpudra.allocation.score import Score, score
+from gpudra.allocation.score import W_BANDWIDTH, W_LEFT, W_PACK, Score, score
 from gpudra.allocation.search import BudgetExceeded, Diagnosis, NodeSearch, Solution
 
 
@@ -121,31 +121,123 @@ class Allocator:
     def allocate(
         self, claims: list[Claim], nodes: list[str] | None = None, *, best: bool = True
     ) -> Outcome:
-        """Where ``claims`` (allocated together, on one node) fit best.  Raises InputError."""
+        """Where ``claims`` (allocated together, on one node) fit best.  Raises InputError.
+
+        Nodes are visited by their best possible score (the packing term is the only one that
+        differs before searching), and the visit stops once no remaining node can beat the
+        best placement found.  Nodes in the same state (same devices, verdicts, free set and
+        topology) share one search through a signature cache.
+        """
         validate(claims, self.view)
         out = Outcome()
+        names = nodes if nodes is not None else self.view.node_names()
+        need = sum(max(r.count for r in cr.alternatives) for c in claims for cr in c.requests)
+        order = names if not best else sorted(names, key=lambda n: -self._bound(n, need))
         ranked: list[Placement] = []
-        for node in nodes if nodes is not None else self.view.node_names():
-            out.nodes_tried += 1
-            search = NodeSearch(self.view, node, claims, matcher=self.cache, budget=self.budget)
-            found = 0
-            try:
-                for sol in search.solutions():
-                    ranked.append(Placement(sol, score(self.view, sol)))
-                    found += 1
-                    if not best or found >= self.max_solutions:
-                        break
-            except BudgetExceeded as e:
-                search.diag.gave_up = str(e)
-            if not found:
-                out.diagnoses.append(search.diag)
-            elif not best:
+        memo: dict[tuple[object, ...], tuple[list[Placement], Diagnosis | None]] = {}
+        for node in order:
+            if (
+                best
+                and ranked
+                and ranked[0].score.total >= self._bound(node, need)
+                and (len(ranked) > 1)
+            ):
                 break
-        ranked.sort(key=lambda p: -p.score.total)  # stable: first-fit order breaks ties
+            out.nodes_tried += 1
+            found, diag = self._node(node, claims, memo, best)
+            ranked.extend(found)
+            ranked.sort(key=lambda p: -p.score.total)
+            del ranked[2:]
+            if diag is not None:
+                out.diagnoses.append(diag)
+            if found and not best:
+                break
         if ranked:
             out.best = ranked[0]
-            out.runner_up = next((p for p in ranked[1:] if _differs(p, ranked[0])), None)
+            out.runner_up = ranked[1] if len(ranked) > 1 else None
         return out
+
+    def _bound(self, node: str, need: int) -> float:
+        devices = self.view.devices_for(node)
+        if not devices:
+            return 0.0
+        used = self.view.in_use_count(node)
+        return W_BANDWIDTH + W_LEFT + W_PACK * min(1.0, (used + need) / len(devices))
+
+    def _signature(self, node: str, claims: list[Claim]) -> tuple[object, ...]:
+        """What decides the node's answer: per device its name, whether it is in use, the
+        selector verdicts, the constraint attributes and what scoring reads."""
+        exprs = sorted(
+            {
+                e
+                for c in claims
+                for cr in c.requests
+                for r in cr.alternatives
+                for e in (*r.selectors, *self._class_exprs(r.device_class))
+            }
+        )
+        attrs = sorted(
+            {
+                a
+                for c in claims
+                for k in c.constraints
+                for a in (k.match_attribute, k.distinct_attribute)
+                if a
+            }
+        )
+        return tuple(
+            (
+                d.name,
+                d.key in self.view.in_use,
+                d.attr_signature,
+                tuple(d.attrs.get(a) for a in attrs),
+                tuple(self.cache(e, d) for e in exprs),
+            )
+            for d in self.view.devices_for(node)
+        )
+
+    def _class_exprs(self, name: str) -> list[str]:
+        cls = self.view.classes.get(name) or {}
+        return [
+            s.get("cel", {}).get("expression", "")
+            for s in (cls.get("spec") or {}).get("selectors") or []
+        ]
+
+    def _node(
+        self,
+        node: str,
+        claims: list[Claim],
+        memo: dict[tuple[object, ...], tuple[list[Placement], Diagnosis | None]],
+        best: bool,
+    ) -> tuple[list[Placement], Diagnosis | None]:
+        has_counters = any(d.consumes for d in self.view.devices_for(node))
+        sig = None if has_counters else self._signature(node, claims)
+        if sig is not None and sig in memo:
+            cached, diag = memo[sig]
+            return [self._rebase(p, node) for p in cached], (
+                replace(diag, node=node) if diag is not None else None
+            )
+        search = NodeSearch(self.view, node, claims, matcher=self.cache, budget=self.budget)
+        found: list[Placement] = []
+        try:
+            for sol in search.solutions():
+                found.append(Placement(sol, score(self.view, sol)))
+                if not best or len(found) >= self.max_solutions:
+                    break
+        except BudgetExceeded as e:
+            search.diag.gave_up = str(e)
+        found.sort(key=lambda p: -p.score.total)
+        top = found[:2]
+        diag = None if found else search.diag
+        if sig is not None:
+            memo[sig] = (top, diag)
+        return top, diag
+
+    def _rebase(self, p: Placement, node: str) -> Placement:
+        """The same placement on another node in the same state."""
+        by_name = {d.name: d for d in self.view.devices_for(node)}
+        choices = tuple(replace(c, device=by_name[c.device.name]) for c in p.solution.choices)
+        return Placement(Solution(node=node, choices=choices), p.score)
 
     def commit(self, placement: Placement) -> None:
         """Mark a chosen placement's devices in use (for allocating further claims)."""

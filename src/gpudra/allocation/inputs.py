@@ -45,6 +45,20 @@ class Device:
     def key(self) -> DeviceKey:
         return (self.driver, self.pool, self.name)
 
+    @property
+    def attr_signature(self) -> tuple[object, ...]:
+        """What scoring reads from the device: topology attributes (not its identity)."""
+        keep = (
+            "index",
+            "type",
+            "nvlinkPeers",
+            "nvlinkDomain",
+            "nvlinkDomainLinks",
+            "nvlinkGBps",
+            "nvlinkGroup",
+        )
+        return tuple(self.attrs.get(f"{self.driver}/{k}") for k in keep)
+
     def attr(self, qualified: str) -> tuple[str, Any] | None:
         return self.attrs.get(qualified)
 

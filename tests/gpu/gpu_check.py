@@ -73,8 +73,17 @@ def main() -> int:
         check(f"GPU {i} PCI bus", s["bus"], g["pciBusId"], bus_ok)
     print(json.dumps({k: ours[k] for k in ("driverVersion", "cudaDriverVersion")}))
     for g in ours["gpus"]:
-        keys = ("index", "architecture", "cudaComputeCapability", "brand", "numaNode",
-                "multiprocessors", "migFamily", "migDevices", "nvlinkPeers")  # fmt: skip
+        keys = (
+            "index",
+            "architecture",
+            "cudaComputeCapability",
+            "brand",
+            "numaNode",
+            "multiprocessors",
+            "migFamily",
+            "migDevices",
+            "nvlinkPeers",
+        )
         print(json.dumps({k: g.get(k) for k in keys}))
     print(json.dumps(ours["nvlink"]))
     if problems:

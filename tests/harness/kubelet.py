@@ -100,9 +100,14 @@ class KubeletHarness:
         grpc.channel_ready_future(channel).result(timeout=GET_INFO_TIMEOUT_S)
         pb2, pb2_grpc = KNOWN_VERSIONS[version]
         return Plugin(
-            name=info.name, endpoint=endpoint, version=version, reg_socket=reg_socket,
-            _channel=channel, _pb2=pb2, _stub=pb2_grpc.DRAPluginStub(channel),
-        )  # fmt: skip
+            name=info.name,
+            endpoint=endpoint,
+            version=version,
+            reg_socket=reg_socket,
+            _channel=channel,
+            _pb2=pb2,
+            _stub=pb2_grpc.DRAPluginStub(channel),
+        )
 
     def wait_for_plugin(self, driver: str, timeout: float = 20.0) -> Plugin:
         """Poll the registry directory until ``driver`` registers (as the plugin watcher does)."""
@@ -166,8 +171,11 @@ class KubeletHarness:
     def sync(self, driver: str) -> None:
         """Prepare claims of new pods bound here; unprepare claims of pods that are gone."""
         pods = self.kube.list(resources.PODS, field_selector=f"spec.nodeName={self.node_name}")
-        live = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in pods.items
-                if not p["metadata"].get("deletionTimestamp")}  # fmt: skip
+        live = {
+            f"{p['metadata']['namespace']}/{p['metadata']['name']}": p
+            for p in pods.items
+            if not p["metadata"].get("deletionTimestamp")
+        }
         for key, pod in live.items():
             if key not in self.prepared:
                 self.prepare_pod(pod, driver)

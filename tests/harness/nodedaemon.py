@@ -52,13 +52,28 @@ class NodeDaemon:
 
     def argv(self) -> list[str]:
         return [
-            sys.executable, "-m", "gpudra", "kubelet-plugin",
-            "--backend", "mock", "--profile", self.profile,
-            "--node-name", self.node_name, "--kubeconfig", str(self.kubeconfig),
-            "--plugin-dir", str(self.plugin_dir), "--registry-dir", str(self.registry_dir),
-            "--cdi-dir", str(self.cdi_dir), "--mock-state-file", str(self.state_file),
+            sys.executable,
+            "-m",
+            "gpudra",
+            "kubelet-plugin",
+            "--backend",
+            "mock",
+            "--profile",
+            self.profile,
+            "--node-name",
+            self.node_name,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--plugin-dir",
+            str(self.plugin_dir),
+            "--registry-dir",
+            str(self.registry_dir),
+            "--cdi-dir",
+            str(self.cdi_dir),
+            "--mock-state-file",
+            str(self.state_file),
             *self.extra_args,
-        ]  # fmt: skip
+        ]
 
     def start(self, timeout: float = 30.0) -> NodeDaemon:
         self.root.mkdir(parents=True, exist_ok=True)

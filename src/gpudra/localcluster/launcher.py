@@ -77,11 +77,13 @@ class LocalCluster:
         self.stop()
 
     def start(self) -> None:
-        """Start every component and wait until the cluster serves; on failure stop all."""
+        """Start every component and wait until the cluster serves; on failure stop all (and
+        keep the work dir, whose logs the error points to)."""
         began = time.monotonic()
         try:
             self._start(deadline=began + self.start_timeout)
         except BaseException:
+            self._own_dir = False
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - began

@@ -9,13 +9,18 @@ import pytest
 from gpudra.cli.main import main
 
 CASES = {
-    "bad driver": (["--driver-name", "GPU_Driver!"], "driver_name: Value error, 'GPU_Driver!' "
-                   "is not a valid driver name: a lowercase DNS subdomain"),
-    "mock without profile": (["--backend", "mock"],
-                             "the mock backend needs exactly one of profile or profile_file"),
+    "bad driver": (
+        ["--driver-name", "GPU_Driver!"],
+        "driver_name: Value error, 'GPU_Driver!' "
+        "is not a valid driver name: a lowercase DNS subdomain",
+    ),
+    "mock without profile": (
+        ["--backend", "mock"],
+        "the mock backend needs exactly one of profile or profile_file",
+    ),
     "bad backend": (["--backend", "cuda"], "backend must be 'nvml' or 'mock', not 'cuda'"),
     "no node name": ([], "node_name: Field required"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -33,9 +38,21 @@ def test_bad_settings(
 
 
 def test_missing_kubeconfig(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["kubelet-plugin", "--node-name", "n1", "--backend", "mock", "--profile",
-                 "pcie-l4", "--kubeconfig", str(tmp_path / "nope"),
-                 "--plugin-dir", str(tmp_path / "p")])  # fmt: skip
+    code = main(
+        [
+            "kubelet-plugin",
+            "--node-name",
+            "n1",
+            "--backend",
+            "mock",
+            "--profile",
+            "pcie-l4",
+            "--kubeconfig",
+            str(tmp_path / "nope"),
+            "--plugin-dir",
+            str(tmp_path / "p"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cannot load kubeconfig" in err and str(tmp_path / "nope") in err
 

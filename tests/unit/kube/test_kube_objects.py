@@ -142,3 +142,9 @@ def test_loopback_kubeconfig_ignores_env_proxy(
 def test_missing_kubeconfig_is_kube_error(tmp_path: Path) -> None:
     with pytest.raises(errors.KubeError, match="cannot load kubeconfig"):
         Transport.from_kubeconfig(tmp_path / "nope")
+
+
+def test_in_cluster_outside_a_cluster_is_kube_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(errors.KubeError, match="not running in a cluster"):
+        Transport.in_cluster()

@@ -78,14 +78,17 @@ def test_lost_gpus_are_not_advertised(tmp_path: Path) -> None:
 
 
 def test_large_pools_are_split_and_counted() -> None:
-    slices = desired_slices(inventory("dgx-h100"), driver="d.example.com", generation=1,
-                            max_devices=3)  # fmt: skip
+    slices = desired_slices(
+        inventory("dgx-h100"), driver="d.example.com", generation=1, max_devices=3
+    )
     assert [len(s["spec"]["devices"]) for s in slices] == [3, 3, 2]
     assert {s["spec"]["pool"]["resourceSliceCount"] for s in slices} == {3}
     assert len({s["metadata"]["name"] for s in slices}) == 3
 
 
-@pytest.mark.parametrize(("raw", "want"), [("580.82.07", "580.82.7"), ("9.0", "9.0.0"),
-                                           ("13", "13.0.0"), ("12.4.1", "12.4.1")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [("580.82.07", "580.82.7"), ("9.0", "9.0.0"), ("13", "13.0.0"), ("12.4.1", "12.4.1")],
+)
 def test_semver(raw: str, want: str) -> None:
     assert semver(raw) == want

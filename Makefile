@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
+OLDEST_K8S := $(shell sed -n 's/^OLDEST_K8S_VERSION=//p' deploy/controlplane/versions.env)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit lint fmt proto gpu-check demo bench clean
+.PHONY: help install test test-oldest unit lint fmt proto gpu-check demo bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,6 +23,10 @@ $(VENV)/.installed: pyproject.toml
 test: install cluster-binaries ## the full test suite: unit + integration on the real local control plane
 	$(PY) -m pytest -q
 
+test-oldest: install ## integration tests on the oldest supported Kubernetes (1.34)
+	$(MAKE) cluster-binaries K8S_VERSION=$(OLDEST_K8S)
+	GPUDRA_K8S_VERSION=$(OLDEST_K8S) $(PY) -m pytest -q -m integration tests/integration
+
 unit: install ## unit tests only (no control plane)
 	$(PY) -m pytest -q tests/unit
 
@@ -29,11 +34,12 @@ proto: install ## regenerate src/gpudra/_proto from proto/ (generated files are 
 	$(PY) proto/generate.py
 	@git diff --quiet -- src/gpudra/_proto || echo "src/gpudra/_proto changed: commit it"
 
-lint: install ## ruff, formatting, mypy --strict, import-linter contracts
+lint: install ## ruff, formatting, mypy --strict, import-linter contracts, generated stubs current
 	$(BIN)/ruff check src tests deploy bench
 	$(BIN)/ruff format --check src tests deploy bench
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
+	$(PY) proto/generate.py && git diff --exit-code --stat -- src/gpudra/_proto
 
 fmt: install ## format and autofix
 	$(BIN)/ruff format src tests deploy

@@ -7,7 +7,9 @@ beyond the ResourceSlices.  For each claim's whole GPUs on the node:
     score = 1000 * bandwidth_share + 100 * left_behind + 10 * packing
 
 * ``bandwidth_share`` = aggregate NVLink bandwidth of the chosen set / the best any set of
-  the same size could reach among the GPUs that were free (1 when no NVLink is possible);
+  the same size reaches on this node when it is empty (0 on a node without NVLink: a
+  multi-GPU claim prefers NVLink-connected GPUs even if it did not ask for them; a
+  single-GPU claim scores 1 everywhere);
 * ``left_behind`` = for the common sizes 2 and 4, the best bandwidth still reachable among
   the GPUs left free / the best on an empty node, averaged (keeps well-connected groups and
   whole quads free; 1 when nothing remains to compare);
@@ -113,8 +115,8 @@ def score(view: ClusterView, sol: Solution) -> Score:
         if len(mine) < 2:
             continue
         bw = topo.set_bandwidth(mine)
-        best = topo.best_bandwidth(len(mine), among=free)
-        shares.append(bw / best if best > 0 else 1.0)
+        best = topo.best_bandwidth(len(mine))
+        shares.append(bw / best if best > 0 else 0.0)
         bws += bw
     share = sum(shares) / len(shares) if shares else 1.0
     chosen_pos = {pos[k] for k in chosen_all if k in pos}

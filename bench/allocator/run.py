@@ -219,11 +219,14 @@ def scheduler(kube: KubeClient, claims: list[dict[str, Any]]) -> dict[str, Any]:
 
     t = threading.Thread(target=ungate_all)
     t.start()
-    bound, done_at = 0, start
+    bound, done_at, last_bind = 0, start, start
     deadline = start + 900
     while time.perf_counter() < deadline:
         pods = kube.list(resources.PODS, namespace="bench").items
-        bound = sum(1 for p in pods if p["spec"].get("nodeName"))
+        now_bound = sum(1 for p in pods if p["spec"].get("nodeName"))
+        if now_bound > bound:
+            last_bind = time.perf_counter()
+        bound = now_bound
         unsched = sum(
             1
             for p in pods
@@ -238,9 +241,9 @@ def scheduler(kube: KubeClient, claims: list[dict[str, Any]]) -> dict[str, Any]:
             break
         time.sleep(0.5)
     t.join()
-    elapsed = done_at - start
+    elapsed = last_bind - start  # until the last pod was bound (not the last rejection)
     return {"pods": len(names), "bound": bound, "seconds": elapsed,
-            "ungate_s": ungated[0] if ungated else None,
+            "all_decided_s": done_at - start, "ungate_s": ungated[0] if ungated else None,
             "pods_per_s": bound / elapsed if elapsed > 0 else 0.0}  # fmt: skip
 
 
@@ -356,6 +359,9 @@ Kubernetes {r["k8s_version"]} local control plane (kube-scheduler with default s
 | kube-scheduler (first fit), same claims as pods | **{s["pods_per_s"]:.1f} pods/s** | {s["bound"]} | {s["seconds"]:.1f} s |
 
 Ratio gpudra / kube-scheduler: **{g["claims_per_s"] / max(s["pods_per_s"], 1e-9):.2f}x**.
+kube-scheduler's rate is bound pods / time from the first ungated pod to the last bind; the
+pods were created with a scheduling gate beforehand and ungated by 8 client threads (which
+took {s["ungate_s"]:.1f} s), all on the same 2-core machine as the control plane and kwok.
 gpudra per-node evaluation: p50 {g["node_p50_ms"]:.3f} ms, p99 {g["node_p99_ms"]:.3f} ms over
 {g["node_evals"]} evaluations (nodes that cannot beat the best placement so far are skipped).
 

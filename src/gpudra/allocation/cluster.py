@@ -7,6 +7,7 @@ access ones, exactly the set the scheduler excludes.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,8 @@ class ClusterView:
     devices: dict[DeviceKey, Device] = field(default_factory=dict)
     _node_devices: dict[str, list[Device]] = field(default_factory=dict, repr=False)
     _pool_index: dict[tuple[str, str], Pool] = field(default_factory=dict, repr=False)
+    _used_local: Counter[str | None] = field(default_factory=Counter, repr=False)
+    _has_shared: dict[str, bool] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_objects(
@@ -65,6 +68,7 @@ class ClusterView:
         dev = self.devices.get(key)
         if dev is None:
             return
+        self._used_local[self._home(dev)] += 1
         for counter_set, amounts in dev.consumes:
             used = self.counters_used.setdefault((dev.driver, dev.pool, counter_set), {})
             for name, amount in amounts.items():
@@ -77,6 +81,7 @@ class ClusterView:
         dev = self.devices.get(key)
         if dev is None:
             return
+        self._used_local[self._home(dev)] -= 1
         for counter_set, amounts in dev.consumes:
             used = self.counters_used.get((dev.driver, dev.pool, counter_set), {})
             for name, amount in amounts.items():
@@ -123,5 +128,22 @@ class ClusterView:
         names.update(p.node_name for p in self.pools if p.node_name)
         return sorted(names)
 
+    def _home(self, dev: Device) -> str | None:
+        """The node a node-local device belongs to (None for shared pools)."""
+        if not self._pool_index:
+            self._pool_index = {(p.driver, p.name): p for p in self.pools}
+        return self._pool_index[(dev.driver, dev.pool)].node_name
+
     def in_use_count(self, node_name: str) -> int:
-        return sum(1 for d in self.devices_for(node_name) if d.key in self.in_use)
+        """Devices reachable from the node that are in use (kept incrementally for
+        node-local pools; shared pools are counted on demand)."""
+        local = self._used_local[node_name]
+        if node_name not in self._has_shared:
+            self._has_shared[node_name] = any(
+                p.node_name is None for p in self.pools_for(node_name)
+            )
+        if not self._has_shared[node_name]:
+            return local
+        return local + sum(
+            1 for d in self.devices_for(node_name) if d.key in self.in_use and self._home(d) is None
+        )

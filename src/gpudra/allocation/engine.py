@@ -144,6 +144,17 @@ class Allocator:
             ):
                 break
             out.nodes_tried += 1
+            devices = self.view.devices_for(node)
+            free = len(devices) - self.view.in_use_count(node)
+            if free < need and not any(
+                r.admin_access for c in claims for cr in c.requests for r in cr.alternatives
+            ):
+                short = Diagnosis(node=node, total_devices=len(devices))
+                short.shortfalls[""] = (
+                    f"needs at least {need} device(s); {free} of {len(devices)} are free"
+                )
+                out.diagnoses.append(short)
+                continue
             found, diag = self._node(node, claims, memo, best)
             ranked.extend(found)
             ranked.sort(key=lambda p: -p.score.total)

@@ -27,7 +27,7 @@ def describe_diagnosis(d: Diagnosis) -> list[str]:
     for req in requests:
         reasons = d.rejected.get(req)
         parts = [f"{n} {why}" for why, n in reasons.most_common()] if reasons else []
-        head = f"  request {req}: "
+        head = f"  request {req}: " if req else "  "
         if parts:
             lines.append(head + "rejected " + "; ".join(parts))
             head = "    "

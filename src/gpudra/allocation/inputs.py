@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from gpudra.allocation.quantity import Quantity, parse_quantity
@@ -45,7 +46,7 @@ class Device:
     def key(self) -> DeviceKey:
         return (self.driver, self.pool, self.name)
 
-    @property
+    @cached_property
     def attr_signature(self) -> tuple[object, ...]:
         """What scoring reads from the device: topology attributes (not its identity)."""
         keep = (

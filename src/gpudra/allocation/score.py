@@ -63,9 +63,28 @@ def is_whole_gpu(dev: Device) -> bool:
     return _str(dev, "type") == "gpu" and _int(dev, "index") is not None
 
 
+_TOPOLOGIES: dict[tuple[object, ...], Topology] = {}
+
+
 def topology_of(gpus: list[Device]) -> tuple[Topology, dict[tuple[str, str, str], int]]:
-    """A node's NVLink topology from its whole-GPU devices, plus device key -> position."""
-    pos = {d.key: i for i, d in enumerate(sorted(gpus, key=lambda d: _int(d, "index") or 0))}
+    """A node's NVLink topology from its whole-GPU devices, plus device key -> position.
+
+    Topologies are shared between nodes that publish the same topology attributes, so the
+    memoized best-set answers carry over from node to node."""
+    ordered = sorted(gpus, key=lambda d: _int(d, "index") or 0)
+    pos = {d.key: i for i, d in enumerate(ordered)}
+    sig = tuple(d.attr_signature for d in ordered)
+    cached = _TOPOLOGIES.get(sig)
+    if cached is not None:
+        return cached, pos
+    if len(_TOPOLOGIES) > 4096:
+        _TOPOLOGIES.clear()
+    topo = _build_topology(ordered, pos)
+    _TOPOLOGIES[sig] = topo
+    return topo, pos
+
+
+def _build_topology(gpus: list[Device], pos: dict[tuple[str, str, str], int]) -> Topology:
     by_index = {_int(d, "index"): pos[d.key] for d in gpus}
     links: dict[tuple[int, int], NvLinkPair] = {}
     domains: dict[str, list[int]] = {}
@@ -85,21 +104,18 @@ def topology_of(gpus: list[Device]) -> tuple[Topology, dict[tuple[str, str, str]
         if dom:
             domains.setdefault(dom, []).append(me)
             domain_links[dom] = (_int(d, "nvlinkDomainLinks") or 1, gbps)
-    return (
-        Topology(
-            gpu_count=len(gpus),
-            nvlinks=tuple(links.values()),
-            nvswitch_domains=tuple(
-                NvSwitchDomain(
-                    gpus=tuple(sorted(m)),
-                    links_per_gpu=domain_links[k][0],
-                    link_bandwidth_gbps=domain_links[k][1],
-                )
-                for k, m in domains.items()
-                if len(m) > 1
-            ),
+    return Topology(
+        gpu_count=len(gpus),
+        nvlinks=tuple(links.values()),
+        nvswitch_domains=tuple(
+            NvSwitchDomain(
+                gpus=tuple(sorted(m)),
+                links_per_gpu=domain_links[k][0],
+                link_bandwidth_gbps=domain_links[k][1],
+            )
+            for k, m in domains.items()
+            if len(m) > 1
         ),
-        pos,
     )
 
 

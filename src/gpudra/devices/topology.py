@@ -83,6 +83,19 @@ class Topology(Model):
     def _pcie(self) -> dict[tuple[int, int], PcieLevel]:
         return {_key(p.a, p.b): p.level for p in self.pcie}
 
+    @cached_property
+    def _bw(self) -> list[list[float]]:
+        n = self.gpu_count
+        m = [[0.0] * n for _ in range(n)]
+        for (a, b), (links, per_link) in self._links.items():
+            if a < n and b < n:
+                m[a][b] = m[b][a] = links * per_link
+        return m
+
+    @cached_property
+    def _best_memo(self) -> dict[tuple[int, frozenset[int]], float]:
+        return {}
+
     def nvlink_count(self, a: int, b: int) -> int:
         return self._links.get(_key(a, b), (0, 0.0))[0]
 
@@ -100,7 +113,8 @@ class Topology(Model):
 
     def set_bandwidth(self, gpus: Iterable[int]) -> float:
         """Aggregate NVLink bandwidth over all pairs inside the set."""
-        return sum(self.bandwidth_gbps(a, b) for a, b in itertools.combinations(sorted(gpus), 2))
+        m = self._bw
+        return sum(m[a][b] for a, b in itertools.combinations(sorted(gpus), 2))
 
     def set_score(self, gpus: Iterable[int]) -> int:
         return sum(self.pair_score(a, b) for a, b in itertools.combinations(sorted(gpus), 2))
@@ -148,10 +162,23 @@ class Topology(Model):
         chosen = ranked if limit is None else ranked[:limit]
         return [(s, self.set_bandwidth(s)) for s in chosen]
 
-    def best_bandwidth(self, k: int, among: Sequence[int] | None = None) -> float:
-        """The largest aggregate bandwidth any ``k``-set can reach (0 when none exists)."""
-        best = self.ranked_sets(k, among, limit=1)
-        return best[0][1] if best else 0.0
+    def best_bandwidth(self, k: int, among: Iterable[int] | None = None) -> float:
+        """The largest aggregate bandwidth any ``k``-set can reach (0 when none exists).
+
+        Memoized per (k, set of GPUs): placement scoring asks the same questions often."""
+        pool = frozenset(range(self.gpu_count) if among is None else among)
+        key = (k, pool)
+        hit = self._best_memo.get(key)
+        if hit is None:
+            m = self._bw
+            hit = 0.0
+            if 0 < k <= len(pool):
+                hit = max(
+                    sum(m[a][b] for a, b in itertools.combinations(s, 2))
+                    for s in itertools.combinations(sorted(pool), k)
+                )
+            self._best_memo[key] = hit
+        return hit
 
 
 def _key(a: int, b: int) -> tuple[int, int]:

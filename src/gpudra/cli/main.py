@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from gpudra import __version__
-from gpudra.cli import explain, kubelet_plugin
+from gpudra.cli import controller, explain, kubelet_plugin
 from gpudra.cli.discover_view import document, table
 from gpudra.kube.errors import KubeError
 from gpudra.nvml.errors import NvmlError
@@ -66,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     disc.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     kubelet_plugin.add_parser(sub)
     explain.add_parser(sub)
+    controller.add_parser(sub)
     return root
 
 
@@ -99,7 +100,12 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"discover": cmd_discover, "kubelet-plugin": kubelet_plugin.run, "explain": explain.run}
+COMMANDS = {
+    "discover": cmd_discover,
+    "kubelet-plugin": kubelet_plugin.run,
+    "explain": explain.run,
+    "controller": controller.run,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,76 @@
+"""``gpudra controller``: the cluster controller as a plain process or a Deployment."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from gpudra.controller.leader import LeaderElector
+from gpudra.controller.reconciler import Reconciler
+from gpudra.kube.client import KubeClient
+from gpudra.kube.errors import KubeError
+from gpudra.metrics.controller import ControllerMetrics
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("controller", help="run the topology-aware, gang-aware allocator")
+    p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+    p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
+    p.add_argument("--leader-elect", action="store_true", help="run under a Lease (replicas)")
+    p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "kube-system"))
+    p.add_argument("--lease-name", default="gpudra-controller")
+    p.add_argument("--once", action="store_true", help="one pass, then exit (for scripts)")
+
+
+def run(args: argparse.Namespace) -> int:
+    client = (KubeClient.from_kubeconfig(args.kubeconfig) if args.kubeconfig
+              else KubeClient.in_cluster())  # fmt: skip
+    metrics = ControllerMetrics()
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    reconciler = Reconciler(client, metrics=metrics)
+    identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    elector = (LeaderElector(client, name=args.lease_name, namespace=args.lease_namespace,
+                             identity=identity) if args.leader_elect else None)  # fmt: skip
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    leading = False
+    while not stop.is_set():
+        if elector is not None:
+            try:
+                leading = elector.try_acquire_or_renew()
+            except KubeError as e:
+                log.warning("lease renewal failed: %s", e)
+                if leading and not elector.still_leader():
+                    log.error("lost leadership; exiting so a standby takes over")
+                    return 1
+            if not leading:
+                stop.wait(args.interval * 2)
+                continue
+        try:
+            counts = reconciler.run_pass()
+            if counts:
+                log.info("pass: %s", counts)
+        except KubeError as e:
+            log.warning("pass failed: %s", e)
+        if args.once:
+            break
+        stop.wait(args.interval)
+    client.close()
+    return 0

@@ -1,0 +1,101 @@
+"""Which gated pods are decided together (pure).
+
+A pod carrying the scheduling gate ``gpudra.io/topology`` is the controller's.  Pods with
+the label ``gpudra.io/gang`` (same namespace) form a gang of ``gpudra.io/gang-size`` pods
+that is placed all or nothing; every other gated pod is a group of one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+GATE = "gpudra.io/topology"
+GANG_LABEL = "gpudra.io/gang"
+GANG_SIZE_LABEL = "gpudra.io/gang-size"
+
+
+@dataclass
+class Group:
+    key: str  # namespace/pod or namespace/gang:<name>
+    pods: list[dict[str, Any]]
+    size: int
+    problem: str = ""  # a user error that blocks the whole group
+
+    @property
+    def complete(self) -> bool:
+        return len(self.pods) >= self.size
+
+
+@dataclass
+class Grouping:
+    groups: list[Group] = field(default_factory=list)
+
+
+def is_gated(pod: dict[str, Any]) -> bool:
+    gates = (pod.get("spec") or {}).get("schedulingGates") or []
+    return any(g.get("name") == GATE for g in gates)
+
+
+def pod_key(pod: dict[str, Any]) -> str:
+    m = pod["metadata"]
+    return f"{m.get('namespace', '')}/{m['name']}"
+
+
+def group_pods(pods: list[dict[str, Any]]) -> list[Group]:
+    """Gated, not deleted pods grouped into singles and gangs (stable order)."""
+    gangs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    out: list[Group] = []
+    for pod in sorted(pods, key=pod_key):
+        meta = pod["metadata"]
+        if not is_gated(pod) or meta.get("deletionTimestamp"):
+            continue
+        gang = (meta.get("labels") or {}).get(GANG_LABEL)
+        if gang:
+            gangs[f"{meta.get('namespace', '')}/gang:{gang}"].append(pod)
+        else:
+            out.append(Group(key=pod_key(pod), pods=[pod], size=1))
+    for key, members in sorted(gangs.items()):
+        sizes = {(p["metadata"].get("labels") or {}).get(GANG_SIZE_LABEL) for p in members}
+        group = Group(key=key, pods=members, size=len(members))
+        if len(sizes) != 1:
+            group.problem = (
+                f"pods of gang {key.split(':', 1)[1]} disagree on {GANG_SIZE_LABEL}: "
+                + ", ".join(sorted(f"{pod_key(p)}={_size_label(p)}" for p in members))
+            )
+        else:
+            raw = next(iter(sizes))
+            try:
+                group.size = int(raw or "")
+                if group.size < 1:
+                    raise ValueError
+            except ValueError:
+                group.problem = (
+                    f"gang {key.split(':', 1)[1]}: {GANG_SIZE_LABEL} must be a positive "
+                    f"integer, got {raw!r}"
+                )
+        out.append(group)
+    return out
+
+
+def _size_label(pod: dict[str, Any]) -> str:
+    return str((pod["metadata"].get("labels") or {}).get(GANG_SIZE_LABEL, "<missing>"))
+
+
+def claim_names(pod: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(claim names the pod uses, pod claim entries whose generated claim does not exist yet)."""
+    spec = pod.get("spec") or {}
+    statuses = {
+        s.get("name"): s.get("resourceClaimName")
+        for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []
+    }
+    names, missing = [], []
+    for rc in spec.get("resourceClaims") or []:
+        if rc.get("resourceClaimName"):
+            names.append(rc["resourceClaimName"])
+        elif statuses.get(rc.get("name")):
+            names.append(str(statuses[rc["name"]]))
+        else:
+            missing.append(str(rc.get("name")))
+    return names, missing

@@ -1,0 +1,226 @@
+"""The controller's level-triggered loop: read everything, decide per group, write, repeat.
+
+Every pass re-reads the API (pods, claims, slices, classes, nodes), so a restart at any
+point converges: a group whose claims are all allocated is ungated, a partly allocated one
+is rolled back and decided again.  Writes for one group: each claim's allocation (an
+allocation is immutable, so a claim allocated meanwhile by someone else fails the write and
+the group's other writes are rolled back), then the pods' gates.  Events and a pod
+condition tell the user what happened; a failure in one group never stops the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from gpudra.allocation.cluster import ClusterView
+from gpudra.controller.decide import ClaimKey, Decision, decide
+from gpudra.controller.groups import GATE, Group, group_pods, pod_key
+from gpudra.kube.client import KubeClient
+from gpudra.kube.errors import Conflict, Invalid, KubeError, NotFound
+from gpudra.kube.objects import PatchType
+from gpudra.kube.resources import (
+    DEVICECLASSES,
+    EVENTS,
+    NODES,
+    PODS,
+    RESOURCECLAIMS,
+    RESOURCESLICES,
+)
+from gpudra.metrics.controller import ControllerMetrics
+
+log = logging.getLogger(__name__)
+COMPONENT = "gpudra-controller"
+CONDITION = "gpudra.io/Placement"
+
+
+def rfc3339(t: float | None = None) -> str:
+    return datetime.fromtimestamp(t if t is not None else time.time(), UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+
+
+class Reconciler:
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        metrics: ControllerMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._clock = clock
+        self._said: dict[str, str] = {}  # pod key -> last message (no duplicate events)
+        self._first_seen: dict[str, float] = {}
+
+    def run_pass(self) -> dict[str, int]:
+        """One reconcile pass over every gated group; returns counts per decision kind."""
+        c = self._client
+        pods = c.list(PODS).items
+        claims = {
+            (x["metadata"]["namespace"], x["metadata"]["name"]): x
+            for x in c.list(RESOURCECLAIMS).items
+        }
+        nodes = {n["metadata"]["name"]: n for n in c.list(NODES).items}
+        view = ClusterView.from_objects(
+            slices=c.list(RESOURCESLICES).items,
+            classes=c.list(DEVICECLASSES).items,
+            nodes=list(nodes.values()),
+            claims=list(claims.values()),
+        )
+        by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for p in pods:
+            if p["spec"].get("nodeName"):
+                by_node[p["spec"]["nodeName"]].append(p)
+        groups = group_pods(pods)
+        self._metrics.queue_depth.set(len(groups))
+        counts: dict[str, int] = defaultdict(int)
+        for group in groups:
+            started = time.perf_counter()
+            for p in group.pods:
+                self._first_seen.setdefault(pod_key(p), self._clock())
+            try:
+                d = decide(
+                    group,
+                    claims=claims,
+                    view=view,
+                    nodes=nodes,
+                    pods_by_node=by_node,
+                    timestamp=rfc3339(self._clock()),
+                )
+                self._apply(group, d)
+            except KubeError as e:
+                log.warning("group %s: API error, retrying next pass: %s", group.key, e)
+                d = Decision("error", str(e))
+            except Exception:  # one bad group must not stop the others
+                log.exception("group %s: unexpected error", group.key)
+                d = Decision("error", "internal error")
+            counts[d.kind] += 1
+            self._metrics.observe(d.kind, time.perf_counter() - started)
+        return dict(counts)
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def _apply(self, group: Group, d: Decision) -> None:
+        if d.kind == "allocate":
+            written: list[ClaimKey] = []
+            try:
+                for (ns, name), allocation in d.allocations.items():
+                    self._client.patch_status(
+                        RESOURCECLAIMS, name, {"status": {"allocation": allocation}}, namespace=ns
+                    )
+                    written.append((ns, name))
+            except (Conflict, Invalid, NotFound) as e:
+                self._release(written)
+                self._tell(
+                    group,
+                    "Warning",
+                    "AllocationConflict",
+                    f"a claim changed while allocating ({e}); retrying",
+                )
+                return
+            self._ungate(group, d)
+            for p in group.pods:
+                waited = self._clock() - self._first_seen.pop(pod_key(p), self._clock())
+                self._metrics.gang_wait.observe(waited)
+            return
+        if d.kind == "ungate":
+            self._ungate(group, d)
+        elif d.kind == "rollback":
+            self._release(d.claims)
+            self._tell(group, "Normal", "RolledBack", d.message)
+        elif d.kind == "wait":
+            self._tell(group, "Normal", "Waiting", d.message)
+        elif d.kind == "fail":
+            self._tell(group, "Warning", "Unplaceable", d.message)
+
+    def _release(self, keys: list[ClaimKey]) -> None:
+        for ns, name in keys:
+            with contextlib.suppress(NotFound):
+                self._client.patch_status(
+                    RESOURCECLAIMS, name, {"status": {"allocation": None}}, namespace=ns
+                )
+
+    def _ungate(self, group: Group, d: Decision) -> None:
+        for pod in group.pods:
+            gates = [g for g in pod["spec"].get("schedulingGates") or [] if g["name"] != GATE]
+            meta = pod["metadata"]
+            self._client.patch(
+                PODS,
+                meta["name"],
+                [
+                    {"op": "test", "path": "/metadata/uid", "value": meta["uid"]},
+                    {"op": "replace", "path": "/spec/schedulingGates", "value": gates},
+                ],
+                namespace=meta["namespace"],
+                patch_type=PatchType.JSON,
+            )
+            node = d.nodes.get(pod_key(pod), "")
+            self._tell_pod(
+                pod,
+                "Normal",
+                "Allocated",
+                f"claims allocated{' on node ' + node if node else ''}; gate removed",
+                status="True",
+            )
+
+    def _tell(self, group: Group, kind: str, reason: str, message: str) -> None:
+        for pod in group.pods:
+            self._tell_pod(pod, kind, reason, message, status="False")
+
+    def _tell_pod(
+        self, pod: dict[str, Any], kind: str, reason: str, message: str, *, status: str
+    ) -> None:
+        key = pod_key(pod)
+        if self._said.get(key) == f"{reason}:{message}":
+            return
+        self._said[key] = f"{reason}:{message}"
+        meta = pod["metadata"]
+        now = rfc3339(self._clock())
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": kind,
+            "source": {"component": COMPONENT},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": COMPONENT,
+        }
+        try:
+            self._client.create(EVENTS, event)
+            self._client.patch_status(
+                PODS,
+                meta["name"],
+                {
+                    "status": {
+                        "conditions": [
+                            {
+                                "type": CONDITION,
+                                "status": status,
+                                "reason": reason,
+                                "message": message[:1024],
+                                "lastTransitionTime": now,
+                            }
+                        ]
+                    }
+                },
+                namespace=meta["namespace"],
+                patch_type=PatchType.STRATEGIC,
+            )
+        except KubeError as e:
+            log.info("could not report %s on %s: %s", reason, key, e)

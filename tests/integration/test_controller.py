@@ -1,0 +1,325 @@
+"""The cluster controller on the real control plane: topology-aware placement, gangs,
+restart safety and bad input.  The controller runs as a real ``gpudra controller`` process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpudra.kube import KubeClient, NotFound, resources
+from gpudra.localcluster import LocalCluster
+from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.resourceslices.builder import desired_slices
+from tests.integration.test_allocator_differential import publish
+from tests.integration.test_kubelet_plugin import REPO, apply_file
+
+pytestmark = pytest.mark.integration
+GATE = [{"name": "gpudra.io/topology"}]
+
+
+@pytest.fixture
+def controller(
+    cluster: LocalCluster, tmp_path: Path
+) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"controller-{len(procs)}.log").open("wb")
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gpudra",
+                "controller",
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "--interval",
+                "0.3",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(10)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def claim(name: str, ns: str, count: int, selector: str | None = None) -> dict[str, Any]:
+    exactly: dict[str, Any] = {"deviceClassName": "gpu.gpudra.io", "count": count}
+    if selector:
+        exactly["selectors"] = [{"cel": {"expression": selector}}]
+    return {
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"devices": {"requests": [{"name": "gpus", "exactly": exactly}]}},
+    }
+
+
+def pod(
+    name: str,
+    ns: str,
+    claim_name: str,
+    *,
+    node: str | None = None,
+    gated: bool = False,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "c", "image": "busybox"}
+    spec: dict[str, Any] = {"containers": [container]}
+    if claim_name:
+        container["resources"] = {"claims": [{"name": "g"}]}
+        spec["resourceClaims"] = [{"name": "g", "resourceClaimName": claim_name}]
+    if node:
+        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
+    if gated:
+        spec["schedulingGates"] = GATE
+    return {"metadata": {"name": name, "namespace": ns, "labels": labels or {}}, "spec": spec}
+
+
+def bound(kube: KubeClient, ns: str, name: str) -> str | None:
+    return kube.get(resources.PODS, name, namespace=ns)["spec"].get("nodeName")
+
+
+def allocated_gpus(kube: KubeClient, ns: str, claim_name: str) -> list[int]:
+    c = kube.get(resources.RESOURCECLAIMS, claim_name, namespace=ns)
+    alloc = (c.get("status") or {}).get("allocation") or {}
+    return sorted(
+        int(r["device"].split("-")[1]) for r in alloc.get("devices", {}).get("results", [])
+    )
+
+
+def events(kube: KubeClient, ns: str, pod_name: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in kube.list(resources.EVENTS, namespace=ns).items
+        if e["involvedObject"].get("name") == pod_name
+    ]
+
+
+def dgx1_bandwidth(gpus: list[int]) -> float:
+    topo = MockBackend(load_named("dgx1-v100"), node_name="x").inventory().topology
+    return topo.set_bandwidth(gpus)
+
+
+@pytest.fixture
+def classes(kube: KubeClient) -> None:
+    apply_file(kube, REPO / "deploy" / "deviceclasses.yaml")
+
+
+def test_gated_pod_gets_max_bandwidth_where_the_scheduler_does_not(
+    kube: KubeClient,
+    namespace: str,
+    make_node: Callable[..., str],
+    classes: None,
+    controller: Callable[[], Any],
+) -> None:
+    a, b = make_node("dgx1-a"), make_node("dgx1-b")
+    for n in (a, b):
+        publish(kube, kube.get(resources.NODES, n), "dgx1-v100")
+        # one GPU already in use on each node: first fit then breaks the first quad
+        kube.create(
+            resources.RESOURCECLAIMS,
+            claim(f"busy-{n}", namespace, 1, "device.attributes['gpu.gpudra.io'].index == 1"),
+        )
+        kube.create(resources.PODS, pod(f"busy-{n}", namespace, f"busy-{n}", node=n))
+        wait_for("busy pod bound", lambda n=n: bound(kube, namespace, f"busy-{n}"))
+    kube.create(resources.RESOURCECLAIMS, claim("sched", namespace, 4))
+    kube.create(resources.PODS, pod("sched", namespace, "sched", node=a))
+    wait_for("scheduler pod bound", lambda: bound(kube, namespace, "sched"))
+    theirs = allocated_gpus(kube, namespace, "sched")
+    controller()
+    kube.create(resources.RESOURCECLAIMS, claim("ctrl", namespace, 4))
+    kube.create(resources.PODS, pod("ctrl", namespace, "ctrl", node=b, gated=True))
+    assert wait_for("controller pod bound", lambda: bound(kube, namespace, "ctrl")) == b
+    ours = allocated_gpus(kube, namespace, "ctrl")
+    print(
+        f"\nscheduler: {theirs} = {dgx1_bandwidth(theirs)} GB/s; "
+        f"controller: {ours} = {dgx1_bandwidth(ours)} GB/s"
+    )
+    assert ours == [4, 5, 6, 7] and dgx1_bandwidth(ours) == 450.0
+    assert dgx1_bandwidth(theirs) < dgx1_bandwidth(ours)
+    assert any(e["reason"] == "Allocated" for e in events(kube, namespace, "ctrl"))
+
+
+def test_gang_waits_all_or_nothing_then_places_when_a_node_appears(
+    kube: KubeClient,
+    namespace: str,
+    make_node: Callable[..., str],
+    classes: None,
+    controller: Callable[[], Any],
+) -> None:
+    nodes = [make_node("gang") for _ in range(3)]
+    for n in nodes:
+        publish(kube, kube.get(resources.NODES, n), "dgx-h100")
+    controller()
+    labels = {"gpudra.io/gang": "train", "gpudra.io/gang-size": "4"}
+    for i in range(4):
+        kube.create(resources.RESOURCECLAIMS, claim(f"w{i}", namespace, 8))
+        kube.create(resources.PODS, pod(f"w{i}", namespace, f"w{i}", gated=True, labels=labels))
+    ev = wait_for(
+        "unplaceable event",
+        lambda: [e for e in events(kube, namespace, "w0") if e["reason"] == "Unplaceable"],
+    )
+    assert (
+        "gang" in ev[0]["message"]
+        and "needs at least 8 device(s); 0 of 8 are free" in ev[0]["message"]
+        or "cannot allocate" in ev[0]["message"]
+    )
+    time.sleep(1.5)
+    assert all(allocated_gpus(kube, namespace, f"w{i}") == [] for i in range(4))  # nothing partial
+    assert all(bound(kube, namespace, f"w{i}") is None for i in range(4))
+    extra = make_node("gang")
+    publish(kube, kube.get(resources.NODES, extra), "dgx-h100")
+    placed = wait_for(
+        "all 4 gang pods bound",
+        lambda: (
+            [bound(kube, namespace, f"w{i}") for i in range(4)]
+            if all(bound(kube, namespace, f"w{i}") for i in range(4))
+            else None
+        ),
+        timeout=60,
+    )
+    assert sorted(placed) == sorted([*nodes, extra])
+    assert all(allocated_gpus(kube, namespace, f"w{i}") == list(range(8)) for i in range(4))
+
+
+def test_restart_mid_gang_ends_fully_allocated(
+    kube: KubeClient,
+    namespace: str,
+    make_node: Callable[..., str],
+    classes: None,
+    controller: Callable[[], Any],
+) -> None:
+    nodes = [make_node("crash") for _ in range(2)]
+    for n in nodes:
+        publish(kube, kube.get(resources.NODES, n), "pcie-l4")
+    labels = {"gpudra.io/gang": "g", "gpudra.io/gang-size": "2"}
+    for i in range(2):
+        kube.create(resources.RESOURCECLAIMS, claim(f"m{i}", namespace, 4))
+        kube.create(resources.PODS, pod(f"m{i}", namespace, f"m{i}", gated=True, labels=labels))
+    # what a controller killed after its first claim write leaves behind
+    kube.patch_status(
+        resources.RESOURCECLAIMS,
+        "m0",
+        {
+            "status": {
+                "allocation": {
+                    "devices": {
+                        "results": [
+                            {
+                                "request": "gpus",
+                                "driver": "gpu.gpudra.io",
+                                "pool": nodes[1],
+                                "device": f"gpu-{i}",
+                            }
+                            for i in range(4)
+                        ]
+                    },
+                    "nodeSelector": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchFields": [
+                                    {"key": "metadata.name", "operator": "In", "values": [nodes[1]]}
+                                ]
+                            }
+                        ]
+                    },
+                    "allocationTimestamp": "2026-01-01T00:00:00Z",
+                }
+            }
+        },
+        namespace=namespace,
+    )
+    controller()
+    placed = wait_for(
+        "both bound",
+        lambda: (
+            [bound(kube, namespace, f"m{i}") for i in range(2)]
+            if all(bound(kube, namespace, f"m{i}") for i in range(2))
+            else None
+        ),
+    )
+    assert sorted(placed) == sorted(nodes)
+    assert any(e["reason"] == "RolledBack" for e in events(kube, namespace, "m0"))
+
+
+def test_bad_input_gets_events_and_others_are_still_served(
+    kube: KubeClient,
+    namespace: str,
+    make_node: Callable[..., str],
+    classes: None,
+    controller: Callable[[], Any],
+) -> None:
+    n = make_node("bad")
+    publish(kube, kube.get(resources.NODES, n), "pcie-l4")
+    kube.create(resources.RESOURCECLAIMS, claim("c1", namespace, 1))
+    kube.create(resources.RESOURCECLAIMS, claim("c2", namespace, 1))
+    kube.create(
+        resources.PODS,
+        pod(
+            "g1",
+            namespace,
+            "c1",
+            gated=True,
+            labels={"gpudra.io/gang": "x", "gpudra.io/gang-size": "2"},
+        ),
+    )
+    kube.create(
+        resources.PODS,
+        pod(
+            "g2",
+            namespace,
+            "c2",
+            gated=True,
+            labels={"gpudra.io/gang": "x", "gpudra.io/gang-size": "3"},
+        ),
+    )
+    kube.create(resources.PODS, pod("noclaims", namespace, "", gated=True))
+    bad_class = claim("c3", namespace, 1)
+    bad_class["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = "tpu.example.com"
+    kube.create(resources.RESOURCECLAIMS, bad_class)
+    kube.create(resources.PODS, pod("badclass", namespace, "c3", gated=True))
+    kube.create(resources.RESOURCECLAIMS, claim("ok", namespace, 2))
+    kube.create(resources.PODS, pod("good", namespace, "ok", gated=True))
+    controller()
+    assert wait_for("good pod bound", lambda: bound(kube, namespace, "good")) == n
+
+    def message(pod_name: str) -> str:
+        ev = [e for e in events(kube, namespace, pod_name) if e["type"] == "Warning"]
+        return ev[0]["message"] if ev else ""
+
+    assert "disagree on gpudra.io/gang-size" in wait_for("gang event", lambda: message("g1"))
+    assert "has no resource claims" in wait_for("no-claims event", lambda: message("noclaims"))
+    assert "device class 'tpu.example.com' does not exist" in wait_for(
+        "class event", lambda: message("badclass")
+    )
+    cond = [
+        c
+        for c in kube.get(resources.PODS, "badclass", namespace=namespace)["status"].get(
+            "conditions", []
+        )
+        if c["type"] == "gpudra.io/Placement"
+    ]
+    assert cond and cond[0]["status"] == "False" and cond[0]["reason"] == "Unplaceable"

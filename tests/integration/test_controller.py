@@ -3,7 +3,6 @@ restart safety and bad input.  The controller runs as a real ``gpudra controller
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -13,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from gpudra.kube import KubeClient, NotFound, resources
+from gpudra.kube import KubeClient, resources
 from gpudra.localcluster import LocalCluster
 from gpudra.nvml.mock import MockBackend, load_named
-from gpudra.resourceslices.builder import desired_slices
 from tests.integration.test_allocator_differential import publish
 from tests.integration.test_kubelet_plugin import REPO, apply_file
 
@@ -182,11 +180,9 @@ def test_gang_waits_all_or_nothing_then_places_when_a_node_appears(
         "unplaceable event",
         lambda: [e for e in events(kube, namespace, "w0") if e["reason"] == "Unplaceable"],
     )
-    assert (
-        "gang" in ev[0]["message"]
-        and "needs at least 8 device(s); 0 of 8 are free" in ev[0]["message"]
-        or "cannot allocate" in ev[0]["message"]
-    )
+    msg = ev[0]["message"]
+    assert msg.startswith(f"gang {namespace}/gang:train: cannot allocate"), msg
+    assert "needs at least 8 device(s); 0 of 8 are free" in msg, msg
     time.sleep(1.5)
     assert all(allocated_gpus(kube, namespace, f"w{i}") == [] for i in range(4))  # nothing partial
     assert all(bound(kube, namespace, f"w{i}") is None for i in range(4))

@@ -45,9 +45,19 @@ NODES = int(os.environ.get("BENCH_NODES", "500"))
 CLAIMS = int(os.environ.get("BENCH_CLAIMS", "4000"))
 SEED = int(os.environ.get("BENCH_SEED", "1"))
 PROFILES = ("dgx-h100", "dgx1-v100", "dgx-a100", "hgx-h200")
-GPU_CLASS = {"metadata": {"name": "gpu.gpudra.io"}, "spec": {"selectors": [{"cel": {
-    "expression": "device.driver == 'gpu.gpudra.io' && "
-                  "device.attributes['gpu.gpudra.io'].type == 'gpu'"}}]}}  # fmt: skip
+GPU_CLASS = {
+    "metadata": {"name": "gpu.gpudra.io"},
+    "spec": {
+        "selectors": [
+            {
+                "cel": {
+                    "expression": "device.driver == 'gpu.gpudra.io' && "
+                    "device.attributes['gpu.gpudra.io'].type == 'gpu'"
+                }
+            }
+        ]
+    },
+}
 SELECTORS = (
     "device.capacity['gpu.gpudra.io'].memory.compareTo(quantity('40Gi')) >= 0",
     "device.attributes['gpu.gpudra.io'].architecture == 'Hopper'",
@@ -84,8 +94,9 @@ def permutation_search(devices: int, need: int, fits: Any) -> bool:
 
 
 def micro() -> dict[str, Any]:
-    view = ClusterView.from_objects(slices=counter_slice("n1"), classes=[device_class()],
-                                    nodes=[node("n1")])  # fmt: skip
+    view = ClusterView.from_objects(
+        slices=counter_slice("n1"), classes=[device_class()], nodes=[node("n1")]
+    )
     backtrack = [parse_claim(claim(exactly("g", 7)))]
     ours_bt = timed(lambda: Allocator(view).allocate(backtrack))
 
@@ -93,18 +104,25 @@ def micro() -> dict[str, Any]:
         return sum(20 if d == 0 else 10 for d in perm) <= 70
 
     base_bt = timed(permutation_search, 8, 7, fits, repeat=3)
-    h100 = [s for i in range(2) for s in desired_slices(
-        MockBackend(load_named("dgx-h100"), node_name=f"n{i}").inventory(),
-        driver=DRIVER_NAME, generation=1)]  # fmt: skip
-    v2 = ClusterView.from_objects(slices=h100, classes=[GPU_CLASS],
-                                  nodes=[node("n0"), node("n1")])  # fmt: skip
+    h100 = [
+        s
+        for i in range(2)
+        for s in desired_slices(
+            MockBackend(load_named("dgx-h100"), node_name=f"n{i}").inventory(),
+            driver=DRIVER_NAME,
+            generation=1,
+        )
+    ]
+    v2 = ClusterView.from_objects(slices=h100, classes=[GPU_CLASS], nodes=[node("n0"), node("n1")])
     impossible = [parse_claim(claim(exactly("g", 9)))]
     ours_imp = timed(lambda: Allocator(v2).allocate(impossible))
     base_imp = timed(permutation_search, 8, 9, lambda p: True, repeat=3) * 2  # 2 nodes
     return {
-        "backtracking_ms": ours_bt * 1e3, "backtracking_baseline_ms": base_bt * 1e3,
-        "impossible_ms": ours_imp * 1e3, "impossible_baseline_ms": base_imp * 1e3,
-    }  # fmt: skip
+        "backtracking_ms": ours_bt * 1e3,
+        "backtracking_baseline_ms": base_bt * 1e3,
+        "impossible_ms": ours_imp * 1e3,
+        "impossible_baseline_ms": base_imp * 1e3,
+    }
 
 
 def bench_claims(rng: random.Random, n: int) -> list[dict[str, Any]]:
@@ -121,8 +139,10 @@ def bench_claims(rng: random.Random, n: int) -> list[dict[str, Any]]:
                 [{"requests": ["g"], "matchAttribute": "gpu.gpudra.io/nvlinkGroup"}],
             )
         elif roll < 0.30:
-            body, cons = exactly("g", 1, selectors=[{"cel": {"expression": rng.choice(
-                SELECTORS)}}]), []  # fmt: skip
+            body, cons = (
+                exactly("g", 1, selectors=[{"cel": {"expression": rng.choice(SELECTORS)}}]),
+                [],
+            )
         else:
             body, cons = exactly("g", 1), []
         c = claim(body, constraints=cons, name=f"b{i}")
@@ -142,8 +162,12 @@ def setup_nodes(kube: KubeClient, rng: random.Random) -> list[str]:
         labels = {"gpudra.io/profile": profile, "gpudra.io/bench": "throughput"}
         created = kube.create(resources.NODES, fake_node(name, labels=labels))
         inv = MockBackend(load_named(profile), node_name=name).inventory()
-        owner = {"apiVersion": "v1", "kind": "Node", "name": name,
-                 "uid": created["metadata"]["uid"]}  # fmt: skip
+        owner = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "name": name,
+            "uid": created["metadata"]["uid"],
+        }
         for s in desired_slices(inv, driver=DRIVER_NAME, generation=1, owner=owner):
             kube.create(resources.RESOURCESLICES, s)
 
@@ -180,9 +204,15 @@ def ours(kube: KubeClient, claims: list[dict[str, Any]], nodes: list[str]) -> di
             placed += 1
     elapsed = time.perf_counter() - start
     q = statistics.quantiles(alloc.node_times, n=100)
-    return {"claims": len(claims), "placed": placed, "seconds": elapsed,
-            "claims_per_s": len(claims) / elapsed, "node_evals": len(alloc.node_times),
-            "node_p50_ms": q[49] * 1e3, "node_p99_ms": q[98] * 1e3}  # fmt: skip
+    return {
+        "claims": len(claims),
+        "placed": placed,
+        "seconds": elapsed,
+        "claims_per_s": len(claims) / elapsed,
+        "node_evals": len(alloc.node_times),
+        "node_p50_ms": q[49] * 1e3,
+        "node_p99_ms": q[98] * 1e3,
+    }
 
 
 def pod(name: str, gated: bool, bench: str = "throughput") -> dict[str, Any]:
@@ -242,9 +272,14 @@ def scheduler(kube: KubeClient, claims: list[dict[str, Any]]) -> dict[str, Any]:
         time.sleep(0.5)
     t.join()
     elapsed = last_bind - start  # until the last pod was bound (not the last rejection)
-    return {"pods": len(names), "bound": bound, "seconds": elapsed,
-            "all_decided_s": done_at - start, "ungate_s": ungated[0] if ungated else None,
-            "pods_per_s": bound / elapsed if elapsed > 0 else 0.0}  # fmt: skip
+    return {
+        "pods": len(names),
+        "bound": bound,
+        "seconds": elapsed,
+        "all_decided_s": done_at - start,
+        "ungate_s": ungated[0] if ungated else None,
+        "pods_per_s": bound / elapsed if elapsed > 0 else 0.0,
+    }
 
 
 def max_share(placement_devices: list[Any], node_devices: list[Any], free: set[Any]) -> float:
@@ -263,16 +298,22 @@ def quality(kube: KubeClient, rng: random.Random) -> dict[str, Any]:
             resources.NODES, fake_node(name, labels={"gpudra.io/bench": "quality"})
         )
         inv = MockBackend(load_named("dgx1-v100"), node_name=name).inventory()
-        owner = {"apiVersion": "v1", "kind": "Node", "name": name,
-                 "uid": created["metadata"]["uid"]}  # fmt: skip
+        owner = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "name": name,
+            "uid": created["metadata"]["uid"],
+        }
         for s in desired_slices(inv, driver=DRIVER_NAME, generation=1, owner=owner):
             kube.create(resources.RESOURCESLICES, s)
     kube.create(resources.NAMESPACES, {"metadata": {"name": "quality"}})
     seq = [rng.choice([2, 2, 4]) for _ in range(16)]
-    slices = [s for s in kube.list(resources.RESOURCESLICES).items
-              if s["spec"]["nodeName"] in names]  # fmt: skip
-    mine = ClusterView.from_objects(slices=slices, classes=[GPU_CLASS],
-                                    nodes=[node(n) for n in names])  # fmt: skip
+    slices = [
+        s for s in kube.list(resources.RESOURCESLICES).items if s["spec"]["nodeName"] in names
+    ]
+    mine = ClusterView.from_objects(
+        slices=slices, classes=[GPU_CLASS], nodes=[node(n) for n in names]
+    )
     alloc = Allocator(mine)
     our_max = their_max = total = 0
     for i, k in enumerate(seq):
@@ -287,14 +328,26 @@ def quality(kube: KubeClient, rng: random.Random) -> dict[str, Any]:
         our_max += share >= 0.999
         alloc.commit(p)
         # the scheduler, on its own copy of the same sequence
-        body = dict(raw, apiVersion="resource.k8s.io/v1", kind="ResourceClaim",
-                    metadata={"name": f"q{i}", "namespace": "quality"})  # fmt: skip
+        body = dict(
+            raw,
+            apiVersion="resource.k8s.io/v1",
+            kind="ResourceClaim",
+            metadata={"name": f"q{i}", "namespace": "quality"},
+        )
         kube.create(resources.RESOURCECLAIMS, body)
-        kube.create(resources.PODS, {**pod(f"q{i}", gated=False, bench="quality"), "metadata": {
-            "name": f"q{i}", "namespace": "quality"}})  # fmt: skip
-        before = ClusterView.from_objects(slices=slices, classes=[GPU_CLASS],
-                                          nodes=[node(n) for n in names],
-                                          claims=kube.list(resources.RESOURCECLAIMS).items)  # fmt: skip
+        kube.create(
+            resources.PODS,
+            {
+                **pod(f"q{i}", gated=False, bench="quality"),
+                "metadata": {"name": f"q{i}", "namespace": "quality"},
+            },
+        )
+        before = ClusterView.from_objects(
+            slices=slices,
+            classes=[GPU_CLASS],
+            nodes=[node(n) for n in names],
+            claims=kube.list(resources.RESOURCECLAIMS).items,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             got = kube.get(resources.RESOURCECLAIMS, f"q{i}", namespace="quality")
@@ -310,8 +363,12 @@ def quality(kube: KubeClient, rng: random.Random) -> dict[str, Any]:
         share = max_share(devs, before.devices_for(node_name), free_then)
         their_max += share >= 0.999
         total += 1
-    return {"claims": total, "sizes": seq, "gpudra_max_bandwidth_share": our_max / max(total, 1),
-            "scheduler_max_bandwidth_share": their_max / max(total, 1)}  # fmt: skip
+    return {
+        "claims": total,
+        "sizes": seq,
+        "gpudra_max_bandwidth_share": our_max / max(total, 1),
+        "scheduler_max_bandwidth_share": their_max / max(total, 1),
+    }
 
 
 def main() -> int:
@@ -322,9 +379,11 @@ def main() -> int:
     binaries = locate()
     with LocalCluster(binaries=binaries, work_dir=root) as cluster:
         kube = cluster.client()
-        kube.apply(resources.DEVICECLASSES, {"apiVersion": "resource.k8s.io/v1",
-                                             "kind": "DeviceClass", **GPU_CLASS},
-                   field_manager="bench")  # fmt: skip
+        kube.apply(
+            resources.DEVICECLASSES,
+            {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", **GPU_CLASS},
+            field_manager="bench",
+        )
         results["quality"] = quality(kube, rng)
         print(json.dumps(results["quality"], indent=1), flush=True)
         t = time.perf_counter()

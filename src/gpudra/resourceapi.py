@@ -26,6 +26,12 @@ MAX_REQUESTS_PER_CLAIM = 32
 MAX_RESULTS_PER_ALLOCATION = 32
 MAX_DNS_LABEL = 63
 
+# Devices the gpudra controller allocates carry this taint, so kube-scheduler (which only
+# allocates claims that tolerate it) can never pick them: the two allocators never share a
+# device.  Needs DRADeviceTaints (default on from 1.36; the local cluster enables it before).
+MANAGED_TAINT_KEY = "gpu.gpudra.io/controller-managed"
+MANAGED_TAINT = {"key": MANAGED_TAINT_KEY, "value": "true", "effect": "NoSchedule"}
+
 STANDARD_DOMAIN = "resource.kubernetes.io"
 PCI_BUS_ID = f"{STANDARD_DOMAIN}/pciBusID"
 PCIE_ROOT = f"{STANDARD_DOMAIN}/pcieRoot"
@@ -71,6 +77,28 @@ def dns_label(raw: str) -> str:
     """``raw`` folded into a DNS label (lowercase, [a-z0-9-], at most 63 characters)."""
     label = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
     return label[:MAX_DNS_LABEL].rstrip("-") or "x"
+
+
+def parse_gpu_set(spec: str | None, count: int) -> frozenset[int]:
+    """``all``, ``none``/empty, ``4-7`` or ``0,2,5-6`` -> GPU indices below ``count``."""
+    if not spec or spec == "none":
+        return frozenset()
+    if spec == "all":
+        return frozenset(range(count))
+    out: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(
+                f"invalid GPU set {spec!r}: use all, none, or indices/ranges like 0,2,4-7"
+            ) from None
+        out.update(range(first, last + 1))
+    bad = sorted(i for i in out if not 0 <= i < count)
+    if bad:
+        raise ValueError(f"GPU set {spec!r} names GPU(s) {bad}; this node has 0..{count - 1}")
+    return frozenset(out)
 
 
 def base_request(request: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gpudra.resourceapi import DRIVER_NAME
+from gpudra.resourceapi import DRIVER_NAME, parse_gpu_set
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -33,6 +33,14 @@ class KubeletPluginSettings(BaseSettings):
     mock_state_file: Path | None = None
     clique_id: str | None = None
     fake_dev_root: Path | None = None  # mock only; default <plugin-dir>/fake-dev
+    controller_managed_gpus: str | None = None  # all | none | 4-7 | 0,2 (GPU indices)
+
+    @field_validator("controller_managed_gpus")
+    @classmethod
+    def _managed(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_gpu_set(v, 1 << 16)  # syntax only; the node's GPU count is checked at start
+        return v
 
     @field_validator("driver_name")
     @classmethod

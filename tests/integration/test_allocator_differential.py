@@ -42,11 +42,14 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def publish(kube: KubeClient, node: dict[str, Any], profile: str) -> None:
+def publish(
+    kube: KubeClient, node: dict[str, Any], profile: str, managed: frozenset[int] = frozenset()
+) -> None:
+    """Publish a node's slices as its daemon would (``managed``: controller-managed GPUs)."""
     name = node["metadata"]["name"]
     inv = MockBackend(load_named(profile), node_name=name).inventory()
     owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
-    for s in desired_slices(inv, driver=DRIVER_NAME, generation=1, owner=owner):
+    for s in desired_slices(inv, driver=DRIVER_NAME, generation=1, owner=owner, managed=managed):
         kube.create(resources.RESOURCESLICES, s)
 
 

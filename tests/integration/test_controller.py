@@ -20,6 +20,7 @@ from tests.integration.test_kubelet_plugin import REPO, apply_file
 
 pytestmark = pytest.mark.integration
 GATE = [{"name": "gpudra.io/topology"}]
+ALL = frozenset(range(8))
 
 
 @pytest.fixture
@@ -134,8 +135,10 @@ def test_gated_pod_gets_max_bandwidth_where_the_scheduler_does_not(
     controller: Callable[[], Any],
 ) -> None:
     a, b = make_node("dgx1-a"), make_node("dgx1-b")
+    publish(kube, kube.get(resources.NODES, a), "dgx1-v100")
+    # on b every GPU but gpu-1 is controller-managed; gpu-1 stays the scheduler's
+    publish(kube, kube.get(resources.NODES, b), "dgx1-v100", frozenset({0, 2, 3, 4, 5, 6, 7}))
     for n in (a, b):
-        publish(kube, kube.get(resources.NODES, n), "dgx1-v100")
         # one GPU already in use on each node: first fit then breaks the first quad
         kube.create(
             resources.RESOURCECLAIMS,
@@ -170,7 +173,7 @@ def test_gang_waits_all_or_nothing_then_places_when_a_node_appears(
 ) -> None:
     nodes = [make_node("gang") for _ in range(3)]
     for n in nodes:
-        publish(kube, kube.get(resources.NODES, n), "dgx-h100")
+        publish(kube, kube.get(resources.NODES, n), "dgx-h100", ALL)
     controller()
     labels = {"gpudra.io/gang": "train", "gpudra.io/gang-size": "4"}
     for i in range(4):
@@ -187,7 +190,7 @@ def test_gang_waits_all_or_nothing_then_places_when_a_node_appears(
     assert all(allocated_gpus(kube, namespace, f"w{i}") == [] for i in range(4))  # nothing partial
     assert all(bound(kube, namespace, f"w{i}") is None for i in range(4))
     extra = make_node("gang")
-    publish(kube, kube.get(resources.NODES, extra), "dgx-h100")
+    publish(kube, kube.get(resources.NODES, extra), "dgx-h100", ALL)
     placed = wait_for(
         "all 4 gang pods bound",
         lambda: (
@@ -210,7 +213,7 @@ def test_restart_mid_gang_ends_fully_allocated(
 ) -> None:
     nodes = [make_node("crash") for _ in range(2)]
     for n in nodes:
-        publish(kube, kube.get(resources.NODES, n), "pcie-l4")
+        publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
     labels = {"gpudra.io/gang": "g", "gpudra.io/gang-size": "2"}
     for i in range(2):
         kube.create(resources.RESOURCECLAIMS, claim(f"m{i}", namespace, 4))
@@ -269,7 +272,7 @@ def test_bad_input_gets_events_and_others_are_still_served(
     controller: Callable[[], Any],
 ) -> None:
     n = make_node("bad")
-    publish(kube, kube.get(resources.NODES, n), "pcie-l4")
+    publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
     kube.create(resources.RESOURCECLAIMS, claim("c1", namespace, 1))
     kube.create(resources.RESOURCECLAIMS, claim("c2", namespace, 1))
     kube.create(
@@ -319,3 +322,42 @@ def test_bad_input_gets_events_and_others_are_still_served(
         if c["type"] == "gpudra.io/Placement"
     ]
     assert cond and cond[0]["status"] == "False" and cond[0]["reason"] == "Unplaceable"
+
+
+def test_scheduler_and_controller_never_share_a_device(
+    kube: KubeClient,
+    namespace: str,
+    make_node: Callable[..., str],
+    classes: None,
+    controller: Callable[[], Any],
+) -> None:
+    """Ungated pods (kube-scheduler) and gated pods (controller) compete for the same nodes:
+    GPUs 4-7 of each node are controller-managed (tainted), 0-3 are the scheduler's."""
+    nodes = [make_node("stress") for _ in range(3)]
+    for n in nodes:
+        publish(kube, kube.get(resources.NODES, n), "dgx-h100", frozenset({4, 5, 6, 7}))
+    controller()
+    for i in range(12):  # exactly the scheduler's 12 GPUs
+        kube.create(resources.RESOURCECLAIMS, claim(f"s{i}", namespace, 1))
+        kube.create(resources.PODS, pod(f"s{i}", namespace, f"s{i}"))
+        if i % 2 == 0:  # and the controller's 12 GPUs, interleaved
+            kube.create(resources.RESOURCECLAIMS, claim(f"c{i}", namespace, 2))
+            kube.create(resources.PODS, pod(f"c{i}", namespace, f"c{i}", gated=True))
+    names = [f"s{i}" for i in range(12)] + [f"c{i}" for i in range(0, 12, 2)]
+    wait_for("every pod bound", lambda: all(bound(kube, namespace, n) for n in names), 90)
+    owners: dict[tuple[str, str], str] = {}
+    for c in kube.list(resources.RESOURCECLAIMS, namespace=namespace).items:
+        alloc = (c.get("status") or {}).get("allocation") or {}
+        for r in alloc.get("devices", {}).get("results", []):
+            key = (r["pool"], r["device"])
+            assert key not in owners, (
+                f"{key} allocated to {owners[key]} and {c['metadata']['name']}"
+            )
+            owners[key] = c["metadata"]["name"]
+    assert len(owners) == 24
+    managed = {k for k, v in owners.items() if v.startswith("c")}
+    assert all(int(d.split("-")[1]) >= 4 for _, d in managed)
+    print(
+        f"\nstress: 12 scheduler pods + 6 controller pods bound, {len(owners)} devices, "
+        "0 shared, 0 stuck"
+    )

@@ -17,7 +17,13 @@ from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.inputs import Claim, Device, InputError
 from gpudra.allocation.nodeselect import node_name_selector
 from gpudra.allocation.score import W_BANDWIDTH, W_LEFT, W_PACK, Score, score
-from gpudra.allocation.search import BudgetExceeded, Diagnosis, NodeSearch, Solution
+from gpudra.allocation.search import (
+    BudgetExceeded,
+    DeviceFilter,
+    Diagnosis,
+    NodeSearch,
+    Solution,
+)
 
 
 @dataclass(frozen=True)
@@ -111,12 +117,14 @@ class Allocator:
         cache: SelectorCache | None = None,
         max_solutions: int = 256,
         budget: int = 200_000,
+        device_filter: DeviceFilter | None = None,
     ) -> None:
         self.view = view
         self.cache = cache or SelectorCache()
         self.cache.bind(view)
         self.max_solutions = max_solutions
         self.budget = budget
+        self.device_filter = device_filter
 
     def allocate(
         self, claims: list[Claim], nodes: list[str] | None = None, *, best: bool = True
@@ -228,7 +236,14 @@ class Allocator:
             return [self._rebase(p, node) for p in cached], (
                 replace(diag, node=node) if diag is not None else None
             )
-        search = NodeSearch(self.view, node, claims, matcher=self.cache, budget=self.budget)
+        search = NodeSearch(
+            self.view,
+            node,
+            claims,
+            matcher=self.cache,
+            budget=self.budget,
+            device_filter=self.device_filter,
+        )
         found: list[Placement] = []
         try:
             for sol in search.solutions():

@@ -154,6 +154,15 @@ class Toleration:
     value: str
     effect: str
 
+    def to_wire(self) -> dict[str, Any]:
+        out = {
+            "key": self.key,
+            "operator": self.operator,
+            "value": self.value,
+            "effect": self.effect,
+        }
+        return {k: v for k, v in out.items() if v}
+
     def tolerates(self, taint: dict[str, Any]) -> bool:
         if self.effect and self.effect != taint.get("effect"):
             return False

@@ -20,6 +20,7 @@ from gpudra.allocation.inputs import Claim, Constraint, Device, Request
 from gpudra.allocation.quantity import Quantity
 
 Matcher = Callable[[str, Device], tuple[bool, str | None]]  # (expression, device) -> verdict
+DeviceFilter = Callable[[Device], str | None]  # extra rule: a reason to skip the device, or None
 
 ZERO = Quantity.of(0)
 
@@ -60,6 +61,8 @@ class Solution:
             }
             if c.request.admin_access:
                 r["adminAccess"] = True
+            if c.request.tolerations:
+                r["tolerations"] = [t.to_wire() for t in c.request.tolerations]
             out.append(r)
         return out
 
@@ -93,11 +96,13 @@ class NodeSearch:
         *,
         matcher: Matcher,
         budget: int = 200_000,
+        device_filter: DeviceFilter | None = None,
     ) -> None:
         self.view = view
         self.node = node
         self.claims = claims
         self.matcher = matcher
+        self.device_filter = device_filter
         self.budget = budget
         self.steps = 0
         self.devices = view.devices_for(node)
@@ -138,6 +143,10 @@ class NodeSearch:
         return out
 
     def _reject_reason(self, dev: Device, req: Request, class_exprs: list[str]) -> str | None:
+        if self.device_filter is not None:
+            why = self.device_filter(dev)
+            if why is not None:
+                return why
         for expr in class_exprs:
             ok, err = self.matcher(expr, dev)
             if not ok:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from gpudra.kube.client import KubeClient
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
 from gpudra.nvml.factory import BackendKind, open_backend
+from gpudra.resourceapi import parse_gpu_set
 from gpudra.settings import KubeletPluginSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,11 @@ FLAGS = {
     "mock_state_file": ("--mock-state-file", Path, "mock node state file (MIG, faults)"),
     "clique_id": ("--clique-id", str, "mock NVLink clique id override"),
     "fake_dev_root": ("--fake-dev-root", Path, "mock: host dir with stand-in /dev/nvidia* files"),
+    "controller_managed_gpus": (
+        "--controller-managed-gpus",
+        str,
+        "GPUs only the gpudra controller allocates: all, none, 4-7",
+    ),
 }
 
 
@@ -75,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         state_file=s.mock_state_file,
         clique_id=s.clique_id,
     )
+    try:
+        parse_gpu_set(s.controller_managed_gpus, len(backend.inventory().gpus))
+    except ValueError as e:
+        raise SettingsError(f"invalid settings: controller_managed_gpus: {e}") from e
     client = KubeClient.from_kubeconfig(s.kubeconfig) if s.kubeconfig else KubeClient.in_cluster()
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)
     stop = threading.Event()

@@ -15,18 +15,41 @@ Outcomes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.engine import Allocator, Placement
 from gpudra.allocation.explain import explain
-from gpudra.allocation.inputs import InputError, parse_claim
+from gpudra.allocation.inputs import Claim, Device, InputError, Toleration, parse_claim
 from gpudra.controller.fit import fit_problem
 from gpudra.controller.groups import Group, claim_names, pod_key
+from gpudra.resourceapi import MANAGED_TAINT_KEY
 
 ClaimKey = tuple[str, str]  # namespace, name
 MAX_EVENT_MESSAGE = 1024
+MANAGED_TOLERATION = Toleration(MANAGED_TAINT_KEY, "Exists", "", "NoSchedule")
+NOT_MANAGED = f"not controller-managed (no {MANAGED_TAINT_KEY} taint)"
+
+
+def managed_only(dev: Device) -> str | None:
+    """The controller allocates only devices the scheduler cannot (see resourceapi)."""
+    return None if any(t.get("key") == MANAGED_TAINT_KEY for t in dev.taints) else NOT_MANAGED
+
+
+def tolerate_managed(claim: Claim) -> Claim:
+    """The claim as the controller allocates it: every request tolerates the managed taint."""
+    requests = tuple(
+        replace(
+            cr,
+            alternatives=tuple(
+                replace(r, tolerations=(*r.tolerations, MANAGED_TOLERATION))
+                for r in cr.alternatives
+            ),
+        )
+        for cr in claim.requests
+    )
+    return replace(claim, requests=requests)
 
 
 @dataclass
@@ -115,7 +138,7 @@ def _allocate(
     pods_by_node: dict[str, list[dict[str, Any]]],
     timestamp: str,
 ) -> Decision:
-    allocator = Allocator(view)
+    allocator = Allocator(view, device_filter=managed_only)
     committed: list[Placement] = []
     placed: dict[str, list[dict[str, Any]]] = {}
     decision = Decision("allocate")
@@ -124,7 +147,7 @@ def _allocate(
         for pod in group.pods:
             key = pod_key(pod)
             try:
-                parsed = [parse_claim(claims[k]) for k in per_pod[key]]
+                parsed = [tolerate_managed(parse_claim(claims[k])) for k in per_pod[key]]
             except InputError as e:
                 return Decision("fail", f"pod {key}: {e}")
             fitting = [

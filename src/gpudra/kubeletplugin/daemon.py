@@ -24,6 +24,7 @@ from gpudra.kubeletplugin.node import NodePlugin
 from gpudra.kubeletplugin.recovery import rebuild
 from gpudra.nvml.backend import GpuBackend
 from gpudra.nvml.errors import NvmlError
+from gpudra.resourceapi import parse_gpu_set
 from gpudra.resourceslices.builder import desired_slices
 from gpudra.resourceslices.publisher import SlicePublisher
 from gpudra.settings import KubeletPluginSettings
@@ -85,11 +86,14 @@ class KubeletPluginDaemon:
         )
 
     def _desired(self, generation: int, owner: dict[str, Any] | None) -> list[dict[str, Any]]:
+        inv = self._backend.inventory()
+        managed = parse_gpu_set(self.settings.controller_managed_gpus, len(inv.gpus))
         return desired_slices(
-            self._backend.inventory(),
+            inv,
             driver=self.settings.driver_name,
             generation=generation,
             owner=owner,
+            managed=managed,
         )
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:

@@ -27,7 +27,9 @@ from gpudra.devices.inventory import Inventory
 from gpudra.devices.topology import Topology
 from gpudra.resourceapi import (
     API_VERSION,
+    MANAGED_TAINT,
     MAX_DEVICES_PER_SLICE,
+    MAX_DEVICES_PER_SLICE_ADVANCED,
     MAX_STRING_ATTRIBUTE,
     PCI_BUS_ID,
     PCIE_ROOT,
@@ -131,14 +133,23 @@ def gpu_device(inv: Inventory, gpu: Gpu, groups: dict[int, str]) -> dict[str, An
     return {"name": gpu_device_name(gpu), "attributes": attrs, "capacity": capacity}
 
 
-def desired_devices(inv: Inventory) -> list[dict[str, Any]]:
-    """The devices of the node's pool, in a stable order.  Lost GPUs are not advertised."""
+def desired_devices(inv: Inventory, managed: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    """The devices of the node's pool, in a stable order.  Lost GPUs are not advertised;
+    GPUs in ``managed`` carry the controller-managed taint."""
     groups = {
         g: "gpus-" + "-".join(str(i) for i in grp)
         for grp in nvlink_groups(inv.topology)
         for g in grp
     }
-    return [gpu_device(inv, g, groups) for g in inv.gpus if g.health is not Health.LOST]
+    out = []
+    for g in inv.gpus:
+        if g.health is Health.LOST:
+            continue
+        dev = gpu_device(inv, g, groups)
+        if g.index in managed:
+            dev["taints"] = [dict(MANAGED_TAINT)]
+        out.append(dev)
+    return out
 
 
 def slice_name(node: str, driver: str, index: int) -> str:
@@ -152,9 +163,12 @@ def desired_slices(
     generation: int,
     owner: dict[str, Any] | None = None,
     max_devices: int = MAX_DEVICES_PER_SLICE,
+    managed: frozenset[int] = frozenset(),
 ) -> list[dict[str, Any]]:
     """The complete ResourceSlice objects for the node's pool at ``generation``."""
-    devices = desired_devices(inv)
+    devices = desired_devices(inv, managed)
+    if managed:
+        max_devices = min(max_devices, MAX_DEVICES_PER_SLICE_ADVANCED)
     chunks = [devices[i : i + max_devices] for i in range(0, len(devices), max_devices)] or [[]]
     out = []
     for i, chunk in enumerate(chunks):

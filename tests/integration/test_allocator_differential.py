@@ -24,6 +24,7 @@ import pytest
 
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.engine import Allocator
+from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import parse_claim
 from gpudra.kube import KubeClient, NotFound, resources
 from gpudra.nvml.mock import MockBackend, load_named
@@ -123,7 +124,8 @@ def test_allocator_agrees_with_kube_scheduler(
         delete_and_wait(kube, resources.RESOURCECLAIMS, f"s{i}", namespace)
         assert ours.feasible == (theirs is not None), (
             f"case {i} (seed {SEED}): gpudra says {'feasible' if ours.feasible else 'no'}, "
-            f"kube-scheduler says {theirs or 'unschedulable'}; claim: {raw['spec']}"
+            f"kube-scheduler says {theirs or 'unschedulable'}; claim: {raw['spec']}\n"
+            f"gpudra's explanation:\n{explain(ours, [parse_claim(raw)])}"
         )
         if ours.best is None:
             stats["infeasible"] += 1

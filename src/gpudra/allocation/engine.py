@@ -139,7 +139,7 @@ class Allocator:
         validate(claims, self.view)
         out = Outcome()
         names = nodes if nodes is not None else self.view.node_names()
-        need = sum(max(r.count for r in cr.alternatives) for c in claims for cr in c.requests)
+        need = sum(min(r.count for r in cr.alternatives) for c in claims for cr in c.requests)
         order = names if not best else sorted(names, key=lambda n: -self._bound(n, need))
         ranked: list[Placement] = []
         memo: dict[tuple[object, ...], tuple[list[Placement], Diagnosis | None]] = {}

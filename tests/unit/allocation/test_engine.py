@@ -143,3 +143,19 @@ def test_bad_claims_are_refused_clearly(case: str) -> None:
         Allocator(v).allocate([parse_claim(raw)])
     assert message in str(e.value)
     assert "ns/c" in str(e.value)
+
+
+def test_first_available_fallback_is_not_ruled_out_by_the_capacity_precheck() -> None:
+    v = view(profile_slices("dgx-h100", "n1"))
+    c = claim(
+        {
+            "name": "g",
+            "firstAvailable": [
+                {"name": "big", "deviceClassName": "gpu.gpudra.io", "count": 9},
+                {"name": "small", "deviceClassName": "gpu.gpudra.io", "count": 1},
+            ],
+        }
+    )
+    out = Allocator(v).allocate([parse_claim(c)])
+    assert out.best is not None
+    assert [ch.request.name for ch in out.best.solution.choices] == ["g/small"]

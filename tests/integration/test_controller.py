@@ -29,7 +29,7 @@ def controller(
 ) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(*extra: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"controller-{len(procs)}.log").open("wb")
         p = subprocess.Popen(
             [
@@ -41,6 +41,7 @@ def controller(
                 str(cluster.kubeconfig),
                 "--interval",
                 "0.3",
+                *extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -361,3 +362,100 @@ def test_scheduler_and_controller_never_share_a_device(
         f"\nstress: 12 scheduler pods + 6 controller pods bound, {len(owners)} devices, "
         "0 shared, 0 stuck"
     )
+
+
+def test_unused_allocations_are_released_and_stuck_pods_rescued(
+    kube: KubeClient,
+    namespace: str,
+    make_node: Callable[..., str],
+    classes: None,
+    controller: Callable[..., Any],
+) -> None:
+    n = make_node("life")
+    publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
+    # a claim the controller allocated for a gated pod that was deleted before it ran
+    kube.create(resources.RESOURCECLAIMS, claim("orphan", namespace, 1))
+    kube.patch_status(
+        resources.RESOURCECLAIMS,
+        "orphan",
+        {
+            "status": {
+                "allocation": {
+                    "devices": {
+                        "results": [
+                            {
+                                "request": "gpus",
+                                "driver": "gpu.gpudra.io",
+                                "pool": n,
+                                "device": "gpu-3",
+                                "tolerations": [
+                                    {
+                                        "key": "gpu.gpudra.io/controller-managed",
+                                        "operator": "Exists",
+                                        "effect": "NoSchedule",
+                                    }
+                                ],
+                            }
+                        ]
+                    },
+                    "nodeSelector": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchFields": [
+                                    {"key": "metadata.name", "operator": "In", "values": [n]}
+                                ]
+                            }
+                        ]
+                    },
+                    "allocationTimestamp": "2026-01-01T00:00:00Z",
+                }
+            }
+        },
+        namespace=namespace,
+    )
+    controller("--unschedulable-deadline", "2")
+    wait_for("orphan released", lambda: allocated_gpus(kube, namespace, "orphan") == [])
+    # a pod the controller places but the scheduler will not bind: a pod anti-affinity rule
+    # (which the controller's fit check does not model) conflicts with a pod already there
+    blocker = {
+        "metadata": {"name": "blocker", "namespace": namespace, "labels": {"app": "solo"}},
+        "spec": {"nodeName": n, "containers": [{"name": "c", "image": "busybox"}]},
+    }
+    kube.create(resources.PODS, blocker)
+    late = pod("late", namespace, "late", gated=True, node=n, labels={"app": "solo"})
+    term = {
+        "labelSelector": {"matchLabels": {"app": "solo"}},
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    late["spec"]["affinity"] = {
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    }
+    kube.create(resources.RESOURCECLAIMS, claim("late", namespace, 1))
+    kube.create(resources.PODS, late)
+    wait_for("allocated", lambda: allocated_gpus(kube, namespace, "late"))
+    ev = wait_for(
+        "rescheduling event",
+        lambda: [e for e in events(kube, namespace, "late") if e["reason"] == "Rescheduling"],
+        timeout=30,
+    )
+    assert "released them" in ev[0]["message"]
+    assert bound(kube, namespace, "late") is None
+
+
+def test_leader_election_one_holder_then_takeover(kube: KubeClient, namespace: str) -> None:
+    from gpudra.controller.leader import LeaderElector
+
+    now = [1000.0]
+    a = LeaderElector(
+        kube, name="gpudra", namespace=namespace, identity="a", duration_s=10, clock=lambda: now[0]
+    )
+    b = LeaderElector(
+        kube, name="gpudra", namespace=namespace, identity="b", duration_s=10, clock=lambda: now[0]
+    )
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    now[0] += 5
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    now[0] += 11  # a stopped renewing
+    assert b.try_acquire_or_renew() and not a.try_acquire_or_renew()
+    lease = kube.get(resources.LEASES, "gpudra", namespace=namespace)
+    assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1

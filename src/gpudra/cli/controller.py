@@ -31,6 +31,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "kube-system"))
     p.add_argument("--lease-name", default="gpudra-controller")
     p.add_argument("--once", action="store_true", help="one pass, then exit (for scripts)")
+    p.add_argument(
+        "--unschedulable-deadline",
+        type=float,
+        default=120.0,
+        help="seconds an ungated pod may stay unbound before its claims are released",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     metrics = ControllerMetrics()
     if args.metrics_port:
         metrics.serve(args.metrics_port)
-    reconciler = Reconciler(client, metrics=metrics)
+    reconciler = Reconciler(
+        client, metrics=metrics, unschedulable_deadline_s=args.unschedulable_deadline
+    )
     identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
     elector = (LeaderElector(client, name=args.lease_name, namespace=args.lease_namespace,
                              identity=identity) if args.leader_elect else None)  # fmt: skip

@@ -58,7 +58,8 @@ class LeaderElector:
             "leaseDurationSeconds": self.duration_s,
             "acquireTime": old.get("acquireTime") if same else _now_micro(now),
             "renewTime": _now_micro(now),
-            "leaseTransitions": int(old.get("leaseTransitions", 0)) + (0 if same else 1),
+            "leaseTransitions": int(old.get("leaseTransitions", 0))
+            + (0 if same or not lease else 1),
         }
 
     def try_acquire_or_renew(self) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from gpudra.allocation.cluster import ClusterView
 from gpudra.controller.decide import ClaimKey, Decision, decide
-from gpudra.controller.groups import GATE, Group, group_pods, pod_key
+from gpudra.controller.groups import GATE, Group, claim_names, group_pods, pod_key
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import Conflict, Invalid, KubeError, NotFound
 from gpudra.kube.objects import PatchType
@@ -33,10 +33,19 @@ from gpudra.kube.resources import (
     RESOURCESLICES,
 )
 from gpudra.metrics.controller import ControllerMetrics
+from gpudra.resourceapi import MANAGED_TAINT_KEY
 
 log = logging.getLogger(__name__)
 COMPONENT = "gpudra-controller"
 CONDITION = "gpudra.io/Placement"
+
+
+def _ours(allocation: dict[str, Any] | None) -> bool:
+    """Allocated by this controller: its results tolerate the controller-managed taint."""
+    results = ((allocation or {}).get("devices") or {}).get("results") or []
+    return bool(results) and all(
+        any(t.get("key") == MANAGED_TAINT_KEY for t in r.get("tolerations") or []) for r in results
+    )
 
 
 def rfc3339(t: float | None = None) -> str:
@@ -52,10 +61,13 @@ class Reconciler:
         *,
         metrics: ControllerMetrics,
         clock: Callable[[], float] = time.time,
+        unschedulable_deadline_s: float = 120.0,
     ) -> None:
         self._client = client
         self._metrics = metrics
         self._clock = clock
+        self._deadline = unschedulable_deadline_s
+        self._ungated_at: dict[str, float] = {}
         self._said: dict[str, str] = {}  # pod key -> last message (no duplicate events)
         self._first_seen: dict[str, float] = {}
 
@@ -103,7 +115,63 @@ class Reconciler:
                 d = Decision("error", "internal error")
             counts[d.kind] += 1
             self._metrics.observe(d.kind, time.perf_counter() - started)
-        return dict(counts)
+        counts["released"] = self._release_unused(pods, claims)
+        counts["rescued"] = self._rescue_stuck(pods, claims)
+        return {k: v for k, v in counts.items() if v}
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def _release_unused(
+        self, pods: list[dict[str, Any]], claims: dict[ClaimKey, dict[str, Any]]
+    ) -> int:
+        """Deallocate claims this controller allocated that no pod uses any more (a gated pod
+        deleted before it ran): their devices would otherwise stay taken."""
+        used: set[ClaimKey] = set()
+        for p in pods:
+            ns = p["metadata"].get("namespace", "")
+            used.update((ns, n) for n in claim_names(p)[0])
+        released = 0
+        for key, c in claims.items():
+            status = c.get("status") or {}
+            if key in used or status.get("reservedFor") or not _ours(status.get("allocation")):
+                continue
+            self._release([key])
+            log.info("released unused claim %s/%s", *key)
+            released += 1
+        return released
+
+    def _rescue_stuck(
+        self, pods: list[dict[str, Any]], claims: dict[ClaimKey, dict[str, Any]]
+    ) -> int:
+        """A pod we ungated that the scheduler still cannot bind after the deadline: release
+        its (unreserved) claims so the scheduler can allocate them elsewhere, and say so."""
+        rescued = 0
+        for p in pods:
+            key = pod_key(p)
+            if p["spec"].get("nodeName") or p["metadata"].get("deletionTimestamp"):
+                self._ungated_at.pop(key, None)
+                continue
+            since = self._ungated_at.get(key)
+            if since is None or self._clock() - since < self._deadline:
+                continue
+            ns = p["metadata"]["namespace"]
+            mine = [
+                (ns, n)
+                for n in claim_names(p)[0]
+                if not ((claims.get((ns, n)) or {}).get("status") or {}).get("reservedFor")
+            ]
+            self._release(mine)
+            self._ungated_at.pop(key, None)
+            self._tell_pod(
+                p,
+                "Warning",
+                "Rescheduling",
+                f"not bound {self._deadline:.0f}s after its claims were allocated; "
+                "released them so the scheduler can place the pod elsewhere",
+                status="False",
+            )
+            rescued += 1
+        return rescued
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -162,6 +230,7 @@ class Reconciler:
                 patch_type=PatchType.JSON,
             )
             node = d.nodes.get(pod_key(pod), "")
+            self._ungated_at[pod_key(pod)] = self._clock()
             self._tell_pod(
                 pod,
                 "Normal",

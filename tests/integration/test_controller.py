@@ -459,3 +459,37 @@ def test_leader_election_one_holder_then_takeover(kube: KubeClient, namespace: s
     assert b.try_acquire_or_renew() and not a.try_acquire_or_renew()
     lease = kube.get(resources.LEASES, "gpudra", namespace=namespace)
     assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.4, 0.9])
+def test_sigkill_during_a_gang_then_restart_converges(
+    kube: KubeClient,
+    namespace: str,
+    make_node: Callable[..., str],
+    classes: None,
+    controller: Callable[..., Any],
+    delay: float,
+) -> None:
+    """SIGKILL the controller while it works on a gang (at several moments), restart it: the
+    gang ends fully allocated and bound, and no device is allocated twice."""
+    nodes = [make_node("kill") for _ in range(4)]
+    for n in nodes:
+        publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
+    labels = {"gpudra.io/gang": "k", "gpudra.io/gang-size": "8"}
+    first = controller()
+    for i in range(8):
+        kube.create(resources.RESOURCECLAIMS, claim(f"k{i}", namespace, 2))
+        kube.create(resources.PODS, pod(f"k{i}", namespace, f"k{i}", gated=True, labels=labels))
+    time.sleep(delay)
+    first.kill()
+    first.wait(5)
+    controller()
+    names = [f"k{i}" for i in range(8)]
+    wait_for("gang bound", lambda: all(bound(kube, namespace, n) for n in names), timeout=60)
+    seen: set[tuple[str, int]] = set()
+    for name in names:
+        node_name = bound(kube, namespace, name)
+        for gpu in allocated_gpus(kube, namespace, name):
+            assert (str(node_name), gpu) not in seen
+            seen.add((str(node_name), gpu))
+    assert len(seen) == 16

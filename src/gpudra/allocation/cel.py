@@ -1,14 +1,13 @@
 """DRA device selectors, evaluated as kube-scheduler does (k8s.io/dynamic-resource-allocation/cel).
 
-The only module that imports the CEL library.  It is ``cel-expr-python`` (Google's cel-cpp): it
+The only module that imports the CEL library, ``cel-expr-python`` (Google's cel-cpp): it
 type-checks like cel-go, has ``cel.bind``, optionals and the strings extension, and takes custom
 types as protobuf messages, so ``kubernetes.Quantity`` and ``kubernetes.Semver`` are real CEL
 types with member functions.  Their messages hold only the value, so CEL's ``==`` compares values
 as upstream does; the maths is in the pure `quantity` and `semver` modules.
 
-A selector is type-checked against ``device`` as a ``kubernetes.DRADevice`` object (``driver``,
-``allowMultipleAllocations``, ``attributes`` and ``capacity`` as maps of maps) and evaluated with
-``device`` as plain maps: ``attributes[domain][id]`` is int, bool, string or Semver,
+A selector is type-checked against ``device`` as a ``kubernetes.DRADevice`` object and evaluated
+with ``device`` as plain maps: ``attributes[domain][id]`` is int, bool, string or Semver,
 ``capacity[domain][id]`` a Quantity.  Upstream looks an unknown domain up as an empty map; here a
 lookup that fails on a key that is not a domain of the device is retried with that key added as
 an empty domain, which gives upstream's verdict and message unless the same expression also
@@ -20,6 +19,14 @@ cel-cpp stops an evaluation after 9,999 comprehension iterations (stricter than 
 long literal lists); a selector whose evaluation took longer than its ``time_limit_s`` is refused
 from then on.  Growth within one evaluation (nested ``cel.bind`` doubling a string) is not
 interrupted: the apiserver's static estimate keeps such selectors out of stored objects.
+
+Known differences (tests/data/cel-conformance.yaml shows some against the real scheduler):
+``isInteger``/``asInteger`` follow the value, not Go's representation (see `quantity`); a Semver
+or Quantity ``==`` another type is false here and an error upstream, as is upstream's
+``q == q.add(0)``; upstream's ``has(device.attributes.x)`` is always true.  Compiling here but
+rejected by the apiserver: what its static cost estimate refuses (``type(x)``, ``list.join()``),
+invalid regex literals, mixed-type list literals.  Missing here (compile errors): the sets, lists,
+regex ``find``, URL, IP, CIDR and named-format libraries and two-variable comprehensions.
 """
 
 from __future__ import annotations
@@ -37,10 +44,16 @@ from cel_expr_python.ext import (  # type: ignore[import-untyped]
     ext_optional,
     ext_strings,
 )
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, struct_pb2
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    struct_pb2,
+    text_format,
+)
 
-from gpudra.allocation.quantity import Quantity, QuantityError
-from gpudra.allocation.semver import Semver, SemverError
+from gpudra.allocation.quantity import Quantity, QuantityError, is_quantity
+from gpudra.allocation.semver import Semver, SemverError, is_semver
 
 MAX_EXPRESSION_BYTES = 10 * 1024  # CELSelectorExpressionMaxLength
 ITERATION_BUDGET = 9_999  # cel-expr-python's fixed comprehension budget per evaluation
@@ -49,6 +62,7 @@ _MAX_PADDED_DOMAINS = 8
 _POSITION = re.compile(r"<input>:(\d+):(\d+): ([^\n]*)")
 _STATUS = re.compile(r"^[A-Z_]+: |\s*\[[A-Z_]+\]$")
 _MISSING_KEY = re.compile(r'^Key not found in map : "(.*)"$')
+_TYPES = ("kubernetes.Quantity", "kubernetes.Semver")
 _ORDERINGS = {"_<_": "less", "_<=_": "less_equals", "_>_": "greater", "_>=_": "greater_equals"}
 
 
@@ -66,38 +80,45 @@ class CelRuntimeError(Exception):
     """A selector failed on one device; the message says why (e.g. ``no such key: model``)."""
 
 
+_PROTO = """
+name: "gpudra/cel.proto" package: "kubernetes" syntax: "proto3"
+dependency: "google/protobuf/struct.proto"
+message_type { name: "Quantity"
+  field { name: "mantissa" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
+  field { name: "exponent" number: 2 type: TYPE_INT64 label: LABEL_OPTIONAL } }
+message_type { name: "Semver"
+  field { name: "major" number: 1 type: TYPE_UINT64 label: LABEL_OPTIONAL }
+  field { name: "minor" number: 2 type: TYPE_UINT64 label: LABEL_OPTIONAL }
+  field { name: "patch" number: 3 type: TYPE_UINT64 label: LABEL_OPTIONAL }
+  field { name: "pre" number: 4 type: TYPE_STRING label: LABEL_OPTIONAL } }
+message_type { name: "DRADevice"
+  field { name: "driver" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
+  field { name: "allowMultipleAllocations" number: 2 type: TYPE_BOOL label: LABEL_OPTIONAL }
+  field { name: "attributes" number: 3 type: TYPE_MESSAGE label: LABEL_REPEATED
+          type_name: ".kubernetes.DRADevice.AttributesEntry" }
+  field { name: "capacity" number: 4 type: TYPE_MESSAGE label: LABEL_REPEATED
+          type_name: ".kubernetes.DRADevice.CapacityEntry" }
+  nested_type { name: "AttributesEntry" options { map_entry: true }
+    field { name: "key" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
+    field { name: "value" number: 2 type: TYPE_MESSAGE label: LABEL_OPTIONAL
+            type_name: ".google.protobuf.Struct" } }
+  nested_type { name: "CapacityEntry" options { map_entry: true }
+    field { name: "key" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
+    field { name: "value" number: 2 type: TYPE_MESSAGE label: LABEL_OPTIONAL
+            type_name: ".google.protobuf.Struct" } } }
+"""
+
+
 def _message_types() -> tuple[Any, Any, Any]:
-    """A private pool with kubernetes.Quantity, kubernetes.Semver and kubernetes.DRADevice."""
-    f, struct = descriptor_pb2.FieldDescriptorProto, "google/protobuf/struct.proto"
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="gpudra/cel.proto", package="kubernetes", syntax="proto3", dependency=[struct]
-    )
-    members = {
-        "Quantity": [("mantissa", f.TYPE_STRING), ("exponent", f.TYPE_INT64)],
-        "Semver": [("major", f.TYPE_UINT64), ("minor", f.TYPE_UINT64), ("patch", f.TYPE_UINT64)],
-        "DRADevice": [("driver", f.TYPE_STRING), ("allowMultipleAllocations", f.TYPE_BOOL)],
-    }
-    members["Semver"].append(("pre", f.TYPE_STRING))
-    for name, fields in members.items():
-        message = proto.message_type.add(name=name)
-        for number, (member, kind) in enumerate(fields, 1):
-            message.field.add(name=member, number=number, type=kind, label=f.LABEL_OPTIONAL)
-    device = proto.message_type[2]
-    for number, member in enumerate(("attributes", "capacity"), 3):  # map<string, Struct>
-        entry = device.nested_type.add(name=f"{member.title()}Entry")
-        entry.options.map_entry = True
-        entry.field.add(name="key", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
-        value = {"type": f.TYPE_MESSAGE, "type_name": ".google.protobuf.Struct"}
-        entry.field.add(name="value", number=2, label=f.LABEL_OPTIONAL, **value)
-        where = {"type_name": f".kubernetes.DRADevice.{entry.name}", "label": f.LABEL_REPEATED}
-        device.field.add(name=member, number=number, type=f.TYPE_MESSAGE, **where)
+    """A private pool with the Quantity and Semver values and the DRADevice used for checking
+    (its maps of ``Struct`` are ``map(string, map(string, dyn))`` to the type checker)."""
     pool = descriptor_pool.DescriptorPool()
     pool.Add(descriptor_pb2.FileDescriptorProto.FromString(struct_pb2.DESCRIPTOR.serialized_pb))
-    pool.Add(proto)
+    pool.Add(text_format.Parse(_PROTO, descriptor_pb2.FileDescriptorProto()))
     quantity, semver = (
-        pool.FindMessageTypeByName(f"kubernetes.{n}") for n in members if n[0] != "D"
+        message_factory.GetMessageClass(pool.FindMessageTypeByName(n)) for n in _TYPES
     )
-    return pool, message_factory.GetMessageClass(quantity), message_factory.GetMessageClass(semver)
+    return pool, quantity, semver
 
 
 _POOL, _QuantityMsg, _SemverMsg = _message_types()
@@ -135,22 +156,6 @@ def _semver(text: str, normalize: bool = False) -> Any:
     return _semver_msg(Semver.parse(text, normalize=normalize))
 
 
-def _is_quantity(text: str) -> bool:
-    try:
-        Quantity.parse(text)
-    except QuantityError:
-        return False
-    return True
-
-
-def _is_semver(text: str, normalize: bool = False) -> bool:
-    try:
-        Semver.parse(text, normalize=normalize)
-    except SemverError:
-        return False
-    return True
-
-
 def _compare(a: Any, b: Any) -> int:
     """compareTo of both types: cel-cpp dispatches on kinds, so one impl serves both."""
     return _s(a).compare(_s(b)) if isinstance(a, _SemverMsg) else _q(a).compare(_q(b))
@@ -183,7 +188,7 @@ def _functions() -> list[Any]:
     q, s, b, i, st = t("kubernetes.Quantity"), t("kubernetes.Semver"), t.BOOL, t.INT, t.STRING
     table: list[tuple[str, str, Any, list[Any], Callable[..., Any] | None]] = [
         ("quantity", "string_to_quantity", q, [st], _quantity),
-        ("isQuantity", "is_quantity_string", b, [st], _is_quantity),
+        ("isQuantity", "is_quantity_string", b, [st], is_quantity),
         ("sign", "quantity_sign", i, [q], lambda x: _q(x).sign),
         ("compareTo", "quantity_compare_to", i, [q, q], _compare),
         ("isGreaterThan", "quantity_is_greater_than", b, [q, q], lambda x, y: _compare(x, y) > 0),
@@ -203,8 +208,8 @@ def _functions() -> list[Any]:
         ("sub", "quantity_sub_int", q, [q, i], lambda x, y: _add(x, y, -1)),
         ("semver", "string_to_semver", s, [st], _semver),
         ("semver", "string_bool_to_semver", s, [st, b], _semver),
-        ("isSemver", "is_semver_string", b, [st], _is_semver),
-        ("isSemver", "is_semver_string_bool", b, [st, b], _is_semver),
+        ("isSemver", "is_semver_string", b, [st], is_semver),
+        ("isSemver", "is_semver_string_bool", b, [st, b], is_semver),
         ("major", "semver_major", i, [s], lambda v: _int64(_s(v).major)),
         ("minor", "semver_minor", i, [s], lambda v: _int64(_s(v).minor)),
         ("patch", "semver_patch", i, [s], lambda v: _int64(_s(v).patch)),
@@ -266,7 +271,7 @@ class DeviceInput:
     capacity: Mapping[str, Mapping[str, Quantity]]
     allow_multiple_allocations: bool = False
     error: str | None = None
-    _activations: dict[frozenset[str], Any] = field(default_factory=dict, repr=False)
+    _activations: dict[frozenset[str], Any] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def from_slice_device(cls, driver: str, device: Mapping[str, Any]) -> DeviceInput:
@@ -352,7 +357,7 @@ class Selector:
             start = time.perf_counter()
             try:
                 result = self._program.eval(device.activation(padded))
-            except RuntimeError as e:
+            except Exception as e:  # the budget, or anything else: this device only
                 raise CelRuntimeError(_reason(str(e))) from e
             elapsed = time.perf_counter() - start
             if elapsed > self.time_limit_s:

@@ -11,7 +11,10 @@ and subtraction only depend on the value and match upstream exactly.  ``isIntege
 ``asInteger`` upstream also depend on the representation (``quantity("2000m").isInteger()`` and
 ``quantity("1.5Gi").isInteger()`` are false there, because the first keeps scale -3 and the second
 is an ``inf.Dec``); here they are true for any integral value within int64.  Equal values must be
-equal objects for CEL's ``==``, which is why the representation is not kept.
+equal objects for CEL's ``==``, which is why the representation is not kept.  For the same reason
+``as_approximate_float`` may differ from upstream in the last bit beyond 15 significant digits.
+Numbers longer than 1,000 digits, and sums of values whose exponents lie more than 1,000 apart,
+are refused: upstream materialises such integers and stalls.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ _SUFFIX_CHARS = frozenset("eEinumkKMGTP")
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
 _GO_INT = re.compile(r"[+-]?[0-9]+")
-# Arithmetic would need a number this many digits long to align two exponents: refused rather
-# than hanging (upstream materialises the big integer and stalls the scheduler instead).
-MAX_ALIGNMENT_DIGITS = 10_000
+# Limits upstream does not have, so that absurd values fail instead of hanging (upstream
+# materialises 10**exponent to align two exponents) or hitting Python's int/str digit limit.
+MAX_ALIGNMENT_DIGITS = 1_000
+MAX_MANTISSA_BITS = 12_000  # about 3,600 digits
 
 
 class QuantityError(ValueError):
@@ -51,6 +55,8 @@ class Quantity:
         """The normalised quantity of ``mantissa * 10**exponent``."""
         if mantissa == 0:
             return Quantity(0, 0)
+        if abs(mantissa).bit_length() > MAX_MANTISSA_BITS:
+            raise QuantityError("quantity out of range")
         digits = str(abs(mantissa))
         stripped = digits.rstrip("0")
         trailing = len(digits) - len(stripped)
@@ -129,6 +135,15 @@ class Quantity:
         return base * _pow10(self.exponent)
 
 
+def is_quantity(text: str) -> bool:
+    """Whether `parse_quantity` accepts ``text`` (CEL's ``isQuantity``)."""
+    try:
+        parse_quantity(text)
+    except QuantityError:
+        return False
+    return True
+
+
 def _pow10(exponent: int) -> float:
     """Go's ``math.Pow10``: exact powers, 0 below 1e-323 and +Inf above 1e308."""
     if exponent > 308:
@@ -191,6 +206,8 @@ def parse_quantity(text: str) -> Quantity:
         raise QuantityError(_FORMAT_WRONG)
     positive, value, num, denom, suffix = _scan(text)
     base, exponent = _interpret(suffix)
+    if len(num) + len(denom) > MAX_ALIGNMENT_DIGITS:
+        raise QuantityError("unable to parse numeric part of quantity")
     digits = int(num + denom)
     if base == 10:
         slow = exponent - len(denom) < -9 or len(num) + len(denom) > 18

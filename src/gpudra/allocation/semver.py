@@ -59,6 +59,15 @@ class Semver:
         return text
 
 
+def is_semver(text: str, normalize: bool = False) -> bool:
+    """Whether `Semver.parse` accepts ``text`` (CEL's ``isSemver``)."""
+    try:
+        Semver.parse(text, normalize=normalize)
+    except SemverError:
+        return False
+    return True
+
+
 def _number(text: str, what: str) -> int:
     if not set(text) <= _NUMBERS:
         raise SemverError(f"Invalid character(s) found in {what} number {text!r}")

@@ -21,6 +21,8 @@ SELECTORS = (
     "device.attributes['gpu.gpudra.io'].architecture in ['Hopper', 'Ampere']",
     "'nvlinkDomain' in device.attributes['gpu.gpudra.io']",
     "device.attributes['gpu.gpudra.io'].productName == 'NVIDIA B300'",
+    # a runtime error on GPUs without NVSwitch: kube-scheduler then fails the whole pod
+    "device.attributes['gpu.gpudra.io'].nvlinkDomain == 'nvswitch-0'",
 )
 GPU_CLASS = "gpu.gpudra.io"
 

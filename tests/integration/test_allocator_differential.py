@@ -72,7 +72,11 @@ def verdict(kube: KubeClient, namespace: str, name: str, timeout: float = 30.0) 
         if p["spec"].get("nodeName"):
             return str(p["spec"]["nodeName"])
         for c in (p.get("status") or {}).get("conditions") or []:
-            if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable":
+            # SchedulerError: a selector failed at run time (the whole pod fails, by design)
+            if c.get("type") == "PodScheduled" and c.get("reason") in (
+                "Unschedulable",
+                "SchedulerError",
+            ):
                 return None
         time.sleep(0.05)
     raise AssertionError(f"pod {namespace}/{name} neither bound nor unschedulable in {timeout}s")

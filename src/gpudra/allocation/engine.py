@@ -22,6 +22,7 @@ from gpudra.allocation.search import (
     DeviceFilter,
     Diagnosis,
     NodeSearch,
+    SelectorError,
     Solution,
 )
 
@@ -55,6 +56,7 @@ class Outcome:
     runner_up: Placement | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
     nodes_tried: int = 0
+    selector_error: str = ""
 
     @property
     def feasible(self) -> bool:
@@ -171,6 +173,15 @@ class Allocator:
                 out.diagnoses.append(diag)
             if found and not best:
                 break
+        errors = [d for d in out.diagnoses if d.selector_error]
+        if errors:
+            # kube-scheduler fails the whole pod when a selector errors on a node it searches
+            out.selector_error = (
+                f"node {errors[0].node}: {errors[0].selector_error}; kube-scheduler stops "
+                "scheduling a pod whose selector fails at run time: guard attribute lookups "
+                "with has() or 'in'"
+            )
+            return out
         if ranked:
             out.best = ranked[0]
             out.runner_up = ranked[1] if len(ranked) > 1 else None
@@ -252,6 +263,9 @@ class Allocator:
                     break
         except BudgetExceeded as e:
             search.diag.gave_up = str(e)
+        except SelectorError as e:
+            search.diag.gave_up = f"selector error: {e}"
+            search.diag.selector_error = str(e)
         found.sort(key=lambda p: -p.score.total)
         top = found[:2]
         diag = None if found else search.diag

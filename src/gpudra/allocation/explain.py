@@ -45,6 +45,8 @@ def explain(outcome: Outcome, claims: list[Claim], *, max_nodes: int = 10) -> st
         if outcome.runner_up is not None:
             lines += describe_placement("runner-up", outcome.runner_up, claims)
         return "\n".join(lines) + "\n"
+    if outcome.selector_error:
+        return f"cannot allocate {names}: {outcome.selector_error}\n"
     lines = [f"cannot allocate {names} on any of {outcome.nodes_tried} node(s):"]
     diags = sorted(outcome.diagnoses, key=lambda d: -d.total_devices)
     for d in diags[:max_nodes]:

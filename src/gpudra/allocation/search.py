@@ -26,6 +26,12 @@ ZERO = Quantity.of(0)
 
 
 IN_USE = "already allocated"
+SELECTOR_ERROR = "\x00error:"
+
+
+class SelectorError(Exception):
+    """A selector failed at run time on a device the search reached: kube-scheduler treats
+    this as an error for the whole pod (SchedulerError), so gpudra does too."""
 
 
 class BudgetExceeded(Exception):
@@ -76,6 +82,7 @@ class Diagnosis:
     shortfalls: dict[str, str] = field(default_factory=dict)
     total_devices: int = 0
     gave_up: str = ""
+    selector_error: str = ""
 
     def reject(self, request: str, reason: str) -> None:
         self.rejected[request][reason] += 1
@@ -109,6 +116,8 @@ class NodeSearch:
         self.diag = Diagnosis(node=node, total_devices=len(self.devices))
         self._cands: dict[tuple[int, str], list[Device]] = {}
         self._busy: dict[tuple[int, str], list[Device]] = defaultdict(list)
+        self._errored: dict[tuple[str, str, str], str] = {}
+        self._found_any = False
         self._chosen: list[Choice] = []
         self._taken: set[tuple[str, str, str]] = set()
         self._counters: dict[tuple[str, str, str], dict[str, Quantity]] = {}
@@ -135,6 +144,10 @@ class NodeSearch:
             reason = self._reject_reason(dev, req, class_exprs)
             if reason is None:
                 out.append(dev)
+            elif reason.startswith(SELECTOR_ERROR):
+                out.append(dev)  # reached in search order, it aborts the node (see _pick)
+                self._errored[dev.key] = reason.removeprefix(SELECTOR_ERROR)
+                self.diag.reject(req.name, reason.removeprefix(SELECTOR_ERROR))
             else:
                 self.diag.reject(req.name, reason)
                 if reason == IN_USE:
@@ -149,12 +162,18 @@ class NodeSearch:
                 return why
         for expr in class_exprs:
             ok, err = self.matcher(expr, dev)
+            if err:
+                return (
+                    f"{SELECTOR_ERROR}class {req.device_class} selector failed on {dev.name}: {err}"
+                )
             if not ok:
-                return f"not in class {req.device_class}" + (f" ({err})" if err else "")
+                return f"not in class {req.device_class}"
         for expr in req.selectors:
             ok, err = self.matcher(expr, dev)
+            if err:
+                return f"{SELECTOR_ERROR}selector {expr!r} failed on {dev.name}: {err}"
             if not ok:
-                return f"selector {expr!r} " + (f"failed: {err}" if err else "is false")
+                return f"selector {expr!r} is false"
         taint = next((t for t in dev.taints if not _tolerated(req, t)), None)
         if taint is not None:
             return (
@@ -226,6 +245,7 @@ class NodeSearch:
 
     def _claim(self, ci: int, ri: int) -> Iterator[Solution]:
         if ci == len(self.claims):
+            self._found_any = True
             yield Solution(node=self.node, choices=tuple(self._chosen))
             return
         claim = self.claims[ci]
@@ -251,10 +271,16 @@ class NodeSearch:
             if not c.match_attribute or (ci, k) in self._match:
                 continue
             groups: dict[tuple[str, Any], list[Device]] = {}
+            errored = [d for d in cands if d.key in self._errored]
             for d in cands:
                 v = d.attr(c.match_attribute)
-                if v is not None:
+                if v is not None and d.key not in self._errored:
                     groups.setdefault(v, []).append(d)
+            if errored:  # the scheduler reaches them while scanning, whatever their value
+                order = {d.key: i for i, d in enumerate(cands)}
+                for g in groups.values():
+                    g.extend(errored)
+                    g.sort(key=lambda d: order[d.key])
             big = [g for g in groups.values() if len(g) >= req.count]
             if not big:
                 largest = max((len(g) for g in groups.values()), default=0)
@@ -278,6 +304,10 @@ class NodeSearch:
             self.steps += 1
             if self.steps > self.budget:
                 raise BudgetExceeded(f"gave up after {self.budget} placement attempts")
+            if dev.key in self._errored:
+                if not self._found_any:  # the scheduler's first-fit search would hit it
+                    raise SelectorError(self._errored[dev.key])
+                continue
             if dev.key in self._taken or not self._fits(ci, req, dev):
                 continue
             fixed = self._add(ci, req, dev)
@@ -295,6 +325,9 @@ class NodeSearch:
         if not cands and not busy:
             self.diag.shortfalls.setdefault(req.name, "allocationMode All matched no device")
             return
+        err = next((self._errored[d.key] for d in cands if d.key in self._errored), None)
+        if err is not None:
+            raise SelectorError(err)
         pools = {(d.driver, d.pool) for d in cands}
         if any(not p.complete for p in self.view.pools if (p.driver, p.name) in pools):
             self.diag.shortfalls.setdefault(req.name, "allocationMode All needs complete pools")

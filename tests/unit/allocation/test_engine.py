@@ -159,3 +159,18 @@ def test_first_available_fallback_is_not_ruled_out_by_the_capacity_precheck() ->
     out = Allocator(v).allocate([parse_claim(c)])
     assert out.best is not None
     assert [ch.request.name for ch in out.best.solution.choices] == ["g/small"]
+
+
+def test_selector_runtime_error_fails_the_pod_only_if_the_search_reaches_it() -> None:
+    """kube-scheduler: a selector error on a device its first-fit search reaches fails the
+    whole pod (SchedulerError); one it never reaches does not matter."""
+    slices = profile_slices("pcie-l4", "n1")
+    slices[0]["spec"]["devices"][0]["attributes"]["model"] = {"string": "x"}
+    v = view(slices)
+    sel = [{"cel": {"expression": "device.attributes['gpu.gpudra.io'].model == 'x'"}}]
+    one = Allocator(v).allocate([parse_claim(claim(exactly("g", 1, selectors=sel)))])
+    assert one.best is not None and one.best.solution.choices[0].device.name == "gpu-0"
+    two = [parse_claim(claim(exactly("g", 2, selectors=sel)))]
+    out = Allocator(v).allocate(two)
+    assert out.best is None and "no such key" in out.selector_error
+    assert "guard attribute lookups with has() or 'in'" in explain(out, two)

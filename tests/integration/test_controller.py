@@ -15,6 +15,7 @@ import pytest
 from gpudra.kube import KubeClient, resources
 from gpudra.localcluster import LocalCluster
 from gpudra.nvml.mock import MockBackend, load_named
+from tests.harness.waiting import allocation, wait_for
 from tests.integration.test_allocator_differential import publish
 from tests.integration.test_kubelet_plugin import REPO, apply_file
 
@@ -54,17 +55,6 @@ def controller(
         if p.poll() is None:
             p.terminate()
             p.wait(10)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def claim(name: str, ns: str, count: int, selector: str | None = None) -> dict[str, Any]:
@@ -223,33 +213,7 @@ def test_restart_mid_gang_ends_fully_allocated(
     kube.patch_status(
         resources.RESOURCECLAIMS,
         "m0",
-        {
-            "status": {
-                "allocation": {
-                    "devices": {
-                        "results": [
-                            {
-                                "request": "gpus",
-                                "driver": "gpu.gpudra.io",
-                                "pool": nodes[1],
-                                "device": f"gpu-{i}",
-                            }
-                            for i in range(4)
-                        ]
-                    },
-                    "nodeSelector": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchFields": [
-                                    {"key": "metadata.name", "operator": "In", "values": [nodes[1]]}
-                                ]
-                            }
-                        ]
-                    },
-                    "allocationTimestamp": "2026-01-01T00:00:00Z",
-                }
-            }
-        },
+        {"status": {"allocation": allocation(nodes[1], [f"gpu-{i}" for i in range(4)])}},
         namespace=namespace,
     )
     controller()
@@ -378,39 +342,7 @@ def test_unused_allocations_are_released_and_stuck_pods_rescued(
     kube.patch_status(
         resources.RESOURCECLAIMS,
         "orphan",
-        {
-            "status": {
-                "allocation": {
-                    "devices": {
-                        "results": [
-                            {
-                                "request": "gpus",
-                                "driver": "gpu.gpudra.io",
-                                "pool": n,
-                                "device": "gpu-3",
-                                "tolerations": [
-                                    {
-                                        "key": "gpu.gpudra.io/controller-managed",
-                                        "operator": "Exists",
-                                        "effect": "NoSchedule",
-                                    }
-                                ],
-                            }
-                        ]
-                    },
-                    "nodeSelector": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchFields": [
-                                    {"key": "metadata.name", "operator": "In", "values": [n]}
-                                ]
-                            }
-                        ]
-                    },
-                    "allocationTimestamp": "2026-01-01T00:00:00Z",
-                }
-            }
-        },
+        {"status": {"allocation": allocation(n, ["gpu-3"], tolerate_managed=True)}},
         namespace=namespace,
     )
     controller("--unschedulable-deadline", "2")

@@ -24,20 +24,10 @@ from gpudra.localcluster import LocalCluster
 from gpudra.resourceapi import DRIVER_NAME
 from tests.harness.kubelet import KubeletHarness
 from tests.harness.nodedaemon import NodeDaemon
+from tests.harness.waiting import allocation, wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def apply_file(kube: KubeClient, path: Path, namespace: str | None = None) -> None:
@@ -260,30 +250,9 @@ def allocated_claim(
             },
         },
     )
+    body = allocation(node, [device], request="gpu", driver=driver, pool=pool)
     kube.patch_status(
-        resources.RESOURCECLAIMS,
-        name,
-        {
-            "status": {
-                "allocation": {
-                    "devices": {
-                        "results": [
-                            {"request": "gpu", "driver": driver, "pool": pool, "device": device}
-                        ]
-                    },
-                    "nodeSelector": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchFields": [
-                                    {"key": "metadata.name", "operator": "In", "values": [node]}
-                                ]
-                            }
-                        ]
-                    },
-                }
-            }
-        },
-        namespace=namespace,
+        resources.RESOURCECLAIMS, name, {"status": {"allocation": body}}, namespace=namespace
     )
     return namespace, name, claim["metadata"]["uid"]
 

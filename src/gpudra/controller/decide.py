@@ -99,9 +99,8 @@ def decide(
     if group.problem:
         return Decision("fail", group.problem)
     if not group.complete:
-        return Decision(
-            "wait", f"gang has {len(group.pods)} of {group.size} pods; waiting for the rest"
-        )
+        have = len(group.pods) + group.released
+        return Decision("wait", f"gang has {have} of {group.size} pods; waiting for the rest")
     per_pod, wait, fail = _claims_of(group, claims)
     if fail:
         return Decision("fail", fail)

@@ -19,13 +19,14 @@ GANG_SIZE_LABEL = "gpudra.io/gang-size"
 @dataclass
 class Group:
     key: str  # namespace/pod or namespace/gang:<name>
-    pods: list[dict[str, Any]]
+    pods: list[dict[str, Any]]  # the gated members: the ones still to decide
     size: int
     problem: str = ""  # a user error that blocks the whole group
+    released: int = 0  # gang members already ungated (their claims were written first)
 
     @property
     def complete(self) -> bool:
-        return len(self.pods) >= self.size
+        return len(self.pods) + self.released >= self.size
 
 
 @dataclass
@@ -46,19 +47,26 @@ def pod_key(pod: dict[str, Any]) -> str:
 def group_pods(pods: list[dict[str, Any]]) -> list[Group]:
     """Gated, not deleted pods grouped into singles and gangs (stable order)."""
     gangs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    released: dict[str, int] = defaultdict(int)
     out: list[Group] = []
     for pod in sorted(pods, key=pod_key):
         meta = pod["metadata"]
-        if not is_gated(pod) or meta.get("deletionTimestamp"):
+        if meta.get("deletionTimestamp"):
             continue
         gang = (meta.get("labels") or {}).get(GANG_LABEL)
+        if not is_gated(pod):
+            # an ungated gang member: a pass wrote every claim of the gang, then ungated this
+            # pod and stopped (a crash) - it still counts towards the gang
+            if gang:
+                released[f"{meta.get('namespace', '')}/gang:{gang}"] += 1
+            continue
         if gang:
             gangs[f"{meta.get('namespace', '')}/gang:{gang}"].append(pod)
         else:
             out.append(Group(key=pod_key(pod), pods=[pod], size=1))
     for key, members in sorted(gangs.items()):
         sizes = {(p["metadata"].get("labels") or {}).get(GANG_SIZE_LABEL) for p in members}
-        group = Group(key=key, pods=members, size=len(members))
+        group = Group(key=key, pods=members, size=len(members), released=released[key])
         if len(sizes) != 1:
             group.problem = (
                 f"pods of gang {key.split(':', 1)[1]} disagree on {GANG_SIZE_LABEL}: "

@@ -205,3 +205,13 @@ def test_fit_counts_pods_already_on_the_node() -> None:
         )
         is None
     )
+
+
+def test_gang_partly_ungated_by_an_interrupted_pass_is_completed() -> None:
+    """All claims were written, 1 of 2 pods ungated, then the controller died."""
+    labels = {"gpudra.io/gang": "g", "gpudra.io/gang-size": "2"}
+    (d,) = run(
+        [pod("a", "ca", labels=labels, gated=False), pod("b", "cb", labels=labels)],
+        [claim("ca", allocated=True), claim("cb", allocated=True)],
+    )
+    assert d.kind == "ungate"

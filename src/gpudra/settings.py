@@ -34,8 +34,9 @@ class KubeletPluginSettings(BaseSettings):
     clique_id: str | None = None
     fake_dev_root: Path | None = None  # mock only; default <plugin-dir>/fake-dev
     controller_managed_gpus: str | None = None  # all | none | 4-7 | 0,2 (GPU indices)
+    dynamic_mig_gpus: str | None = None  # MIG-capable GPUs published as MIG placements
 
-    @field_validator("controller_managed_gpus")
+    @field_validator("controller_managed_gpus", "dynamic_mig_gpus")
     @classmethod
     def _managed(cls, v: str | None) -> str | None:
         if v is not None:

@@ -58,9 +58,12 @@ def node_daemon(
     # unix socket paths must stay under 108 bytes: pytest's tmp_path is too deep
     root = Path(tempfile.mkdtemp(prefix="gpudra-", dir="/tmp"))
 
-    def start(profile: str, prefix: str | None = None) -> tuple[NodeDaemon, KubeletHarness]:
+    def start(
+        profile: str, prefix: str | None = None, extra_args: list[str] | None = None
+    ) -> tuple[NodeDaemon, KubeletHarness]:
         node = make_node(prefix or profile)
-        d = NodeDaemon(node, profile, cluster.kubeconfig, root / node).start()
+        d = NodeDaemon(node, profile, cluster.kubeconfig, root / node, list(extra_args or []))
+        d.start()
         h = KubeletHarness(node_name=node, registry_dir=d.registry_dir, kube=kube)
         h.wait_for_plugin(DRIVER_NAME)
         started.append((d, h))

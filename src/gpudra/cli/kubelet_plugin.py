@@ -46,6 +46,11 @@ FLAGS = {
         str,
         "GPUs only the gpudra controller allocates: all, none, 4-7",
     ),
+    "dynamic_mig_gpus": (
+        "--dynamic-mig-gpus",
+        str,
+        "MIG-capable GPUs published as dynamic MIG placements (created at prepare): all, 0-3",
+    ),
 }
 
 
@@ -81,10 +86,12 @@ def run(args: argparse.Namespace) -> int:
         state_file=s.mock_state_file,
         clique_id=s.clique_id,
     )
-    try:
-        parse_gpu_set(s.controller_managed_gpus, len(backend.inventory().gpus))
-    except ValueError as e:
-        raise SettingsError(f"invalid settings: controller_managed_gpus: {e}") from e
+    count = len(backend.inventory().gpus)
+    for field in ("controller_managed_gpus", "dynamic_mig_gpus"):
+        try:
+            parse_gpu_set(getattr(s, field), count)
+        except ValueError as e:
+            raise SettingsError(f"invalid settings: {field}: {e}") from e
     client = KubeClient.from_kubeconfig(s.kubeconfig) if s.kubeconfig else KubeClient.in_cluster()
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)
     stop = threading.Event()

@@ -41,6 +41,13 @@ class PreparedDevice(_Schema):
     cdi_device_ids: tuple[str, ...]
     uuid: str
     shareable: bool = False
+    # what the device occupies physically: "<gpu uuid>/<memory slice>" entries (whole GPU:
+    # all eight); two prepared devices conflict when these intersect
+    footprint: tuple[str, ...] = ()
+    # dynamic MIG: the instance prepare creates (uuid stays "" until it exists)
+    mig_parent: str = ""
+    mig_profile: str = ""
+    mig_start: int = -1
 
 
 class PreparedClaim(_Schema):

@@ -18,6 +18,7 @@ from typing import Any
 from gpudra.cdi.spec import CONTROL_NODES
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kube.client import KubeClient
+from gpudra.kube.errors import KubeError
 from gpudra.kubeletplugin.checkpoint import CheckpointStore
 from gpudra.kubeletplugin.grpc_server import PluginServers
 from gpudra.kubeletplugin.node import NodePlugin
@@ -55,6 +56,7 @@ class KubeletPluginDaemon:
         self._client = client
         self._backend = backend
         self._stop = threading.Event()
+        self._server_minor: int | None = None
         self._threads: list[threading.Thread] = []
         s = settings
         self.cdi = CdiWriter(s.cdi_dir)
@@ -88,13 +90,34 @@ class KubeletPluginDaemon:
     def _desired(self, generation: int, owner: dict[str, Any] | None) -> list[dict[str, Any]]:
         inv = self._backend.inventory()
         managed = parse_gpu_set(self.settings.controller_managed_gpus, len(inv.gpus))
+        dynamic = parse_gpu_set(self.settings.dynamic_mig_gpus, len(inv.gpus))
+        if dynamic and not self._partitionable():
+            dynamic = frozenset()
         return desired_slices(
             inv,
             driver=self.settings.driver_name,
             generation=generation,
             owner=owner,
             managed=managed,
+            dynamic_mig=dynamic,
         )
+
+    def _partitionable(self) -> bool:
+        """Dynamic MIG needs the 1.35+ partitionable-device slice layout (counters in their
+        own slices); older servers get whole GPUs only, said once in the log."""
+        if self._server_minor is None:
+            try:
+                self._server_minor = self._client.server_version()[1]
+            except KubeError as e:
+                log.warning("cannot read the server version (%s); assuming 1.35+", e)
+                self._server_minor = 35
+            if self._server_minor < 35:
+                log.warning(
+                    "Kubernetes 1.%d: the partitionable-device layout dynamic MIG needs arrived "
+                    "in 1.35; publishing whole GPUs only",
+                    self._server_minor,
+                )
+        return self._server_minor >= 35
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -8,6 +8,7 @@ are serialized per claim UID (not per node), and a failure is reported for that 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -19,8 +20,16 @@ from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import KubeError, NotFound
 from gpudra.kube.resources import RESOURCECLAIMS
 from gpudra.kubeletplugin.checkpoint import CheckpointError, CheckpointStore, PreparedDevice
-from gpudra.kubeletplugin.prepare import ClaimRef, PrepareError, exclusivity_conflicts, plan_claim
+from gpudra.kubeletplugin.prepare import (
+    ClaimRef,
+    PrepareError,
+    exclusivity_conflicts,
+    finalize,
+    node_devices,
+    plan_claim,
+)
 from gpudra.nvml.backend import GpuBackend
+from gpudra.nvml.errors import NotFound as NvmlNotFound
 from gpudra.nvml.errors import NvmlError
 
 log = logging.getLogger(__name__)
@@ -100,23 +109,85 @@ class NodePlugin:
             claim = self._client.get(RESOURCECLAIMS, ref.name, namespace=ref.namespace)
         except NotFound as e:
             raise PrepareError(f"claim {ref} does not exist (deleted?)") from e
+        inventory = self._backend.inventory()
         plan = plan_claim(
             claim,
             ref,
             driver=self._driver,
             node_name=self._node,
-            inventory=self._backend.inventory(),
+            inventory=inventory,
             dev_root=self._dev_root,
         )
         with self._device_guard:  # the check and the record must not interleave across claims
             conflicts = exclusivity_conflicts(plan.claim, self.checkpoint.claims().values())
             if conflicts:
                 raise PrepareError("; ".join(conflicts))
+            # recorded before any side effect: a crash from here on is repaired by a retry
+            # (an instance created before the crash is adopted, see _create_migs)
             self.checkpoint.put(plan.claim.model_copy(update={"state": "preparing"}))
+        created = self._create_migs(plan.claim.devices)
+        if created:
+            plan = finalize(
+                plan.claim, created, known=node_devices(inventory), dev_root=self._dev_root
+            )
         self._cdi.write(ref.uid, plan.spec)
         self.checkpoint.put(plan.claim)
         log.info("prepared %s: %s", ref, ", ".join(d.device for d in plan.claim.devices))
         return plan.claim.devices
+
+    def _create_migs(self, devices: tuple[PreparedDevice, ...]) -> dict[str, str]:
+        """Create the MIG instances of dynamic-MIG devices; adopt one that already exists at
+        exactly that placement (created by an attempt that crashed before recording it)."""
+        created: dict[str, str] = {}
+        wanted = [d for d in devices if d.mig_profile and not d.uuid]
+        if not wanted:
+            return created
+        existing = self._backend.inventory().mig_devices
+        for d in wanted:
+            found = next(
+                (
+                    m
+                    for m in existing
+                    if m.parent_uuid == d.mig_parent
+                    and m.profile == d.mig_profile
+                    and m.placement_start == d.mig_start
+                ),
+                None,
+            )
+            if found is None:
+                found = self._backend.create_mig_device(d.mig_parent, d.mig_profile, d.mig_start)
+                log.info(
+                    "created MIG %s %s at %d: %s",
+                    d.mig_parent,
+                    d.mig_profile,
+                    d.mig_start,
+                    found.uuid,
+                )
+            created[d.device] = found.uuid
+        return created
+
+    def _destroy_migs(self, devices: tuple[PreparedDevice, ...]) -> None:
+        existing = self._backend.inventory().mig_devices
+        for d in devices:
+            if not d.mig_profile:
+                continue
+            match = next(
+                (
+                    m
+                    for m in existing
+                    if m.uuid == d.uuid
+                    or (
+                        m.parent_uuid == d.mig_parent
+                        and m.profile == d.mig_profile
+                        and m.placement_start == d.mig_start
+                    )
+                ),
+                None,
+            )
+            if match is not None:
+                with contextlib.suppress(NvmlNotFound):
+                    self._backend.destroy_mig_device(match.uuid)
+                log.info("destroyed MIG %s (%s)", match.uuid, d.device)
 
     def unprepare(self, refs: list[ClaimRef]) -> dict[str, str]:
         """Claim UID -> error ('' on success).  Unknown claims succeed (idempotent)."""
@@ -124,11 +195,14 @@ class NodePlugin:
         for ref in refs:
             with self._claim_lock(ref.uid):
                 try:
+                    held = self.checkpoint.get(ref.uid)
+                    if held is not None:
+                        self._destroy_migs(held.devices)
                     self._cdi.remove(ref.uid)
                     self.checkpoint.remove(ref.uid)
                     out[ref.uid] = ""
                     log.info("unprepared %s", ref)
-                except (CdiWriteError, CheckpointError) as e:
+                except (CdiWriteError, CheckpointError, NvmlError) as e:
                     log.warning("unprepare %s failed: %s", ref, e)
                     out[ref.uid] = str(e)
         return out

@@ -15,9 +15,11 @@ from typing import Any
 from gpudra.cdi.spec import CdiDevice, claim_spec, device_id
 from gpudra.devices.gpu import Health
 from gpudra.devices.inventory import Inventory
+from gpudra.devices.mig import MEMORY_SLICES
 from gpudra.kubeletplugin.checkpoint import PreparedClaim, PreparedDevice
 from gpudra.resourceapi import base_request
 from gpudra.resourceslices.builder import gpu_device_name
+from gpudra.resourceslices.mig import mig_device_name
 
 
 class PrepareError(Exception):
@@ -42,21 +44,36 @@ class Plan:
 
 @dataclass(frozen=True)
 class NodeDevice:
-    uuid: str
+    uuid: str  # "" for a dynamic MIG placement: the instance is created by prepare
     device_nodes: tuple[str, ...]
     healthy: bool
+    footprint: tuple[str, ...]
+    mig: tuple[str, str, int] | None = None  # (parent uuid, profile, start)
 
 
 def node_devices(inv: Inventory) -> dict[str, NodeDevice]:
     """Every device name this node publishes -> what preparing it needs."""
-    return {
-        gpu_device_name(g): NodeDevice(
+    out = {}
+    for g in inv.gpus:
+        healthy = g.health is Health.HEALTHY
+        nodes = (f"/dev/nvidia{g.minor}",)
+        out[gpu_device_name(g)] = NodeDevice(
             uuid=g.uuid,
-            device_nodes=(f"/dev/nvidia{g.minor}",),
-            healthy=g.health is Health.HEALTHY,
+            device_nodes=nodes,
+            healthy=healthy,
+            footprint=tuple(f"{g.uuid}/{i}" for i in range(MEMORY_SLICES)),
         )
-        for g in inv.gpus
-    }
+        family = g.mig_profiles() if g.mig_capable else None
+        for prof in family.profiles if family else ():
+            for pl in prof.placements():
+                out[mig_device_name(g, prof, pl.start)] = NodeDevice(
+                    uuid="",
+                    device_nodes=nodes,
+                    healthy=healthy,
+                    footprint=tuple(f"{g.uuid}/{i}" for i in pl.slices),
+                    mig=(g.uuid, prof.name, pl.start),
+                )
+    return out
 
 
 def _allocated_nodes(allocation: dict[str, Any]) -> set[str] | None:
@@ -107,7 +124,6 @@ def plan_claim(
         )
     known = node_devices(inventory)
     devices: list[PreparedDevice] = []
-    cdi: list[CdiDevice] = []
     for r in results:
         pool, name = r.get("pool", ""), r.get("device", "")
         if pool != node_name:
@@ -132,6 +148,7 @@ def plan_claim(
                 if x.get("device") == name and x.get("pool") == pool
             }
         )
+        parent, profile, start = dev.mig or ("", "", -1)
         devices.append(
             PreparedDevice(
                 request_names=tuple(requests),
@@ -140,9 +157,12 @@ def plan_claim(
                 cdi_device_ids=(device_id(ref.uid, name),),
                 uuid=dev.uuid,
                 shareable=bool(r.get("adminAccess")) or bool(r.get("shareID")),
+                footprint=dev.footprint,
+                mig_parent=parent,
+                mig_profile=profile,
+                mig_start=start,
             )
         )
-        cdi.append(CdiDevice(name=name, uuid=dev.uuid, device_nodes=dev.device_nodes))
     prepared = PreparedClaim(
         uid=ref.uid,
         namespace=ref.namespace,
@@ -150,10 +170,41 @@ def plan_claim(
         state="prepared",
         devices=tuple(devices),
     )
-    spec = claim_spec(
-        claim_uid=ref.uid, namespace=ref.namespace, name=ref.name, devices=cdi, dev_root=dev_root
+    return finalize(prepared, {}, known=known, dev_root=dev_root)
+
+
+def finalize(
+    claim: PreparedClaim,
+    created: dict[str, str],
+    *,
+    known: dict[str, NodeDevice],
+    dev_root: str | None,
+) -> Plan:
+    """The claim with the UUIDs of MIG instances created for it, and its CDI spec."""
+    devices = tuple(
+        d.model_copy(update={"uuid": created[d.device]}) if d.device in created else d
+        for d in claim.devices
     )
-    return Plan(claim=prepared, spec=spec)
+    done = claim.model_copy(update={"devices": devices})
+    cdi = [
+        CdiDevice(name=d.device, uuid=d.uuid, device_nodes=known[d.device].device_nodes)
+        for d in devices
+    ]
+    spec = claim_spec(
+        claim_uid=claim.uid,
+        namespace=claim.namespace,
+        name=claim.name,
+        devices=cdi,
+        dev_root=dev_root,
+    )
+    return Plan(claim=done, spec=spec)
+
+
+def _overlap(a: PreparedDevice, b: PreparedDevice) -> bool:
+    """Same device, or physically overlapping (a MIG placement and its GPU or a neighbour)."""
+    if a.pool == b.pool and a.device == b.device:
+        return True
+    return bool(a.footprint and b.footprint and set(a.footprint) & set(b.footprint))
 
 
 def exclusivity_conflicts(plan: PreparedClaim, others: Iterable[PreparedClaim]) -> list[str]:
@@ -162,9 +213,8 @@ def exclusivity_conflicts(plan: PreparedClaim, others: Iterable[PreparedClaim]) 
     for other in others:
         if other.uid == plan.uid:
             continue
-        theirs = {(d.pool, d.device): d for d in other.devices}
         for mine in plan.devices:
-            held = theirs.get((mine.pool, mine.device))
+            held = next((d for d in other.devices if _overlap(mine, d)), None)
             if held is not None and not (mine.shareable and held.shareable):
                 problems.append(
                     f"device {mine.device} ({mine.uuid}) is already prepared for claim "

@@ -40,6 +40,12 @@ from gpudra.resourceapi import (
     string_attr,
     version_attr,
 )
+from gpudra.resourceslices.mig import (
+    MAX_COUNTER_SETS_PER_SLICE,
+    counter_set,
+    placement_devices,
+    whole_gpu_consumption,
+)
 
 CLIQUE_SEARCH_LIMIT = 16  # exact maximal-clique partition up to this many GPUs
 
@@ -164,35 +170,51 @@ def desired_slices(
     owner: dict[str, Any] | None = None,
     max_devices: int = MAX_DEVICES_PER_SLICE,
     managed: frozenset[int] = frozenset(),
+    dynamic_mig: frozenset[int] = frozenset(),
 ) -> list[dict[str, Any]]:
-    """The complete ResourceSlice objects for the node's pool at ``generation``."""
+    """The complete ResourceSlice objects for the node's pool at ``generation``.
+
+    GPUs in ``dynamic_mig`` (MIG-capable ones) are published as partitionable devices in the
+    1.35+ layout (see ``resourceslices.mig``): counter sets in slices of their own, then one
+    device slice per GPU holding the whole GPU and every MIG placement."""
     devices = desired_devices(inv, managed)
-    if managed:
+    dynamic = [g for g in inv.gpus if g.index in dynamic_mig and g.mig_capable]
+    plain = [d for d in devices if d["name"] not in {gpu_device_name(g) for g in dynamic}]
+    if managed or dynamic:
         max_devices = min(max_devices, MAX_DEVICES_PER_SLICE_ADVANCED)
-    chunks = [devices[i : i + max_devices] for i in range(0, len(devices), max_devices)] or [[]]
+    specs: list[dict[str, Any]] = [
+        {"devices": plain[i : i + max_devices]} for i in range(0, len(plain), max_devices)
+    ]
+    for i in range(0, len(dynamic), MAX_COUNTER_SETS_PER_SLICE):
+        group = dynamic[i : i + MAX_COUNTER_SETS_PER_SLICE]
+        specs.append({"sharedCounters": [counter_set(g) for g in group]})
+    by_name = {d["name"]: d for d in devices}
+    for g in dynamic:
+        whole = by_name.get(gpu_device_name(g))
+        gpu_devices = placement_devices(inv, g)
+        if whole is not None:
+            gpu_devices.insert(0, {**whole, "consumesCounters": whole_gpu_consumption(g)})
+        specs.append({"devices": gpu_devices})
+    specs = specs or [{"devices": []}]
     out = []
-    for i, chunk in enumerate(chunks):
+    for i, body in enumerate(specs):
         meta: dict[str, Any] = {
             "name": slice_name(inv.node_name, driver, i),
             "labels": {"app.kubernetes.io/managed-by": "gpudra"},
         }
         if owner:
             meta["ownerReferences"] = [owner]
+        spec: dict[str, Any] = {
+            "driver": driver,
+            "nodeName": inv.node_name,
+            "pool": {
+                "name": inv.node_name,
+                "generation": generation,
+                "resourceSliceCount": len(specs),
+            },
+        }
+        spec.update(body)
         out.append(
-            {
-                "apiVersion": API_VERSION,
-                "kind": "ResourceSlice",
-                "metadata": meta,
-                "spec": {
-                    "driver": driver,
-                    "nodeName": inv.node_name,
-                    "pool": {
-                        "name": inv.node_name,
-                        "generation": generation,
-                        "resourceSliceCount": len(chunks),
-                    },
-                    "devices": chunk,
-                },
-            }
+            {"apiVersion": API_VERSION, "kind": "ResourceSlice", "metadata": meta, "spec": spec}
         )
     return out

@@ -128,3 +128,44 @@ def test_exclusivity_guard() -> None:
     assert both == []
     one = exclusivity_conflicts(prepared("b", "gpu-3", shareable=True), [held])
     assert len(one) == 1
+
+
+MIG_INV = MockBackend(load_named("dgx-h100-mig"), node_name=NODE).inventory()
+
+
+def mig_plan(uid: str, device: str) -> Any:
+    return plan_claim(
+        claim(result(device), uid=uid),
+        ClaimRef("ns", "c", uid),
+        driver=DRIVER,
+        node_name=NODE,
+        inventory=MIG_INV,
+        dev_root=None,
+    )
+
+
+def test_dynamic_mig_device_waits_for_its_instance() -> None:
+    p = mig_plan("m1", "gpu-2-mig-3g40gb-9-0")
+    (d,) = p.claim.devices
+    assert (d.mig_parent, d.mig_profile, d.mig_start, d.uuid) == (
+        MIG_INV.gpus[2].uuid,
+        "3g.40gb",
+        0,
+        "",
+    )
+    assert d.footprint == tuple(f"{MIG_INV.gpus[2].uuid}/{i}" for i in range(4))
+    from gpudra.kubeletplugin.prepare import finalize, node_devices
+
+    done = finalize(p.claim, {d.device: "MIG-x"}, known=node_devices(MIG_INV), dev_root=None)
+    assert done.claim.devices[0].uuid == "MIG-x"
+    assert "NVIDIA_VISIBLE_DEVICES=MIG-x" in done.spec["containerEdits"]["env"]
+
+
+def test_exclusivity_covers_physical_overlap() -> None:
+    three = mig_plan("a", "gpu-2-mig-3g40gb-9-0").claim
+    one_inside = mig_plan("b", "gpu-2-mig-1g10gb-19-2").claim
+    one_outside = mig_plan("c", "gpu-2-mig-1g10gb-19-5").claim
+    whole = mig_plan("d", "gpu-2").claim
+    assert exclusivity_conflicts(one_inside, [three])
+    assert exclusivity_conflicts(whole, [three])
+    assert exclusivity_conflicts(one_outside, [three]) == []

@@ -13,6 +13,7 @@ from gpudra.nvml.mock import MockBackend, available_profiles, load_file, load_na
 EXPECTED = {
     # name: (GPUs, product, NVLink-connected pairs)
     "dgx-h100": (8, "NVIDIA H100 80GB HBM3", 28),
+    "dgx-h100-mig": (8, "NVIDIA H100 80GB HBM3", 28),
     "dgx-a100": (8, "NVIDIA A100-SXM4-80GB", 28),
     "dgx1-v100": (8, "Tesla V100-SXM2-32GB", 16),
     "hgx-h200": (8, "NVIDIA H200", 28),

@@ -1,0 +1,55 @@
+"""Dynamic MIG slices: counters in their own slice, placements consume memory slices, limits."""
+
+from __future__ import annotations
+
+from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.resourceapi import MAX_ATTRIBUTES_AND_CAPACITIES, MAX_DEVICES_PER_SLICE_ADVANCED
+from gpudra.resourceslices.builder import desired_slices
+from gpudra.resourceslices.mig import parse_mig_device_name
+
+
+def slices(dynamic: frozenset[int]) -> list[dict]:
+    inv = MockBackend(load_named("dgx-h100-mig"), node_name="n").inventory()
+    return desired_slices(inv, driver="gpu.gpudra.io", generation=1, dynamic_mig=dynamic)
+
+
+def test_layout_for_eight_dynamic_gpus() -> None:
+    out = slices(frozenset(range(8)))
+    assert len(out) == 9 and {s["spec"]["pool"]["resourceSliceCount"] for s in out} == {9}
+    counter_slices = [s for s in out if "sharedCounters" in s["spec"]]
+    assert len(counter_slices) == 1 and "devices" not in counter_slices[0]["spec"]  # 1.35+ rule
+    assert len(counter_slices[0]["spec"]["sharedCounters"]) == 8
+    for s in out:
+        devices = s["spec"].get("devices", [])
+        assert len(devices) <= MAX_DEVICES_PER_SLICE_ADVANCED
+        for d in devices:
+            assert len(d["attributes"]) + len(d["capacity"]) <= MAX_ATTRIBUTES_AND_CAPACITIES
+            assert len(d["consumesCounters"]) <= 2
+
+
+def test_placements_consume_exactly_their_memory_slices() -> None:
+    out = slices(frozenset({0}))
+    gpu0 = next(s for s in out if any(d["name"] == "gpu-0" for d in s["spec"].get("devices", [])))
+    by_name = {d["name"]: d for d in gpu0["spec"]["devices"]}
+    assert len(by_name) == 26
+    whole = by_name["gpu-0"]["consumesCounters"][0]["counters"]
+    assert sorted(whole) == [f"memory-slice-{i}" for i in range(8)]
+    three = by_name["gpu-0-mig-3g40gb-9-4"]
+    assert sorted(three["consumesCounters"][0]["counters"]) == [
+        "memory-slice-4",
+        "memory-slice-5",
+        "memory-slice-6",
+        "memory-slice-7",
+    ]
+    assert three["attributes"]["type"] == {"string": "mig"}
+    assert three["capacity"]["multiprocessors"] == {"value": "60"}
+    assert "gpu-0-mig-1g10gb-me-20-3" in by_name
+    # the other seven GPUs stay whole GPUs in a plain slice
+    plain = next(s for s in out if any(d["name"] == "gpu-1" for d in s["spec"].get("devices", [])))
+    assert all("consumesCounters" not in d for d in plain["spec"]["devices"])
+
+
+def test_device_names_round_trip() -> None:
+    assert parse_mig_device_name("gpu-3-mig-3g40gb-9-4") == (3, 9, 4)
+    assert parse_mig_device_name("gpu-3-mig-1g10gb-me-20-6") == (3, 20, 6)
+    assert parse_mig_device_name("gpu-3") is None

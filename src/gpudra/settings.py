@@ -35,6 +35,7 @@ class KubeletPluginSettings(BaseSettings):
     fake_dev_root: Path | None = None  # mock only; default <plugin-dir>/fake-dev
     controller_managed_gpus: str | None = None  # all | none | 4-7 | 0,2 (GPU indices)
     dynamic_mig_gpus: str | None = None  # MIG-capable GPUs published as MIG placements
+    remove_unknown_mig: bool = False  # destroy MIG instances on dynamic GPUs no claim holds
 
     @field_validator("controller_managed_gpus", "dynamic_mig_gpus")
     @classmethod

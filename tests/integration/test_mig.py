@@ -15,10 +15,11 @@ from gpudra.allocation.engine import Allocator
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import parse_claim
 from gpudra.kube import KubeClient, resources
+from gpudra.nvml.mock import MockBackend, load_named
 from gpudra.resourceapi import DRIVER_NAME
 from tests.harness.kubelet import KubeletHarness
 from tests.harness.nodedaemon import NodeDaemon
-from tests.harness.waiting import wait_for
+from tests.harness.waiting import allocation, wait_for
 from tests.integration.test_kubelet_plugin import device_classes, node_daemon  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -151,3 +152,97 @@ def test_dynamic_mig_placements_scheduler_prepare_and_refusal(
         kube.delete(resources.PODS, name, namespace=namespace, grace_period_seconds=0)
         assert harness.unprepare_pod(namespace, name, DRIVER_NAME)
     assert json.loads(d.state_file.read_text())["mig"] == []
+
+
+def allocated(kube: KubeClient, ns: str, name: str, node: str, device: str) -> tuple[str, str, str]:
+    c = kube.create(resources.RESOURCECLAIMS, mig_claim(name, ns, "any"))
+    kube.patch_status(
+        resources.RESOURCECLAIMS,
+        name,
+        {"status": {"allocation": allocation(node, [device], request="mig")}},
+        namespace=ns,
+    )
+    return ns, name, c["metadata"]["uid"]
+
+
+def test_mig_bad_input_is_a_per_claim_error(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],  # noqa: F811 - a fixture
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    d, harness = node_daemon("dgx-h100-mig", extra_args=["--dynamic-mig-gpus", "0-3"])
+    node = d.node_name
+    plugin = harness.plugins[DRIVER_NAME]
+    mock = MockBackend(load_named("dgx-h100-mig"), node_name=node, state_file=d.state_file)
+    external = mock.create_mig_device(mock.inventory().gpus[1].uuid, "3g.40gb", 0)
+    unsupported = allocated(kube, namespace, "u", node, "gpu-0-mig-5g50gb-99-0")
+    taken = allocated(kube, namespace, "t", node, "gpu-1-mig-3g40gb-9-0")
+    fine = allocated(kube, namespace, "f", node, "gpu-1-mig-3g40gb-9-4")
+    resp = plugin.prepare([unsupported, taken, fine])
+    assert "unknown device 'gpu-0-mig-5g50gb-99-0'" in resp[unsupported[2]].error
+    assert f"taken by instance {external.uuid}, which gpudra did not create" in resp[taken[2]].error
+    assert resp[fine[2]].error == ""
+    assert sorted(m["start"] for m in json.loads(d.state_file.read_text())["mig"]) == [0, 4]
+
+
+def test_mig_disabled_gpu_refuses_with_the_reason(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],  # noqa: F811 - a fixture
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    d, harness = node_daemon("dgx-h100", extra_args=["--dynamic-mig-gpus", "0"])
+    ref = allocated(kube, namespace, "x", d.node_name, "gpu-0-mig-1g10gb-19-0")
+    out = harness.plugins[DRIVER_NAME].prepare([ref])[ref[2]]
+    assert "MIG mode is disabled on GPU 0" in out.error
+
+
+def test_crash_between_create_and_record_and_between_destroy_and_record(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],  # noqa: F811 - a fixture
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    d, harness = node_daemon("dgx-h100-mig", extra_args=["--dynamic-mig-gpus", "all"])
+    node = d.node_name
+    ref = allocated(kube, namespace, "c", node, "gpu-2-mig-1g10gb-19-0")
+    first = harness.plugins[DRIVER_NAME].prepare([ref])[ref[2]]
+    assert first.error == ""
+    mig_uuid = json.loads(d.state_file.read_text())["mig"][0]["uuid"]
+    # killed right after the instance was created, before "prepared" was recorded
+    d.kill()
+    checkpoint = d.plugin_dir / "checkpoint.json"
+    doc = json.loads(checkpoint.read_text())
+    doc["claims"][ref[2]]["state"] = "preparing"
+    doc["claims"][ref[2]]["devices"][0]["uuid"] = ""
+    checkpoint.write_text(json.dumps(doc))
+    d.start()
+    plugin = harness.wait_for_plugin(DRIVER_NAME)
+    again = plugin.prepare([ref])[ref[2]]
+    assert again.error == ""
+    state = json.loads(d.state_file.read_text())["mig"]
+    assert [m["uuid"] for m in state] == [mig_uuid]  # adopted, not created twice
+    # killed right after the instance was destroyed, before the claim was forgotten
+    d.kill()
+    mock = MockBackend(load_named("dgx-h100-mig"), node_name=node, state_file=d.state_file)
+    mock.destroy_mig_device(mig_uuid)
+    d.start()
+    plugin = harness.wait_for_plugin(DRIVER_NAME)
+    assert plugin.unprepare([ref]) == {ref[2]: ""}
+    assert json.loads(checkpoint.read_text())["claims"] == {}
+    assert json.loads(d.state_file.read_text())["mig"] == []
+
+
+def test_unknown_instances_are_reported_and_removed_when_asked(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],  # noqa: F811 - a fixture
+    kube: KubeClient,
+) -> None:
+    d, _ = node_daemon("dgx-h100-mig", extra_args=["--dynamic-mig-gpus", "all"])
+    d.stop()
+    mock = MockBackend(load_named("dgx-h100-mig"), node_name=d.node_name, state_file=d.state_file)
+    stray = mock.create_mig_device(mock.inventory().gpus[5].uuid, "2g.20gb", 2)
+    d.start()
+    wait_for("report", lambda: stray.uuid in d.logs() and "held by no claim" in d.logs())
+    assert [m["uuid"] for m in json.loads(d.state_file.read_text())["mig"]] == [stray.uuid]
+    d.stop()
+    d.extra_args.append("--remove-unknown-mig")
+    d.start()
+    wait_for("removed", lambda: json.loads(d.state_file.read_text())["mig"] == [])

@@ -62,10 +62,22 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("kubelet-plugin", help="run the DRA node daemon (kubelet plugin)")
     for dest, (flag, typ, help_) in FLAGS.items():
         p.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
+    p.add_argument(
+        "--remove-unknown-mig",
+        dest="remove_unknown_mig",
+        action="store_const",
+        const=True,
+        default=None,
+        help="destroy MIG instances on dynamic-MIG GPUs that no claim holds",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> KubeletPluginSettings:
-    given = {k: getattr(args, k) for k in FLAGS if getattr(args, k, None) is not None}
+    given = {
+        k: getattr(args, k)
+        for k in [*FLAGS, "remove_unknown_mig"]
+        if getattr(args, k, None) is not None
+    }
     try:
         return KubeletPluginSettings(**given)
     except ValidationError as e:

@@ -68,6 +68,7 @@ class KubeletPluginDaemon:
         )
         if s.dev_root is not None:
             make_fake_dev_root(s.dev_root, [g.minor for g in backend.inventory().gpus])
+        dynamic = parse_gpu_set(s.dynamic_mig_gpus, len(backend.inventory().gpus))
         self.node = NodePlugin(
             client=client,
             backend=backend,
@@ -76,7 +77,9 @@ class KubeletPluginDaemon:
             driver=s.driver_name,
             node_name=s.node_name,
             dev_root=str(s.dev_root) if s.dev_root else None,
+            dynamic_mig=dynamic,
         )
+        self._report_unknown_migs(dynamic)
         self.publisher = SlicePublisher(
             client, node_name=s.node_name, driver=s.driver_name, desired=self._desired
         )
@@ -86,6 +89,42 @@ class KubeletPluginDaemon:
             dra_socket=s.dra_socket,
             reg_socket=s.registration_socket,
         )
+
+    def _report_unknown_migs(self, dynamic: frozenset[int]) -> None:
+        """MIG instances on dynamic-MIG GPUs that no checkpointed claim holds were left by
+        someone else (or by a crash between destroy and checkpoint): say so, and remove them
+        when configured to."""
+        inv = self._backend.inventory()
+        held = {
+            (d.mig_parent, d.mig_profile, d.mig_start)
+            for c in self.checkpoint.claims().values()
+            for d in c.devices
+            if d.mig_profile
+        }
+        for g in inv.gpus:
+            if g.index not in dynamic:
+                continue
+            for m in inv.migs_on(g):
+                if (m.parent_uuid, m.profile, m.placement_start) in held:
+                    continue
+                if self.settings.remove_unknown_mig:
+                    self._backend.destroy_mig_device(m.uuid)
+                    log.warning(
+                        "removed MIG instance %s (%s at %d on GPU %d): no claim holds it",
+                        m.uuid,
+                        m.profile,
+                        m.placement_start,
+                        g.index,
+                    )
+                else:
+                    log.warning(
+                        "MIG instance %s (%s at %d on GPU %d) is held by no claim; "
+                        "start with --remove-unknown-mig to remove such instances",
+                        m.uuid,
+                        m.profile,
+                        m.placement_start,
+                        g.index,
+                    )
 
     def _desired(self, generation: int, owner: dict[str, Any] | None) -> list[dict[str, Any]]:
         inv = self._backend.inventory()

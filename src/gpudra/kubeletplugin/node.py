@@ -59,6 +59,7 @@ class NodePlugin:
         driver: str,
         node_name: str,
         dev_root: str | None,
+        dynamic_mig: frozenset[int] = frozenset(),
     ) -> None:
         self._client = client
         self._backend = backend
@@ -67,6 +68,7 @@ class NodePlugin:
         self._driver = driver
         self._node = node_name
         self._dev_root = dev_root
+        self._dynamic = dynamic_mig
         self._locks = _Locks()
         self._device_guard = threading.Lock()
 
@@ -117,7 +119,9 @@ class NodePlugin:
             node_name=self._node,
             inventory=inventory,
             dev_root=self._dev_root,
+            dynamic=self._dynamic,
         )
+        resuming = done is not None  # a previous attempt recorded "preparing" and stopped
         with self._device_guard:  # the check and the record must not interleave across claims
             conflicts = exclusivity_conflicts(plan.claim, self.checkpoint.claims().values())
             if conflicts:
@@ -125,19 +129,19 @@ class NodePlugin:
             # recorded before any side effect: a crash from here on is repaired by a retry
             # (an instance created before the crash is adopted, see _create_migs)
             self.checkpoint.put(plan.claim.model_copy(update={"state": "preparing"}))
-        created = self._create_migs(plan.claim.devices)
+        created = self._create_migs(plan.claim.devices, adopt=resuming)
         if created:
-            plan = finalize(
-                plan.claim, created, known=node_devices(inventory), dev_root=self._dev_root
-            )
+            known = node_devices(inventory, self._dynamic)
+            plan = finalize(plan.claim, created, known=known, dev_root=self._dev_root)
         self._cdi.write(ref.uid, plan.spec)
         self.checkpoint.put(plan.claim)
         log.info("prepared %s: %s", ref, ", ".join(d.device for d in plan.claim.devices))
         return plan.claim.devices
 
-    def _create_migs(self, devices: tuple[PreparedDevice, ...]) -> dict[str, str]:
-        """Create the MIG instances of dynamic-MIG devices; adopt one that already exists at
-        exactly that placement (created by an attempt that crashed before recording it)."""
+    def _create_migs(self, devices: tuple[PreparedDevice, ...], *, adopt: bool) -> dict[str, str]:
+        """Create the MIG instances of dynamic-MIG devices.  With ``adopt`` (this claim was
+        being prepared when the daemon stopped) an instance already at exactly that placement
+        is ours; otherwise it belongs to someone else and the claim cannot be prepared."""
         created: dict[str, str] = {}
         wanted = [d for d in devices if d.mig_profile and not d.uuid]
         if not wanted:
@@ -154,6 +158,12 @@ class NodePlugin:
                 ),
                 None,
             )
+            if found is not None and not adopt:
+                raise PrepareError(
+                    f"MIG placement {d.mig_profile} at memory slice {d.mig_start} on GPU "
+                    f"{d.mig_parent} is taken by instance {found.uuid}, which gpudra did not "
+                    "create (an external instance)"
+                )
             if found is None:
                 found = self._backend.create_mig_device(d.mig_parent, d.mig_profile, d.mig_start)
                 log.info(

@@ -51,8 +51,10 @@ class NodeDevice:
     mig: tuple[str, str, int] | None = None  # (parent uuid, profile, start)
 
 
-def node_devices(inv: Inventory) -> dict[str, NodeDevice]:
-    """Every device name this node publishes -> what preparing it needs."""
+def node_devices(inv: Inventory, dynamic: frozenset[int] = frozenset()) -> dict[str, NodeDevice]:
+    """Every device name this node may publish -> what preparing it needs: whole GPUs, every
+    placement of a dynamic-MIG GPU (created at prepare), and the existing MIG devices of the
+    other MIG-enabled GPUs (static MIG, used as they are)."""
     out = {}
     for g in inv.gpus:
         healthy = g.health is Health.HEALTHY
@@ -64,14 +66,27 @@ def node_devices(inv: Inventory) -> dict[str, NodeDevice]:
             footprint=tuple(f"{g.uuid}/{i}" for i in range(MEMORY_SLICES)),
         )
         family = g.mig_profiles() if g.mig_capable else None
-        for prof in family.profiles if family else ():
-            for pl in prof.placements():
-                out[mig_device_name(g, prof, pl.start)] = NodeDevice(
-                    uuid="",
+        if family is None:
+            continue
+        if g.index in dynamic:
+            for prof in family.profiles:
+                for pl in prof.placements():
+                    out[mig_device_name(g, prof, pl.start)] = NodeDevice(
+                        uuid="",
+                        device_nodes=nodes,
+                        healthy=healthy,
+                        footprint=tuple(f"{g.uuid}/{i}" for i in pl.slices),
+                        mig=(g.uuid, prof.name, pl.start),
+                    )
+            continue
+        for m in inv.migs_on(g):
+            existing = family.profile(m.profile)
+            if existing is not None:
+                out[mig_device_name(g, existing, m.placement_start)] = NodeDevice(
+                    uuid=m.uuid,
                     device_nodes=nodes,
                     healthy=healthy,
-                    footprint=tuple(f"{g.uuid}/{i}" for i in pl.slices),
-                    mig=(g.uuid, prof.name, pl.start),
+                    footprint=tuple(f"{g.uuid}/{i}" for i in m.placement.slices),
                 )
     return out
 
@@ -95,6 +110,7 @@ def plan_claim(
     node_name: str,
     inventory: Inventory,
     dev_root: str | None,
+    dynamic: frozenset[int] = frozenset(),
 ) -> Plan:
     meta = claim.get("metadata") or {}
     if meta.get("uid") != ref.uid:
@@ -122,7 +138,7 @@ def plan_claim(
             f"claim {ref} has no devices of driver {driver} (allocated drivers: "
             f"{', '.join(drivers) or 'none'})"
         )
-    known = node_devices(inventory)
+    known = node_devices(inventory, dynamic)
     devices: list[PreparedDevice] = []
     for r in results:
         pool, name = r.get("pool", ""), r.get("device", "")

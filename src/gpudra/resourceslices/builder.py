@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from gpudra.devices.gpu import Gpu, Health
+from gpudra.devices.gpu import Gpu, Health, MigMode
 from gpudra.devices.inventory import Inventory
 from gpudra.devices.topology import Topology
 from gpudra.resourceapi import (
@@ -44,6 +44,7 @@ from gpudra.resourceslices.mig import (
     MAX_COUNTER_SETS_PER_SLICE,
     counter_set,
     placement_devices,
+    static_devices,
     whole_gpu_consumption,
 )
 
@@ -158,6 +159,13 @@ def desired_devices(inv: Inventory, managed: frozenset[int] = frozenset()) -> li
     return out
 
 
+def _tainted(devices: list[dict[str, Any]], managed: bool) -> list[dict[str, Any]]:
+    if managed:
+        for d in devices:
+            d["taints"] = [dict(MANAGED_TAINT)]
+    return devices
+
+
 def slice_name(node: str, driver: str, index: int) -> str:
     return f"{dns_label(node)[:200]}-{dns_label(driver)}-{index}"
 
@@ -179,7 +187,17 @@ def desired_slices(
     device slice per GPU holding the whole GPU and every MIG placement."""
     devices = desired_devices(inv, managed)
     dynamic = [g for g in inv.gpus if g.index in dynamic_mig and g.mig_capable]
-    plain = [d for d in devices if d["name"] not in {gpu_device_name(g) for g in dynamic}]
+    # static MIG: a MIG-enabled GPU not in dynamic mode is published as its existing MIG
+    # devices instead of as a whole GPU (as the NVIDIA driver does)
+    static = [
+        g
+        for g in inv.gpus
+        if g.mig_mode is MigMode.ENABLED and g not in dynamic and g.health is not Health.LOST
+    ]
+    replaced = {gpu_device_name(g) for g in dynamic + static}
+    plain = [d for d in devices if d["name"] not in replaced]
+    for g in static:
+        plain += _tainted(static_devices(inv, g), g.index in managed)
     if managed or dynamic:
         max_devices = min(max_devices, MAX_DEVICES_PER_SLICE_ADVANCED)
     specs: list[dict[str, Any]] = [
@@ -191,7 +209,7 @@ def desired_slices(
     by_name = {d["name"]: d for d in devices}
     for g in dynamic:
         whole = by_name.get(gpu_device_name(g))
-        gpu_devices = placement_devices(inv, g)
+        gpu_devices = _tainted(placement_devices(inv, g), g.index in managed)
         if whole is not None:
             gpu_devices.insert(0, {**whole, "consumesCounters": whole_gpu_consumption(g)})
         specs.append({"devices": gpu_devices})

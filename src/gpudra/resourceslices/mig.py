@@ -57,44 +57,65 @@ def consumes(gpu: Gpu, placement: Placement) -> list[dict[str, Any]]:
 
 
 def placement_devices(inv: Inventory, gpu: Gpu) -> list[dict[str, Any]]:
-    """One device per profile x placement of a MIG-capable GPU."""
+    """One device per profile x placement of a MIG-capable GPU (dynamic MIG)."""
     family = gpu.mig_profiles()
     if family is None:
         return []
+    return [
+        mig_device(inv, gpu, prof, pl, counters=True)
+        for prof in family.profiles
+        for pl in prof.placements()
+    ]
+
+
+def static_devices(inv: Inventory, gpu: Gpu) -> list[dict[str, Any]]:
+    """The MIG devices that already exist on a GPU in static MIG mode (with their UUIDs)."""
+    family = gpu.mig_profiles()
     out = []
-    for prof in family.profiles:
-        for pl in prof.placements():
-            attrs = {
-                "type": string_attr("mig"),
-                "profile": string_attr(prof.name),
-                "parentUUID": string_attr(gpu.uuid),
-                "parentIndex": int_attr(gpu.index),
-                "placementStart": int_attr(pl.start),
-                "placementSize": int_attr(pl.size),
-                "productName": string_attr(gpu.product_name),
-                "architecture": string_attr(gpu.architecture),
-                "cudaComputeCapability": version_attr(gpu.cuda_compute_capability),
-                "driverVersion": version_attr(inv.driver_version),
-                PCI_BUS_ID: string_attr(gpu.pci_bus_id),
-            }
-            capacity = {
-                "memory": quantity(prof.memory_mib * 1024 * 1024),
-                "multiprocessors": quantity(prof.multiprocessors),
-                "copyEngines": quantity(prof.copy_engines),
-                "decoders": quantity(prof.decoders),
-                "encoders": quantity(prof.encoders),
-                "jpegEngines": quantity(prof.jpeg_engines),
-                "ofaEngines": quantity(prof.ofa_engines),
-            }
-            out.append(
-                {
-                    "name": mig_device_name(gpu, prof, pl.start),
-                    "attributes": attrs,
-                    "capacity": capacity,
-                    "consumesCounters": consumes(gpu, pl),
-                }
-            )
+    for m in inv.migs_on(gpu):
+        prof = family.profile(m.profile) if family else None
+        if prof is not None:
+            dev = mig_device(inv, gpu, prof, m.placement, counters=False)
+            dev["attributes"]["uuid"] = string_attr(m.uuid)
+            out.append(dev)
     return out
+
+
+def mig_device(
+    inv: Inventory, gpu: Gpu, prof: MigProfile, pl: Placement, *, counters: bool
+) -> dict[str, Any]:
+    """A MIG device: attributes and capacities named as the NVIDIA reference driver names
+    them, plus the placement; ``counters`` adds the memory-slice consumption."""
+    attrs = {
+        "type": string_attr("mig"),
+        "profile": string_attr(prof.name),
+        "parentUUID": string_attr(gpu.uuid),
+        "parentIndex": int_attr(gpu.index),
+        "placementStart": int_attr(pl.start),
+        "placementSize": int_attr(pl.size),
+        "productName": string_attr(gpu.product_name),
+        "architecture": string_attr(gpu.architecture),
+        "cudaComputeCapability": version_attr(gpu.cuda_compute_capability),
+        "driverVersion": version_attr(inv.driver_version),
+        PCI_BUS_ID: string_attr(gpu.pci_bus_id),
+    }
+    capacity = {
+        "memory": quantity(prof.memory_mib * 1024 * 1024),
+        "multiprocessors": quantity(prof.multiprocessors),
+        "copyEngines": quantity(prof.copy_engines),
+        "decoders": quantity(prof.decoders),
+        "encoders": quantity(prof.encoders),
+        "jpegEngines": quantity(prof.jpeg_engines),
+        "ofaEngines": quantity(prof.ofa_engines),
+    }
+    dev: dict[str, Any] = {
+        "name": mig_device_name(gpu, prof, pl.start),
+        "attributes": attrs,
+        "capacity": capacity,
+    }
+    if counters:
+        dev["consumesCounters"] = consumes(gpu, pl)
+    return dev
 
 
 def whole_gpu_consumption(gpu: Gpu) -> list[dict[str, Any]]:

@@ -141,6 +141,7 @@ def mig_plan(uid: str, device: str) -> Any:
         node_name=NODE,
         inventory=MIG_INV,
         dev_root=None,
+        dynamic=frozenset(range(8)),
     )
 
 
@@ -156,7 +157,8 @@ def test_dynamic_mig_device_waits_for_its_instance() -> None:
     assert d.footprint == tuple(f"{MIG_INV.gpus[2].uuid}/{i}" for i in range(4))
     from gpudra.kubeletplugin.prepare import finalize, node_devices
 
-    done = finalize(p.claim, {d.device: "MIG-x"}, known=node_devices(MIG_INV), dev_root=None)
+    known = node_devices(MIG_INV, frozenset(range(8)))
+    done = finalize(p.claim, {d.device: "MIG-x"}, known=known, dev_root=None)
     assert done.claim.devices[0].uuid == "MIG-x"
     assert "NVIDIA_VISIBLE_DEVICES=MIG-x" in done.spec["containerEdits"]["env"]
 

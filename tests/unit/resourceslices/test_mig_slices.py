@@ -44,9 +44,22 @@ def test_placements_consume_exactly_their_memory_slices() -> None:
     assert three["attributes"]["type"] == {"string": "mig"}
     assert three["capacity"]["multiprocessors"] == {"value": "60"}
     assert "gpu-0-mig-1g10gb-me-20-3" in by_name
-    # the other seven GPUs stay whole GPUs in a plain slice
-    plain = next(s for s in out if any(d["name"] == "gpu-1" for d in s["spec"].get("devices", [])))
-    assert all("consumesCounters" not in d for d in plain["spec"]["devices"])
+    # the other seven are MIG-enabled but not dynamic: static MIG, and they have no instances,
+    # so they publish nothing (not even the whole GPU, which CUDA could not use in MIG mode)
+    names = {d["name"] for s in out for d in s["spec"].get("devices", [])}
+    assert not any(n.startswith("gpu-1") for n in names)
+
+
+def test_static_mig_publishes_existing_instances_with_uuids(tmp_path) -> None:
+    b = MockBackend(load_named("dgx-h100-mig"), node_name="n", state_file=tmp_path / "s.json")
+    gpu = b.inventory().gpus[1]
+    made = b.create_mig_device(gpu.uuid, "2g.20gb", 2)
+    out = desired_slices(b.inventory(), driver="gpu.gpudra.io", generation=1)
+    devices = {d["name"]: d for s in out for d in s["spec"].get("devices", [])}
+    static = devices["gpu-1-mig-2g20gb-14-2"]
+    assert static["attributes"]["uuid"] == {"string": made.uuid}
+    assert "consumesCounters" not in static
+    assert "gpu-1" not in devices and len(devices) == 1
 
 
 def test_device_names_round_trip() -> None:

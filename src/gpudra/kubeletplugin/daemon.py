@@ -153,7 +153,7 @@ class KubeletPluginDaemon:
             if self._server_minor < 35:
                 log.warning(
                     "Kubernetes 1.%d: the partitionable-device layout dynamic MIG needs arrived "
-                    "in 1.35; publishing whole GPUs only",
+                    "in 1.35; publishing static MIG only (existing instances)",
                     self._server_minor,
                 )
         return self._server_minor >= 35

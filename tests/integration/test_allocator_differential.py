@@ -44,13 +44,24 @@ def now() -> str:
 
 
 def publish(
-    kube: KubeClient, node: dict[str, Any], profile: str, managed: frozenset[int] = frozenset()
+    kube: KubeClient,
+    node: dict[str, Any],
+    profile: str,
+    managed: frozenset[int] = frozenset(),
+    dynamic_mig: frozenset[int] = frozenset(),
 ) -> None:
     """Publish a node's slices as its daemon would (``managed``: controller-managed GPUs)."""
     name = node["metadata"]["name"]
     inv = MockBackend(load_named(profile), node_name=name).inventory()
     owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
-    for s in desired_slices(inv, driver=DRIVER_NAME, generation=1, owner=owner, managed=managed):
+    for s in desired_slices(
+        inv,
+        driver=DRIVER_NAME,
+        generation=1,
+        owner=owner,
+        managed=managed,
+        dynamic_mig=dynamic_mig,
+    ):
         kube.create(resources.RESOURCESLICES, s)
 
 

@@ -425,3 +425,34 @@ def test_sigkill_during_a_gang_then_restart_converges(
             assert (str(node_name), gpu) not in seen
             seen.add((str(node_name), gpu))
     assert len(seen) == 16
+
+
+def test_controller_places_mig_slices_without_overlap(
+    kube: KubeClient,
+    namespace: str,
+    make_node: Callable[..., str],
+    classes: None,
+    controller: Callable[..., Any],
+) -> None:
+    if kube.server_version()[1] < 35:
+        pytest.skip("dynamic MIG needs the 1.35+ partitionable-device layout")
+    n = make_node("mig")
+    publish(kube, kube.get(resources.NODES, n), "dgx-h100-mig", ALL, dynamic_mig=ALL)
+    controller()
+    for name, profile in (("a", "3g.40gb"), ("b", "3g.40gb"), ("c", "1g.10gb")):
+        sel = f"device.attributes['gpu.gpudra.io'].profile == '{profile}'"
+        c = claim(name, namespace, 1, sel)
+        c["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = "mig.gpudra.io"
+        kube.create(resources.RESOURCECLAIMS, c)
+        kube.create(resources.PODS, pod(name, namespace, name, gated=True))
+    wait_for("all bound", lambda: all(bound(kube, namespace, x) for x in "abc"))
+    used: set[tuple[str, int]] = set()
+    for x in "abc":
+        (r,) = kube.get(resources.RESOURCECLAIMS, x, namespace=namespace)["status"]["allocation"][
+            "devices"
+        ]["results"]
+        minor, start = r["device"].split("-")[1], int(r["device"].split("-")[-1])
+        size = {"3g.40gb": 4, "1g.10gb": 1}["3g.40gb" if x in "ab" else "1g.10gb"]
+        span = {(minor, i) for i in range(start, start + size)}
+        assert not span & used, f"overlap: {r['device']}"
+        used |= span

@@ -17,7 +17,8 @@ beyond the ResourceSlices.  For each claim's whole GPUs on the node:
   whole nodes stay free for large jobs).
 
 Weights are lexicographic in practice: bandwidth first, then fragmentation, then packing.
-Non-GPU devices (MIG) contribute only the packing term until MIG scoring lands.
+For MIG devices ``packing`` is how full the parent GPUs' memory slices are afterwards, so
+placements fill partly used GPUs first and keep whole GPUs free.
 """
 
 from __future__ import annotations
@@ -119,6 +120,18 @@ def _build_topology(gpus: list[Device], pos: dict[tuple[str, str, str], int]) ->
     )
 
 
+def mig_packing(view: ClusterView, migs: list[Device]) -> float:
+    """MIG placement packing: how full the parent GPUs' memory slices are afterwards (fill
+    partly used GPUs first, so whole GPUs and large placements stay available)."""
+    fills = []
+    for d in migs:
+        for counter_set, amounts in d.consumes:
+            used = view.counters_used.get((d.driver, d.pool, counter_set), {})
+            taken = sum(1 for v in used.values() if v.sign > 0)
+            fills.append(min(1.0, (taken + len(amounts)) / 8))
+    return sum(fills) / len(fills) if fills else 0.0
+
+
 def score(view: ClusterView, sol: Solution) -> Score:
     """Score one solution; the view's in-use set is the state *before* it."""
     node_gpus = [d for d in view.devices_for(sol.node) if is_whole_gpu(d)]
@@ -144,8 +157,12 @@ def score(view: ClusterView, sol: Solution) -> Score:
             ratios.append(topo.best_bandwidth(size, among=left) / full)
     left_behind = sum(ratios) / len(ratios) if ratios else 1.0
     devices = view.devices_for(sol.node)
-    used_after = sum(1 for d in devices if d.key in view.in_use or d.key in chosen_all)
-    packing = used_after / len(devices) if devices else 0.0
+    migs = [c.device for c in sol.choices if _str(c.device, "type") == "mig"]
+    if migs:
+        packing = mig_packing(view, migs)
+    else:
+        used_after = sum(1 for d in devices if d.key in view.in_use or d.key in chosen_all)
+        packing = used_after / len(devices) if devices else 0.0
     total = W_BANDWIDTH * share + W_LEFT * left_behind + W_PACK * packing
     return Score(
         total=total,

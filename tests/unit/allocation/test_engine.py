@@ -174,3 +174,32 @@ def test_selector_runtime_error_fails_the_pod_only_if_the_search_reaches_it() ->
     out = Allocator(v).allocate(two)
     assert out.best is None and "no such key" in out.selector_error
     assert "guard attribute lookups with has() or 'in'" in explain(out, two)
+
+
+def test_mig_placements_fill_a_partly_used_gpu_first() -> None:
+    from gpudra.nvml.mock import MockBackend, load_named
+    from gpudra.resourceslices.builder import desired_slices
+
+    inv = MockBackend(load_named("dgx-h100-mig"), node_name="n1").inventory()
+    slices = desired_slices(
+        inv, driver="gpu.gpudra.io", generation=1, dynamic_mig=frozenset(range(8))
+    )
+    mig_class = device_class("mig.gpudra.io")
+    busy = allocated("x", "n1", "gpu-5-mig-3g40gb-9-0")
+    v = ClusterView.from_objects(
+        slices=slices, classes=[mig_class], nodes=[node("n1")], claims=[busy]
+    )
+    sel = [
+        {
+            "cel": {
+                "expression": "device.attributes['gpu.gpudra.io'].type == 'mig' && "
+                "device.attributes['gpu.gpudra.io'].profile == '1g.10gb'"
+            }
+        }
+    ]
+    c = [parse_claim(claim(exactly("g", 1, cls="mig.gpudra.io", selectors=sel)))]
+    first = Allocator(v).allocate(c, best=False)
+    best = Allocator(v).allocate(c)
+    assert first.best is not None and first.best.solution.choices[0].device.name.startswith("gpu-0")
+    assert best.best is not None
+    assert best.best.solution.choices[0].device.name.startswith("gpu-5-mig-1g10gb-19-")

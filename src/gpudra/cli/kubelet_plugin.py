@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from gpudra.kube.client import KubeClient
@@ -60,6 +63,13 @@ class SettingsError(Exception):
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("kubelet-plugin", help="run the DRA node daemon (kubelet plugin)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML file with any of these settings (per-node GPU modes, paths); "
+        "flags and GPUDRA_* variables override it",
+    )
     for dest, (flag, typ, help_) in FLAGS.items():
         p.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
     p.add_argument(
@@ -72,8 +82,30 @@ def add_parser(sub: Any) -> None:
     )
 
 
+def _config_file(path: Path) -> dict[str, Any]:
+    """Settings from a YAML file: keys in snake_case, camelCase or kebab-case."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise SettingsError(f"{path}: cannot read the config file: {e}") from e
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: the config file must be a mapping of settings")
+    allowed = set(KubeletPluginSettings.model_fields)
+    out = {}
+    for key, value in raw.items():
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", str(key)).replace("-", "_").lower()
+        if name not in allowed:
+            raise SettingsError(
+                f"{path}: unknown setting {key!r}; allowed: {', '.join(sorted(allowed))}"
+            )
+        if f"GPUDRA_{name.upper()}" not in os.environ:  # the environment wins over the file
+            out[name] = value
+    return out
+
+
 def settings_from(args: argparse.Namespace) -> KubeletPluginSettings:
-    given = {
+    from_file = _config_file(args.config) if getattr(args, "config", None) else {}
+    given = from_file | {
         k: getattr(args, k)
         for k in [*FLAGS, "remove_unknown_mig"]
         if getattr(args, k, None) is not None

@@ -63,3 +63,28 @@ def test_env_settings_apply(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     code = main(["kubelet-plugin"])
     assert code == 2
     assert "the mock backend needs exactly one of profile" in capsys.readouterr().err
+
+
+def test_config_file_sets_per_node_gpu_modes(tmp_path: Path) -> None:
+    from gpudra.cli.kubelet_plugin import settings_from
+    from gpudra.cli.main import parser
+
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(
+        "nodeName: n7\nbackend: mock\nprofile: dgx-h100-mig\n"
+        "dynamic-mig-gpus: 0-3\ncontrollerManagedGpus: all\n"
+    )
+    args = parser().parse_args(["kubelet-plugin", "--config", str(cfg), "--profile", "dgx-h100"])
+    s = settings_from(args)
+    assert (s.node_name, s.dynamic_mig_gpus, s.controller_managed_gpus) == ("n7", "0-3", "all")
+    assert s.profile == "dgx-h100"  # a flag beats the file
+
+
+def test_config_file_unknown_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text("nodeName: n7\ndynamicMigGPUS: all\n")
+    assert main(["kubelet-plugin", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        str(cfg) in err and "unknown setting 'dynamicMigGPUS'" in err and "dynamic_mig_gpus" in err
+    )

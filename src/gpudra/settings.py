@@ -36,6 +36,7 @@ class KubeletPluginSettings(BaseSettings):
     controller_managed_gpus: str | None = None  # all | none | 4-7 | 0,2 (GPU indices)
     dynamic_mig_gpus: str | None = None  # MIG-capable GPUs published as MIG placements
     remove_unknown_mig: bool = False  # destroy MIG instances on dynamic GPUs no claim holds
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no /metrics endpoint
 
     @field_validator("controller_managed_gpus", "dynamic_mig_gpus")
     @classmethod

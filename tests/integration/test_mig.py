@@ -5,6 +5,7 @@ unprepare (mock backend), and an explanation when a GPU has no room left."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from gpudra.allocation.engine import Allocator
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import parse_claim
 from gpudra.kube import KubeClient, resources
+from gpudra.localcluster.probes import free_port
 from gpudra.nvml.mock import MockBackend, load_named
 from gpudra.resourceapi import DRIVER_NAME
 from tests.harness.kubelet import KubeletHarness
@@ -70,7 +72,10 @@ def test_dynamic_mig_placements_scheduler_prepare_and_refusal(
     kube: KubeClient,
     namespace: str,
 ) -> None:
-    d, harness = node_daemon("dgx-h100-mig", extra_args=["--dynamic-mig-gpus", "all"])
+    port = free_port()
+    d, harness = node_daemon(
+        "dgx-h100-mig", extra_args=["--dynamic-mig-gpus", "all", "--metrics-port", str(port)]
+    )
     node = d.node_name
     if kube.server_version()[1] < 35:
         # 1.34's partitionable-device layout differs: static MIG only (these GPUs have no
@@ -83,6 +88,8 @@ def test_dynamic_mig_placements_scheduler_prepare_and_refusal(
         )
         assert [s["spec"].get("devices") or [] for s in one] == [[]]
         assert "publishing static MIG only" in d.logs()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        assert b"gpudra_node_dynamic_mig_published 0.0" in metrics
         return
 
     def node_slices() -> list[dict[str, Any]] | None:
@@ -153,6 +160,9 @@ def test_dynamic_mig_placements_scheduler_prepare_and_refusal(
         kube.delete(resources.PODS, name, namespace=namespace, grace_period_seconds=0)
         assert harness.unprepare_pod(namespace, name, DRIVER_NAME)
     assert json.loads(d.state_file.read_text())["mig"] == []
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    assert b"gpudra_node_dynamic_mig_published 1.0" in metrics
+    assert b'gpudra_node_claim_operations_total{operation="prepare",outcome="ok"} 3.0' in metrics
 
 
 def allocated(kube: KubeClient, ns: str, name: str, node: str, device: str) -> tuple[str, str, str]:

@@ -49,6 +49,7 @@ FLAGS = {
         str,
         "GPUs only the gpudra controller allocates: all, none, 4-7",
     ),
+    "metrics_port": ("--metrics-port", int, "serve Prometheus /metrics on this port (0: off)"),
     "dynamic_mig_gpus": (
         "--dynamic-mig-gpus",
         str,
@@ -138,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
             raise SettingsError(f"invalid settings: {field}: {e}") from e
     client = KubeClient.from_kubeconfig(s.kubeconfig) if s.kubeconfig else KubeClient.in_cluster()
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)
+    if s.metrics_port:
+        daemon.metrics.serve(s.metrics_port)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

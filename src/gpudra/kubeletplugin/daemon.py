@@ -23,6 +23,7 @@ from gpudra.kubeletplugin.checkpoint import CheckpointStore
 from gpudra.kubeletplugin.grpc_server import PluginServers
 from gpudra.kubeletplugin.node import NodePlugin
 from gpudra.kubeletplugin.recovery import rebuild
+from gpudra.metrics.node import NodeMetrics
 from gpudra.nvml.backend import GpuBackend
 from gpudra.nvml.errors import NvmlError
 from gpudra.resourceapi import parse_gpu_set
@@ -50,13 +51,19 @@ def make_fake_dev_root(root: Path, minors: list[int]) -> None:
 
 class KubeletPluginDaemon:
     def __init__(
-        self, settings: KubeletPluginSettings, *, client: KubeClient, backend: GpuBackend
+        self,
+        settings: KubeletPluginSettings,
+        *,
+        client: KubeClient,
+        backend: GpuBackend,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.settings = settings
         self._client = client
         self._backend = backend
         self._stop = threading.Event()
         self._server_minor: int | None = None
+        self.metrics = metrics or NodeMetrics()
         self._threads: list[threading.Thread] = []
         s = settings
         self.cdi = CdiWriter(s.cdi_dir)
@@ -78,6 +85,7 @@ class KubeletPluginDaemon:
             node_name=s.node_name,
             dev_root=str(s.dev_root) if s.dev_root else None,
             dynamic_mig=dynamic,
+            on_result=self.metrics.claim,
         )
         self._report_unknown_migs(dynamic)
         self.publisher = SlicePublisher(
@@ -150,6 +158,7 @@ class KubeletPluginDaemon:
             except KubeError as e:
                 log.warning("cannot read the server version (%s); assuming 1.35+", e)
                 self._server_minor = 35
+            self.metrics.dynamic_mig.set(1 if self._server_minor >= 35 else 0)
             if self._server_minor < 35:
                 log.warning(
                     "Kubernetes 1.%d: the partitionable-device layout dynamic MIG needs arrived "

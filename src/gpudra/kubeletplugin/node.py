@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -60,6 +60,7 @@ class NodePlugin:
         node_name: str,
         dev_root: str | None,
         dynamic_mig: frozenset[int] = frozenset(),
+        on_result: Callable[[str, bool], None] | None = None,
     ) -> None:
         self._client = client
         self._backend = backend
@@ -69,6 +70,7 @@ class NodePlugin:
         self._node = node_name
         self._dev_root = dev_root
         self._dynamic = dynamic_mig
+        self._on_result = on_result or (lambda operation, ok: None)
         self._locks = _Locks()
         self._device_guard = threading.Lock()
 
@@ -87,7 +89,10 @@ class NodePlugin:
                     del self._locks.users[uid], self._locks.held[uid]
 
     def prepare(self, refs: list[ClaimRef]) -> dict[str, PrepareOutcome]:
-        return {ref.uid: self.prepare_one(ref) for ref in refs}
+        out = {ref.uid: self.prepare_one(ref) for ref in refs}
+        for outcome in out.values():
+            self._on_result("prepare", not outcome.error)
+        return out
 
     def prepare_one(self, ref: ClaimRef) -> PrepareOutcome:
         with self._claim_lock(ref.uid):
@@ -211,8 +216,10 @@ class NodePlugin:
                     self._cdi.remove(ref.uid)
                     self.checkpoint.remove(ref.uid)
                     out[ref.uid] = ""
+                    self._on_result("unprepare", True)
                     log.info("unprepared %s", ref)
                 except (CdiWriteError, CheckpointError, NvmlError) as e:
                     log.warning("unprepare %s failed: %s", ref, e)
+                    self._on_result("unprepare", False)
                     out[ref.uid] = str(e)
         return out

@@ -68,6 +68,13 @@ class MigDevice(Model):
     compute_instance_id: int = Field(ge=0)
     placement_start: int = Field(ge=0)
     placement_size: int = Field(ge=1)
+    # minors of /dev/nvidia-caps/nvidia-cap<N> granting access to the GPU and compute
+    # instance (real hardware; empty in the mock)
+    capability_minors: tuple[int, ...] = ()
+
+    @property
+    def capability_nodes(self) -> tuple[str, ...]:
+        return tuple(f"/dev/nvidia-caps/nvidia-cap{n}" for n in self.capability_minors)
 
     @property
     def placement(self) -> Placement:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from gpudra.cdi.writer import CdiWriteError, CdiWriter
+from gpudra.devices.gpu import MigDevice
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import KubeError, NotFound
 from gpudra.kube.resources import RESOURCECLAIMS
@@ -143,11 +144,13 @@ class NodePlugin:
         log.info("prepared %s: %s", ref, ", ".join(d.device for d in plan.claim.devices))
         return plan.claim.devices
 
-    def _create_migs(self, devices: tuple[PreparedDevice, ...], *, adopt: bool) -> dict[str, str]:
+    def _create_migs(
+        self, devices: tuple[PreparedDevice, ...], *, adopt: bool
+    ) -> dict[str, MigDevice]:
         """Create the MIG instances of dynamic-MIG devices.  With ``adopt`` (this claim was
         being prepared when the daemon stopped) an instance already at exactly that placement
         is ours; otherwise it belongs to someone else and the claim cannot be prepared."""
-        created: dict[str, str] = {}
+        created: dict[str, MigDevice] = {}
         wanted = [d for d in devices if d.mig_profile and not d.uuid]
         if not wanted:
             return created
@@ -178,7 +181,7 @@ class NodePlugin:
                     d.mig_start,
                     found.uuid,
                 )
-            created[d.device] = found.uuid
+            created[d.device] = found
         return created
 
     def _destroy_migs(self, devices: tuple[PreparedDevice, ...]) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpudra.cdi.spec import CdiDevice, claim_spec, device_id
-from gpudra.devices.gpu import Health
+from gpudra.devices.gpu import Health, MigDevice
 from gpudra.devices.inventory import Inventory
 from gpudra.devices.mig import MEMORY_SLICES
 from gpudra.kubeletplugin.checkpoint import PreparedClaim, PreparedDevice
@@ -84,7 +84,7 @@ def node_devices(inv: Inventory, dynamic: frozenset[int] = frozenset()) -> dict[
             if existing is not None:
                 out[mig_device_name(g, existing, m.placement_start)] = NodeDevice(
                     uuid=m.uuid,
-                    device_nodes=nodes,
+                    device_nodes=nodes + m.capability_nodes,
                     healthy=healthy,
                     footprint=tuple(f"{g.uuid}/{i}" for i in m.placement.slices),
                 )
@@ -191,19 +191,25 @@ def plan_claim(
 
 def finalize(
     claim: PreparedClaim,
-    created: dict[str, str],
+    created: dict[str, MigDevice],
     *,
     known: dict[str, NodeDevice],
     dev_root: str | None,
 ) -> Plan:
-    """The claim with the UUIDs of MIG instances created for it, and its CDI spec."""
+    """The claim with the MIG instances created for it (UUIDs, and in real mode their
+    capability device nodes), and its CDI spec."""
     devices = tuple(
-        d.model_copy(update={"uuid": created[d.device]}) if d.device in created else d
+        d.model_copy(update={"uuid": created[d.device].uuid}) if d.device in created else d
         for d in claim.devices
     )
     done = claim.model_copy(update={"devices": devices})
     cdi = [
-        CdiDevice(name=d.device, uuid=d.uuid, device_nodes=known[d.device].device_nodes)
+        CdiDevice(
+            name=d.device,
+            uuid=d.uuid,
+            device_nodes=known[d.device].device_nodes
+            + (created[d.device].capability_nodes if d.device in created else ()),
+        )
         for d in devices
     ]
     spec = claim_spec(

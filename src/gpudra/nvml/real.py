@@ -19,6 +19,7 @@ from gpudra.devices.inventory import Inventory
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
 from gpudra.nvml.errors import GpuLost, InvalidArgument, LibraryNotFound, NotFound, NotSupported
 from gpudra.nvml.translate import (
+    CAPABILITIES,
     call,
     cuda_driver_version,
     optional,
@@ -38,11 +39,17 @@ class RealBackend:
     """Implements ``GpuBackend`` over NVML for the GPUs of this machine."""
 
     def __init__(
-        self, *, node_name: str, lib: ModuleType | Any = None, sysfs: Path | None = None
+        self,
+        *,
+        node_name: str,
+        lib: ModuleType | Any = None,
+        sysfs: Path | None = None,
+        capabilities: Path | None = None,
     ) -> None:
         self._lib: Any = lib if lib is not None else pynvml
         self._node = node_name
         self._sysfs = sysfs or Path("/sys/bus/pci/devices")
+        self._caps = capabilities or CAPABILITIES
         self._lock = threading.Lock()
         self._events: Any = None
         try:
@@ -66,7 +73,9 @@ class RealBackend:
             handles = self._handles()
             gpus = [read_gpu(lib, i, h, self._sysfs) for i, h in enumerate(handles)]
             migs = [
-                m for g, h in zip(gpus, handles, strict=True) for m in read_mig_devices(lib, g, h)
+                m
+                for g, h in zip(gpus, handles, strict=True)
+                for m in read_mig_devices(lib, g, h, self._caps)
             ]
             return Inventory(
                 node_name=self._node,

@@ -177,7 +177,29 @@ def read_gpu(lib: Any, index: int, handle: Any, sysfs: Path) -> Gpu:
     )
 
 
-def read_mig_devices(lib: Any, gpu: Gpu, handle: Any) -> list[MigDevice]:
+CAPABILITIES = Path("/proc/driver/nvidia/capabilities")
+
+
+def capability_minor(path: Path) -> int | None:
+    """``DeviceFileMinor: N`` from an NVIDIA capability ``access`` file."""
+    try:
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "DeviceFileMinor":
+                return int(value.strip())
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def mig_capability_minors(caps: Path, gpu_minor: int, gi: int, ci: int) -> tuple[int, ...]:
+    """The capability device minors a container needs to use one MIG device."""
+    base = caps / f"gpu{gpu_minor}" / "mig" / f"gi{gi}"
+    found = [capability_minor(base / "access"), capability_minor(base / f"ci{ci}" / "access")]
+    return tuple(m for m in found if m is not None)
+
+
+def read_mig_devices(lib: Any, gpu: Gpu, handle: Any, caps: Path = CAPABILITIES) -> list[MigDevice]:
     if gpu.mig_mode is not MigMode.ENABLED:
         return []
     family = gpu.mig_profiles()
@@ -193,6 +215,7 @@ def read_mig_devices(lib: Any, gpu: Gpu, handle: Any) -> list[MigDevice]:
         prof = (
             next((p for p in family.profiles if p.id == info.profileId), None) if family else None
         )
+        ci_id = call(lib, "MIG CI id", lib.nvmlDeviceGetComputeInstanceId, mig)
         out.append(
             MigDevice(
                 uuid=text(call(lib, "MIG UUID", lib.nvmlDeviceGetUUID, mig)),
@@ -200,9 +223,10 @@ def read_mig_devices(lib: Any, gpu: Gpu, handle: Any) -> list[MigDevice]:
                 parent_index=gpu.index,
                 profile=prof.name if prof else f"profile-{info.profileId}",
                 gpu_instance_id=gi_id,
-                compute_instance_id=call(lib, "MIG CI id", lib.nvmlDeviceGetComputeInstanceId, mig),
+                compute_instance_id=ci_id,
                 placement_start=info.placement.start,
                 placement_size=info.placement.size,
+                capability_minors=mig_capability_minors(caps, gpu.minor, gi_id, ci_id),
             )
         )
     return out

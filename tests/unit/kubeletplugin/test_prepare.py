@@ -155,12 +155,30 @@ def test_dynamic_mig_device_waits_for_its_instance() -> None:
         "",
     )
     assert d.footprint == tuple(f"{MIG_INV.gpus[2].uuid}/{i}" for i in range(4))
+    from gpudra.devices.gpu import MigDevice
     from gpudra.kubeletplugin.prepare import finalize, node_devices
 
     known = node_devices(MIG_INV, frozenset(range(8)))
-    done = finalize(p.claim, {d.device: "MIG-x"}, known=known, dev_root=None)
+    made = MigDevice(
+        uuid="MIG-x",
+        parent_uuid=d.mig_parent,
+        parent_index=2,
+        profile="3g.40gb",
+        gpu_instance_id=1,
+        compute_instance_id=0,
+        placement_start=0,
+        placement_size=4,
+        capability_minors=(21, 22),
+    )
+    done = finalize(p.claim, {d.device: made}, known=known, dev_root=None)
     assert done.claim.devices[0].uuid == "MIG-x"
     assert "NVIDIA_VISIBLE_DEVICES=MIG-x" in done.spec["containerEdits"]["env"]
+    nodes = [n["path"] for n in done.spec["devices"][0]["containerEdits"]["deviceNodes"]]
+    assert nodes == [
+        "/dev/nvidia2",
+        "/dev/nvidia-caps/nvidia-cap21",
+        "/dev/nvidia-caps/nvidia-cap22",
+    ]
 
 
 def test_exclusivity_covers_physical_overlap() -> None:

@@ -147,3 +147,19 @@ def test_health_events() -> None:
 )
 def test_bus_id_normalisation(raw: str | bytes, norm: str) -> None:
     assert normalize_bus_id(raw) == norm
+
+
+def test_mig_capability_minors_from_procfs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    gi = tmp_path / "gpu0" / "mig" / "gi1"
+    (gi / "ci0").mkdir(parents=True)
+    (gi / "access").write_text("DeviceFileMinor: 21\nDeviceFileMode: 444\n")
+    (gi / "ci0" / "access").write_text("DeviceFileMinor: 22\nDeviceFileMode: 444\n")
+    lib = two_linked()
+    lib.gpus[0].migs[0]["gi"] = 1
+    inv = RealBackend(node_name="n", lib=lib, capabilities=tmp_path).inventory()
+    (mig,) = inv.mig_devices
+    assert mig.capability_minors == (21, 22)
+    assert mig.capability_nodes == (
+        "/dev/nvidia-caps/nvidia-cap21",
+        "/dev/nvidia-caps/nvidia-cap22",
+    )

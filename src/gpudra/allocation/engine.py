@@ -14,7 +14,7 @@ from typing import Any
 from gpudra.allocation.cel import CelCompileError, compile_selector, evaluate
 from gpudra.allocation.cel import DeviceInput as CelDevice
 from gpudra.allocation.cluster import ClusterView
-from gpudra.allocation.inputs import Claim, Device, InputError
+from gpudra.allocation.inputs import Claim, Device, InputError, class_selectors
 from gpudra.allocation.nodeselect import node_name_selector
 from gpudra.allocation.score import W_BANDWIDTH, W_LEFT, W_PACK, Score, score
 from gpudra.allocation.search import (
@@ -98,11 +98,7 @@ def validate(claims: list[Claim], view: ClusterView) -> None:
                         f"claim {claim.ref}: request {req.name}: device class "
                         f"{req.device_class!r} does not exist (known: {known})"
                     )
-                exprs = [
-                    s.get("cel", {}).get("expression", "")
-                    for s in (cls.get("spec") or {}).get("selectors") or []
-                ]
-                for expr in [*exprs, *req.selectors]:
+                for expr in [*class_selectors(cls), *req.selectors]:
                     try:
                         compile_selector(expr)
                     except CelCompileError as e:
@@ -203,7 +199,10 @@ class Allocator:
                 for c in claims
                 for cr in c.requests
                 for r in cr.alternatives
-                for e in (*r.selectors, *self._class_exprs(r.device_class))
+                for e in (
+                    *r.selectors,
+                    *class_selectors(self.view.classes.get(r.device_class) or {}),
+                )
             }
         )
         attrs = sorted(
@@ -225,13 +224,6 @@ class Allocator:
             )
             for d in self.view.devices_for(node)
         )
-
-    def _class_exprs(self, name: str) -> list[str]:
-        cls = self.view.classes.get(name) or {}
-        return [
-            s.get("cel", {}).get("expression", "")
-            for s in (cls.get("spec") or {}).get("selectors") or []
-        ]
 
     def _node(
         self,
@@ -284,6 +276,12 @@ class Allocator:
         for c in placement.solution.choices:
             if not c.request.admin_access:
                 self.view.use(c.device.key)
+
+    def release(self, placement: Placement) -> None:
+        """Undo `commit`."""
+        for c in placement.solution.choices:
+            if not c.request.admin_access:
+                self.view.release(c.device.key)
 
 
 def _differs(a: Placement, b: Placement) -> bool:

@@ -86,6 +86,14 @@ def qualify(driver: str, name: str) -> str:
     return name if "/" in name else f"{driver}/{name}"
 
 
+def class_selectors(device_class: dict[str, Any]) -> list[str]:
+    """The CEL expressions of a DeviceClass's selectors."""
+    return [
+        s.get("cel", {}).get("expression", "")
+        for s in (device_class.get("spec") or {}).get("selectors") or []
+    ]
+
+
 def _attr_value(raw: dict[str, Any]) -> tuple[str, Any]:
     for kind in ("int", "bool", "string", "version"):
         if kind in raw:

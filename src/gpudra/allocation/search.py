@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpudra.allocation.cluster import ClusterView
-from gpudra.allocation.inputs import Claim, Constraint, Device, Request
+from gpudra.allocation.inputs import Claim, Constraint, Device, Request, class_selectors
 from gpudra.allocation.quantity import Quantity
 
 Matcher = Callable[[str, Device], tuple[bool, str | None]]  # (expression, device) -> verdict
@@ -136,10 +136,7 @@ class NodeSearch:
             self.diag.shortfalls[req.name] = f"device class {req.device_class!r} does not exist"
             self._cands[key] = out
             return out
-        class_exprs = [
-            s.get("cel", {}).get("expression", "")
-            for s in (cls.get("spec") or {}).get("selectors") or []
-        ]
+        class_exprs = class_selectors(cls)
         for dev in self.devices:
             reason = self._reject_reason(dev, req, class_exprs)
             if reason is None:

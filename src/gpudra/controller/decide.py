@@ -180,6 +180,4 @@ def _allocate(
         # pass must not get them); otherwise it is left as it was
         if not ok:
             for p in committed:
-                for c in p.solution.choices:
-                    if not c.request.admin_access:
-                        view.release(c.device.key)
+                allocator.release(p)

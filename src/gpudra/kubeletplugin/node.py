@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -34,6 +34,23 @@ from gpudra.nvml.errors import NotFound as NvmlNotFound
 from gpudra.nvml.errors import NvmlError
 
 log = logging.getLogger(__name__)
+
+
+def instance_of(device: PreparedDevice, existing: Iterable[MigDevice]) -> MigDevice | None:
+    """The MIG instance behind a prepared MIG device: by UUID once known, else by placement."""
+    return next(
+        (
+            m
+            for m in existing
+            if (device.uuid and m.uuid == device.uuid)
+            or (
+                m.parent_uuid == device.mig_parent
+                and m.profile == device.mig_profile
+                and m.placement_start == device.mig_start
+            )
+        ),
+        None,
+    )
 
 
 @dataclass(frozen=True)
@@ -156,16 +173,7 @@ class NodePlugin:
             return created
         existing = self._backend.inventory().mig_devices
         for d in wanted:
-            found = next(
-                (
-                    m
-                    for m in existing
-                    if m.parent_uuid == d.mig_parent
-                    and m.profile == d.mig_profile
-                    and m.placement_start == d.mig_start
-                ),
-                None,
-            )
+            found = instance_of(d, existing)
             if found is not None and not adopt:
                 raise PrepareError(
                     f"MIG placement {d.mig_profile} at memory slice {d.mig_start} on GPU "
@@ -189,19 +197,7 @@ class NodePlugin:
         for d in devices:
             if not d.mig_profile:
                 continue
-            match = next(
-                (
-                    m
-                    for m in existing
-                    if m.uuid == d.uuid
-                    or (
-                        m.parent_uuid == d.mig_parent
-                        and m.profile == d.mig_profile
-                        and m.placement_start == d.mig_start
-                    )
-                ),
-                None,
-            )
+            match = instance_of(d, existing)
             if match is not None:
                 with contextlib.suppress(NvmlNotFound):
                     self._backend.destroy_mig_device(match.uuid)

@@ -5,6 +5,7 @@
 #
 #   deploy/controlplane/build.sh            # default versions (deploy/controlplane/versions.env)
 #   K8S_VERSION=1.34.4 deploy/controlplane/build.sh
+#   deploy/controlplane/build.sh helm       # the helm CLI for chart tests (prints its bin dir)
 #
 # Prints the bin directory of the requested Kubernetes version on its last line.
 # Why wrapper modules: k8s.io/kubernetes's go.mod replaces every staging module
@@ -19,6 +20,7 @@ K8S_VERSION="${K8S_VERSION:-$DEFAULT_K8S_VERSION}"
 K8S_VERSION="${K8S_VERSION#v}"
 ETCD_VERSION="${ETCD_VERSION:-$DEFAULT_ETCD_VERSION}"
 KWOK_VERSION="${KWOK_VERSION:-$DEFAULT_KWOK_VERSION}"
+HELM_VERSION="${HELM_VERSION:-$DEFAULT_HELM_VERSION}"
 cache="${GPUDRA_CACHE:-$HOME/.cache/gpudra}"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export CGO_ENABLED=0
@@ -77,12 +79,23 @@ build_kwok() {
      -o "$out/kwok" sigs.k8s.io/kwok/cmd/kwok)
 }
 
+build_helm() {
+  local out="$cache/helm-v$HELM_VERSION/bin" mod="$here/modules/helm"
+  if have_version "$out/helm" "v$HELM_VERSION"; then log "helm v$HELM_VERSION: cached"; return; fi
+  mkdir -p "$out"
+  log "helm v$HELM_VERSION: building"
+  (cd "$mod" && go build -trimpath \
+     -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION" \
+     -o "$out/helm" helm.sh/helm/v4/cmd/helm)
+}
+
 what="${1:-all}"
 case "$what" in
-  all) build_etcd; build_kwok; build_k8s ;;
+  all) build_etcd; build_kwok; build_helm; build_k8s ;;
   k8s) build_k8s ;;
   etcd) build_etcd ;;
   kwok) build_kwok ;;
-  *) echo "usage: $0 [all|k8s|etcd|kwok]" >&2; exit 2 ;;
+  helm) build_helm; echo "$cache/helm-v$HELM_VERSION/bin"; exit 0 ;;
+  *) echo "usage: $0 [all|k8s|etcd|kwok|helm]" >&2; exit 2 ;;
 esac
 echo "$cache/k8s-v$K8S_VERSION/bin"

@@ -30,6 +30,7 @@ class KubeletPluginSettings(BaseSettings):
     backend: str = "nvml"
     profile: str | None = None
     profile_file: Path | None = None
+    profile_node_label: str | None = None  # mock: a node label naming this node's profile
     mock_state_file: Path | None = None
     clique_id: str | None = None
     fake_dev_root: Path | None = None  # mock only; default <plugin-dir>/fake-dev

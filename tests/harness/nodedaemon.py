@@ -1,7 +1,8 @@
 """Run ``gpudra kubelet-plugin`` as a real process for a test node, with its own directories.
 
-The daemon is started exactly as a user starts it outside a cluster (the CLI, flags, a
-kubeconfig) and stopped with SIGTERM, or SIGKILL to simulate a crash.
+The daemon is started as the Helm chart deploys it (`tests.harness.chart`: the DaemonSet's
+command, args, env and config file, rendered in mock mode with this node's directories), plus
+a kubeconfig and any test flags, and stopped with SIGTERM, or SIGKILL to simulate a crash.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gpudra.resourceapi import DRIVER_NAME
+from tests.harness.chart import Launch, launch, render
 
 
 @dataclass
@@ -40,7 +42,7 @@ class NodeDaemon:
 
     @property
     def state_file(self) -> Path:
-        return self.root / "mock-node.json"
+        return self.plugin_dir / "mock-state.json"  # where the chart puts it
 
     @property
     def log_file(self) -> Path:
@@ -50,37 +52,35 @@ class NodeDaemon:
     def reg_socket(self) -> Path:
         return self.registry_dir / f"{DRIVER_NAME}-reg.sock"
 
+    def chart_values(self) -> dict[str, Any]:
+        """The chart values that deploy this daemon (mock mode, this node's directories)."""
+        return {
+            "mock": {"enabled": True, "profile": self.profile, "profileNodeLabel": ""},
+            "kubeletPlugin": {
+                "kubeletDir": str(self.root),
+                "cdiDir": str(self.cdi_dir),
+                "metricsPort": 0,
+            },
+            "controller": {"enabled": False},
+        }
+
+    def launch(self) -> Launch:
+        """The chart's DaemonSet container as a process, plus a kubeconfig and test flags."""
+        objs = render(self.chart_values())
+        how = launch(objs, "DaemonSet", node_name=self.node_name, files_dir=self.root / "etc")
+        how.argv += ["--kubeconfig", str(self.kubeconfig), *self.extra_args]
+        return how
+
     def argv(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "gpudra",
-            "kubelet-plugin",
-            "--backend",
-            "mock",
-            "--profile",
-            self.profile,
-            "--node-name",
-            self.node_name,
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--plugin-dir",
-            str(self.plugin_dir),
-            "--registry-dir",
-            str(self.registry_dir),
-            "--cdi-dir",
-            str(self.cdi_dir),
-            "--mock-state-file",
-            str(self.state_file),
-            *self.extra_args,
-        ]
+        return self.launch().argv
 
     def start(self, timeout: float = 30.0) -> NodeDaemon:
         self.root.mkdir(parents=True, exist_ok=True)
         self.reg_socket.unlink(missing_ok=True)
         log = self.log_file.open("ab")
+        how = self.launch()
         self.proc = subprocess.Popen(
-            self.argv(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+            how.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **how.env}
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -3,8 +3,8 @@ restart safety and bad input.  The controller runs as a real ``gpudra controller
 
 from __future__ import annotations
 
+import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +15,7 @@ import pytest
 from gpudra.kube import KubeClient, resources
 from gpudra.localcluster import LocalCluster
 from gpudra.nvml.mock import MockBackend, load_named
+from tests.harness.chart import Launch, launch, render
 from tests.harness.waiting import allocation, wait_for
 from tests.integration.test_allocator_differential import publish
 from tests.integration.test_kubelet_plugin import REPO, apply_file
@@ -32,20 +33,12 @@ def controller(
 
     def start(*extra: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"controller-{len(procs)}.log").open("wb")
+        how = controller_launch(tmp_path)
         p = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gpudra",
-                "controller",
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "--interval",
-                "0.3",
-                *extra,
-            ],
+            [*how.argv, "--kubeconfig", str(cluster.kubeconfig), *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **how.env},
         )
         procs.append(p)
         return p
@@ -55,6 +48,15 @@ def controller(
         if p.poll() is None:
             p.terminate()
             p.wait(10)
+
+
+def controller_launch(files_dir: Path) -> Launch:
+    """The controller as the chart deploys it (one replica, fast passes, no metrics port)."""
+    values = {
+        "kubeletPlugin": {"enabled": False},
+        "controller": {"replicas": 1, "interval": 0.3, "metricsPort": 0},
+    }
+    return launch(render(values), "Deployment", node_name="", files_dir=files_dir)
 
 
 def claim(name: str, ns: str, count: int, selector: str | None = None) -> dict[str, Any]:

@@ -16,7 +16,10 @@ import yaml
 from pydantic import ValidationError
 
 from gpudra.kube.client import KubeClient
+from gpudra.kube.resources import NODES
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
+from gpudra.kubeletplugin.profile_choice import choose_profile
+from gpudra.nvml.errors import ProfileError
 from gpudra.nvml.factory import BackendKind, open_backend
 from gpudra.resourceapi import parse_gpu_set
 from gpudra.settings import KubeletPluginSettings
@@ -41,6 +44,11 @@ FLAGS = {
     "backend": ("--backend", str, "nvml (default) or mock"),
     "profile": ("--profile", str, "mock profile name"),
     "profile_file": ("--profile-file", Path, "mock profile file"),
+    "profile_node_label": (
+        "--profile-node-label",
+        str,
+        "mock: take this node's profile from its label of this key (--profile is the default)",
+    ),
     "mock_state_file": ("--mock-state-file", Path, "mock node state file (MIG, faults)"),
     "clique_id": ("--clique-id", str, "mock NVLink clique id override"),
     "fake_dev_root": ("--fake-dev-root", Path, "mock: host dir with stand-in /dev/nvidia* files"),
@@ -123,21 +131,40 @@ def settings_from(args: argparse.Namespace) -> KubeletPluginSettings:
 
 def run(args: argparse.Namespace) -> int:
     s = settings_from(args)
-    backend = open_backend(
-        BackendKind(s.backend),
-        node_name=s.node_name,
-        profile=s.profile,
-        profile_file=s.profile_file,
-        state_file=s.mock_state_file,
-        clique_id=s.clique_id,
-    )
+    client = KubeClient.from_kubeconfig(s.kubeconfig) if s.kubeconfig else KubeClient.in_cluster()
+    try:
+        return _serve(s, client)
+    finally:
+        client.close()
+
+
+def _node_labels(s: KubeletPluginSettings, client: KubeClient) -> dict[str, str]:
+    if s.backend != "mock" or not s.profile_node_label:
+        return {}
+    node = client.get(NODES, s.node_name)
+    return dict((node.get("metadata") or {}).get("labels") or {})
+
+
+def _serve(s: KubeletPluginSettings, client: KubeClient) -> int:
+    choice = choose_profile(s, _node_labels(s, client))
+    log.info("GPU backend: %s (%s)", s.backend, choice.source)
+    try:
+        backend = open_backend(
+            BackendKind(s.backend),
+            node_name=s.node_name,
+            profile=choice.profile,
+            profile_file=choice.profile_file,
+            state_file=s.mock_state_file,
+            clique_id=s.clique_id,
+        )
+    except ProfileError as e:
+        raise ProfileError(f"node {s.node_name}: {choice.source}: {e}") from e
     count = len(backend.inventory().gpus)
     for field in ("controller_managed_gpus", "dynamic_mig_gpus"):
         try:
             parse_gpu_set(getattr(s, field), count)
         except ValueError as e:
             raise SettingsError(f"invalid settings: {field}: {e}") from e
-    client = KubeClient.from_kubeconfig(s.kubeconfig) if s.kubeconfig else KubeClient.in_cluster()
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)
     if s.metrics_port:
         daemon.metrics.serve(s.metrics_port)
@@ -154,5 +181,4 @@ def run(args: argparse.Namespace) -> int:
         daemon.wait(stop)
     finally:
         daemon.stop()
-        client.close()
     return 0

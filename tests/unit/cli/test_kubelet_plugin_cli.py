@@ -88,3 +88,31 @@ def test_config_file_unknown_key(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (
         str(cfg) in err and "unknown setting 'dynamicMigGPUS'" in err and "dynamic_mig_gpus" in err
     )
+
+
+class _NodeOnly:
+    """gpudra's KubeClient boundary, answering only the node lookup."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+
+    def get(self, res: object, name: str) -> dict[str, object]:
+        return {"metadata": {"name": name, "labels": self.labels}}
+
+
+def test_a_node_label_naming_an_unknown_profile_is_reported_with_its_source() -> None:
+    from gpudra.cli.kubelet_plugin import _serve
+    from gpudra.nvml.errors import ProfileError
+    from gpudra.settings import KubeletPluginSettings
+
+    s = KubeletPluginSettings(
+        node_name="n9",
+        backend="mock",
+        profile="dgx-h100",
+        profile_node_label="gpudra.io/mock-profile",
+    )
+    with pytest.raises(ProfileError) as e:
+        _serve(s, _NodeOnly({"gpudra.io/mock-profile": "dgx-h900"}))  # type: ignore[arg-type]
+    msg = str(e.value)
+    assert msg.startswith("node n9: profile 'dgx-h900' from node label gpudra.io/mock-profile:")
+    assert "dgx1-v100" in msg  # the list of available profiles

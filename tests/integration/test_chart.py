@@ -1,0 +1,476 @@
+"""The Helm chart against the real control plane.
+
+* every object ``helm template`` renders (with the server's own capabilities, as ``helm
+  install`` does) is accepted by server-side apply;
+* with the chart's ServiceAccounts' tokens: the node daemon writes its own node's slices and
+  is refused another node's (the chart's ValidatingAdmissionPolicy), the controller allocates
+  claims and removes pod gates, neither reads Secrets;
+* the node daemon and controller processes run with the chart's command, args and config and
+  those tokens, and serve a gated pod end to end;
+* the MutatingAdmissionPolicy gates opted-in pods where the server serves it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpudra.controller.reconciler import Reconciler
+from gpudra.kube import KubeClient, KubeError, NotFound, resources
+from gpudra.kube.resources import Resource
+from gpudra.localcluster import LocalCluster
+from gpudra.metrics.controller import ControllerMetrics
+from gpudra.resourceapi import DRIVER_NAME
+from tests.harness.chart import launch, render
+from tests.harness.kubelet import KubeletHarness
+from tests.harness.satoken import pod_on_node, request_token, token_kubeconfig
+from tests.harness.waiting import wait_for
+from tests.integration.conftest import unique
+from tests.integration.test_allocator_differential import publish
+
+pytestmark = pytest.mark.integration
+MOCK = {"mock": {"enabled": True, "profile": "dgx-h100"}}
+CLUSTER_KINDS = (
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
+)
+
+
+def discovery(kube: KubeClient) -> tuple[str, tuple[str, ...], dict[tuple[str, str], Resource]]:
+    """The server's version, its API versions as helm's capabilities list them, and a
+    Resource for each (apiVersion, kind) it serves."""
+    version = kube.transport.request_json("GET", "/version")["gitVersion"].lstrip("v")
+    gvs = ["v1"] + [
+        v["groupVersion"]
+        for g in kube.transport.request_json("GET", "/apis")["groups"]
+        for v in g["versions"]
+    ]
+    caps: list[str] = []
+    res: dict[tuple[str, str], Resource] = {}
+    for gv in gvs:
+        path = f"/apis/{gv}" if "/" in gv else f"/api/{gv}"
+        group, _, ver = gv.rpartition("/")
+        caps.append(gv)
+        for r in kube.transport.request_json("GET", path)["resources"]:
+            if "/" in r["name"]:
+                continue
+            caps.append(f"{gv}/{r['kind']}")
+            res[(gv, r["kind"])] = Resource(group, ver, r["name"], r["kind"], r["namespaced"])
+    return version.split("-")[0].split("+")[0], tuple(caps), res
+
+
+@pytest.fixture(scope="module")
+def server(kube: KubeClient) -> tuple[str, tuple[str, ...], dict[tuple[str, str], Resource]]:
+    return discovery(kube)
+
+
+@pytest.fixture
+def install(
+    kube: KubeClient,
+    server: tuple[str, tuple[str, ...], dict[tuple[str, str], Resource]],
+) -> Iterator[Callable[..., list[dict[str, Any]]]]:
+    """``install(values, namespace) -> objects``: render as ``helm install`` would against
+    this server and server-side apply every object; cluster-scoped ones are deleted after."""
+    version, caps, res = server
+    applied: list[tuple[Resource, str]] = []
+
+    def run(values: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
+        objs = render(
+            values,
+            release=unique("g")[:12],
+            namespace=namespace,
+            kube_version=version,
+            api_versions=caps,
+        )
+        for o in objs:
+            r = res.get((o["apiVersion"], o["kind"]))
+            assert r is not None, f"the server does not serve {o['apiVersion']} {o['kind']}"
+            ns = namespace if r.namespaced else None
+            out = kube.apply(r, o, field_manager="helm", namespace=ns)
+            assert out["metadata"]["uid"] and out["kind"] == o["kind"]
+            if o["kind"] in CLUSTER_KINDS:
+                applied.append((r, o["metadata"]["name"]))
+        return objs
+
+    yield run
+    for r, name in reversed(applied):
+        with contextlib.suppress(NotFound):
+            kube.delete(r, name)
+
+
+def name_of(objs: list[dict[str, Any]], kind: str, component: str) -> str:
+    return next(
+        o["metadata"]["name"]
+        for o in objs
+        if o["kind"] == kind and o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    )
+
+
+def slice_for(node: str, name: str, driver: str = DRIVER_NAME) -> dict[str, Any]:
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {"name": name},
+        "spec": {
+            "driver": driver,
+            "nodeName": node,
+            "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
+            "devices": [{"name": "gpu-0"}],
+        },
+    }
+
+
+def refused(action: Callable[[], Any]) -> str:
+    try:
+        action()
+    except KubeError as e:
+        return str(e)
+    raise AssertionError("the API server allowed it")
+
+
+@pytest.mark.parametrize("values", [{}, MOCK], ids=["defaults", "mock"])
+def test_every_rendered_object_is_accepted_by_the_server(
+    install: Callable[..., list[dict[str, Any]]],
+    namespace: str,
+    server: tuple[str, tuple[str, ...], dict[tuple[str, str], Resource]],
+    values: dict[str, Any],
+) -> None:
+    objs = install(values, namespace)
+    kinds = {o["kind"] for o in objs}
+    assert {"DaemonSet", "Deployment", "DeviceClass", "ValidatingAdmissionPolicy"} <= kinds
+    minor = int(server[0].split(".")[1])
+    assert ("MutatingAdmissionPolicy" in kinds) is (minor >= 36)
+
+
+def test_node_daemon_token_writes_only_its_own_nodes_slices(
+    install: Callable[..., list[dict[str, Any]]],
+    kube: KubeClient,
+    cluster: LocalCluster,
+    namespace: str,
+    make_node: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    objs = install(MOCK, namespace)
+    sa = name_of(objs, "ServiceAccount", "kubelet-plugin")
+    node_a, node_b = make_node("own"), make_node("other")
+    pod = pod_on_node(kube, namespace, "daemon-a", sa, node_a)
+    daemon = KubeClient.from_kubeconfig(
+        token_kubeconfig(
+            cluster.kubeconfig, request_token(kube, namespace, sa, pod), tmp_path / "a"
+        )
+    )
+    mine = daemon.create(resources.RESOURCESLICES, slice_for(node_a, f"{node_a}-s"))
+    mine["spec"]["devices"].append({"name": "gpu-1"})
+    daemon.replace(resources.RESOURCESLICES, mine)
+
+    msg = refused(lambda: daemon.create(resources.RESOURCESLICES, slice_for(node_b, f"{node_b}-x")))
+    assert f"on node '{node_a}' may not write ResourceSlices of node '{node_b}'" in msg
+    msg = refused(
+        lambda: daemon.create(
+            resources.RESOURCESLICES, slice_for(node_a, f"{node_a}-o", driver="gpu.other.io")
+        )
+    )
+    assert f"may only write ResourceSlices of driver {DRIVER_NAME}" in msg
+    kube.create(resources.RESOURCESLICES, slice_for(node_b, f"{node_b}-s"))  # admin may
+    try:
+        msg = refused(lambda: daemon.delete(resources.RESOURCESLICES, f"{node_b}-s"))
+        assert f"ResourceSlices of node '{node_b}'" in msg
+    finally:
+        kube.delete(resources.RESOURCESLICES, f"{node_b}-s")
+    daemon.delete(resources.RESOURCESLICES, f"{node_a}-s")
+
+    # a token of the same account that names no node (not from a pod on a node) writes nothing
+    loose = KubeClient.from_kubeconfig(
+        token_kubeconfig(cluster.kubeconfig, request_token(kube, namespace, sa), tmp_path / "l")
+    )
+    msg = refused(lambda: loose.create(resources.RESOURCESLICES, slice_for(node_a, f"{node_a}-l")))
+    assert "token names no node" in msg
+
+    secrets = Resource("", "v1", "secrets", "Secret", namespaced=True)
+    assert "forbidden" in refused(lambda: daemon.list(secrets, namespace=namespace)).lower()
+    assert "forbidden" in refused(lambda: daemon.list(secrets)).lower()
+    assert "forbidden" in refused(lambda: daemon.list(resources.PODS)).lower()
+    daemon.close()
+    loose.close()
+
+
+def test_controller_token_allocates_and_ungates_but_reads_no_secrets(
+    install: Callable[..., list[dict[str, Any]]],
+    kube: KubeClient,
+    cluster: LocalCluster,
+    namespace: str,
+    make_node: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    objs = install(MOCK, namespace)
+    sa = name_of(objs, "ServiceAccount", "controller")
+    node = make_node("ctl")
+    publish(kube, kube.get(resources.NODES, node), "dgx-h100", managed=frozenset(range(8)))
+    kube.create(
+        resources.RESOURCECLAIMS,
+        {
+            "metadata": {"name": "two", "namespace": namespace},
+            "spec": {
+                "devices": {
+                    "requests": [
+                        {
+                            "name": "gpus",
+                            "exactly": {"deviceClassName": "gpu.gpudra.io", "count": 2},
+                        }
+                    ]
+                }
+            },
+        },
+        namespace=namespace,
+    )
+    kube.create(
+        resources.PODS,
+        {
+            "metadata": {"name": "p", "namespace": namespace},
+            "spec": {
+                "schedulingGates": [{"name": "gpudra.io/topology"}],
+                "containers": [
+                    {"name": "c", "image": "busybox", "resources": {"claims": [{"name": "g"}]}}
+                ],
+                "resourceClaims": [{"name": "g", "resourceClaimName": "two"}],
+            },
+        },
+        namespace=namespace,
+    )
+    ctl = KubeClient.from_kubeconfig(
+        token_kubeconfig(cluster.kubeconfig, request_token(kube, namespace, sa), tmp_path / "c")
+    )
+    counts = Reconciler(ctl, metrics=ControllerMetrics()).run_pass()
+    assert counts, "the controller did nothing"
+    claim = kube.get(resources.RESOURCECLAIMS, "two", namespace=namespace)
+    results = claim["status"]["allocation"]["devices"]["results"]
+    assert len(results) == 2 and {r["pool"] for r in results} == {node}
+    assert not kube.get(resources.PODS, "p", namespace=namespace)["spec"].get("schedulingGates")
+
+    lease_name = name_of(objs, "Role", "controller").removesuffix("-leader-election")
+    lease = {"metadata": {"name": lease_name}, "spec": {"holderIdentity": "x"}}
+    ctl.create(resources.LEASES, dict(lease), namespace=namespace)
+    ctl.replace(resources.LEASES, ctl.get(resources.LEASES, lease_name, namespace=namespace))
+    other = {"metadata": {"name": "other"}, "spec": {}}
+    assert (
+        "forbidden"
+        in refused(lambda: ctl.get(resources.LEASES, "other", namespace=namespace)).lower()
+    )
+    assert (
+        "forbidden"
+        in refused(lambda: ctl.create(resources.LEASES, other, namespace="default")).lower()
+    )
+    secrets = Resource("", "v1", "secrets", "Secret", namespaced=True)
+    assert "forbidden" in refused(lambda: ctl.list(secrets)).lower()
+    assert (
+        "forbidden"
+        in refused(
+            lambda: ctl.create(resources.RESOURCESLICES, slice_for(node, f"{node}-c"))
+        ).lower()
+    )
+    ctl.close()
+
+
+@pytest.fixture
+def short_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="gpudra-c-", dir="/tmp"))  # unix sockets: < 108 bytes
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_chart_deployed_components_serve_a_gated_pod_with_their_own_tokens(
+    install: Callable[..., list[dict[str, Any]]],
+    kube: KubeClient,
+    cluster: LocalCluster,
+    namespace: str,
+    make_node: Callable[..., str],
+    short_root: Path,
+) -> None:
+    """The DaemonSet and Deployment the chart renders run as local processes (the rendered
+    command, args, env and config; their pods' own tokens instead of in-cluster config)."""
+    node = make_node("chart", labels={"gpudra.io/mock-profile": "dgx1-v100"})  # not the default
+    values = {
+        "mock": {"enabled": True, "profile": "dgx-h100"},
+        "kubeletPlugin": {
+            "kubeletDir": str(short_root / "kubelet"),
+            "cdiDir": str(short_root / "cdi"),
+            "metricsPort": 0,
+            "controllerManagedGpus": "all",
+        },
+        "controller": {"interval": 0.3, "metricsPort": 0},
+    }
+    objs = install(values, namespace)
+    (short_root / "kubelet" / "plugins_registry").mkdir(parents=True)  # the kubelet's
+
+    def pod_of(component: str, on: str | None = None) -> dict[str, Any]:
+        def look() -> dict[str, Any] | None:
+            for p in kube.list(resources.PODS, namespace=namespace).items:
+                labels = p["metadata"].get("labels") or {}
+                if labels.get("app.kubernetes.io/component") == component and (
+                    p["spec"].get("nodeName") and on in (None, p["spec"]["nodeName"])
+                ):
+                    return p
+            return None
+
+        found: dict[str, Any] = wait_for(f"a {component} pod", look, timeout=60)
+        return found
+
+    # tokens of the pods the DaemonSet and Deployment controllers created (kwok "runs" them)
+    sa_daemon = name_of(objs, "ServiceAccount", "kubelet-plugin")
+    sa_ctl = name_of(objs, "ServiceAccount", "controller")
+    daemon_kc = token_kubeconfig(
+        cluster.kubeconfig,
+        request_token(kube, namespace, sa_daemon, pod_of("kubelet-plugin", node)),
+        short_root / "daemon.kubeconfig",
+    )
+    ctl_kc = token_kubeconfig(
+        cluster.kubeconfig,
+        request_token(kube, namespace, sa_ctl, pod_of("controller")),
+        short_root / "controller.kubeconfig",
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    harness = KubeletHarness(
+        node_name=node, registry_dir=short_root / "kubelet" / "plugins_registry", kube=kube
+    )
+    try:
+        for kind, kc, who in (("DaemonSet", daemon_kc, node), ("Deployment", ctl_kc, "")):
+            how = launch(objs, kind, node_name=who, files_dir=short_root / kind)
+            log = (short_root / f"{kind}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [*how.argv, "--kubeconfig", str(kc)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **how.env},
+                )
+            )
+        harness.wait_for_plugin(DRIVER_NAME, timeout=30)
+        wait_for(
+            "the daemon's slices",
+            lambda: (
+                kube.list(resources.RESOURCESLICES, field_selector=f"spec.nodeName={node}").items
+            ),
+        )
+        kube.create(
+            resources.RESOURCECLAIMS,
+            {
+                "metadata": {"name": "pair", "namespace": namespace},
+                "spec": {
+                    "devices": {
+                        "requests": [
+                            {
+                                "name": "gpus",
+                                "exactly": {"deviceClassName": "gpu.gpudra.io", "count": 2},
+                            }
+                        ]
+                    }
+                },
+            },
+            namespace=namespace,
+        )
+        kube.create(
+            resources.PODS,
+            {
+                "metadata": {"name": "job", "namespace": namespace},
+                "spec": {
+                    "schedulingGates": [{"name": "gpudra.io/topology"}],
+                    "containers": [
+                        {"name": "c", "image": "busybox", "resources": {"claims": [{"name": "g"}]}}
+                    ],
+                    "resourceClaims": [{"name": "g", "resourceClaimName": "pair"}],
+                },
+            },
+            namespace=namespace,
+        )
+        bound = wait_for(
+            "the controller to place the pod and the scheduler to bind it",
+            lambda: kube.get(resources.PODS, "job", namespace=namespace)["spec"].get("nodeName"),
+            timeout=60,
+        )
+        assert bound == node
+        resp = harness.prepare_pod(
+            kube.get(resources.PODS, "job", namespace=namespace), DRIVER_NAME
+        )
+        (result,) = resp.values()
+        assert not result.error and len(result.devices) == 2
+        spec_files = list((short_root / "cdi").glob("*.json")) + list(
+            (short_root / "cdi").glob("*.yaml")
+        )
+        assert spec_files, "no CDI spec written to the chart's cdiDir"
+        leases = kube.list(resources.LEASES, namespace=namespace).items
+        assert [x["metadata"]["name"] for x in leases] == [
+            name_of(objs, "Role", "controller").removesuffix("-leader-election")
+        ]
+    except BaseException:
+        for kind in ("DaemonSet", "Deployment"):
+            print(f"--- {kind} log\n{(short_root / f'{kind}.log').read_text()[-4000:]}")
+        raise
+    finally:
+        harness.close()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(15)
+
+
+def test_scheduling_gate_policy_gates_opted_in_pods_where_served(
+    install: Callable[..., list[dict[str, Any]]],
+    kube: KubeClient,
+    namespace: str,
+    server: tuple[str, tuple[str, ...], dict[tuple[str, str], Resource]],
+) -> None:
+    objs = install(MOCK, namespace)
+    if int(server[0].split(".")[1]) < 36:
+        assert "MutatingAdmissionPolicy" not in {o["kind"] for o in objs}
+        return  # nothing to gate with; the rendering test covers the absence
+
+    def make(name: str, labels: dict[str, str], claims: bool) -> dict[str, Any]:
+        spec: dict[str, Any] = {"containers": [{"name": "c", "image": "busybox"}]}
+        if claims:
+            spec["containers"][0]["resources"] = {"claims": [{"name": "g"}]}
+            spec["resourceClaims"] = [{"name": "g", "resourceClaimName": "any"}]
+        return kube.create(
+            resources.PODS,
+            {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec},
+            namespace=namespace,
+        )
+
+    opted = {"gpudra.io/placement": "topology"}
+    attempt = iter(range(1000))
+
+    def gated_once_policy_is_live() -> bool:
+        p = make(f"in-{next(attempt)}", opted, claims=True)
+        gates = [g["name"] for g in p["spec"].get("schedulingGates") or []]
+        return gates == ["gpudra.io/topology"]
+
+    wait_for("the policy to gate an opted-in pod", gated_once_policy_is_live, timeout=30)
+    assert not make("no-label", {}, claims=True)["spec"].get("schedulingGates")
+    assert not make("no-claims", opted, claims=False)["spec"].get("schedulingGates")
+    already = {"name": "gpudra.io/topology"}
+    p = kube.create(
+        resources.PODS,
+        {
+            "metadata": {"name": "pre-gated", "namespace": namespace, "labels": opted},
+            "spec": {
+                "schedulingGates": [already],
+                "containers": [
+                    {"name": "c", "image": "busybox", "resources": {"claims": [{"name": "g"}]}}
+                ],
+                "resourceClaims": [{"name": "g", "resourceClaimName": "any"}],
+            },
+        },
+        namespace=namespace,
+    )
+    assert p["spec"]["schedulingGates"] == [already]

@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
+IMAGE ?= gpudra:e2e
+KIND_CLUSTER ?= gpudra
 OLDEST_K8S := $(shell sed -n 's/^OLDEST_K8S_VERSION=//p' deploy/controlplane/versions.env)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-oldest unit lint fmt proto gpu-check demo bench clean
+.PHONY: help install test test-oldest unit lint fmt proto gpu-check demo bench clean \
+	image chart-lint kind-up kind-e2e kind-down
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create .venv and install gpudra with its dev tools
 
@@ -53,6 +56,26 @@ demo: install cluster-binaries ## end to end on a local control plane with mock 
 
 bench: install cluster-binaries ## allocator benchmark vs kube-scheduler; writes bench/RESULTS.md
 	PYTHONUNBUFFERED=1 $(PY) bench/allocator/run.py
+
+image: ## build the container image $(IMAGE) from the Dockerfile (needs Docker)
+	docker build -t $(IMAGE) .
+
+chart-lint: ## helm lint + template of charts/gpudra (helm built from the Go module proxy)
+	H=$$(deploy/controlplane/build.sh helm | tail -1)/helm && $$H lint --strict charts/gpudra \
+	  && $$H lint --strict charts/gpudra --set mock.enabled=true \
+	  && $$H template gpudra charts/gpudra --set mock.enabled=true >/dev/null
+
+kind-up: ## create the kind cluster (fake-GPU workers, CDI on); KIND_NODE_IMAGE=... (needs Docker)
+	K=$$(deploy/controlplane/build.sh kind | tail -1)/kind && $$K create cluster \
+	  --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml \
+	  $(if $(KIND_NODE_IMAGE),--image $(KIND_NODE_IMAGE))
+
+kind-e2e: install ## build the image, install the chart in mock mode on kind, run deploy/examples
+	$(MAKE) image IMAGE=gpudra:e2e
+	$(PY) deploy/kind/e2e.py --cluster $(KIND_CLUSTER)
+
+kind-down: ## delete the kind cluster
+	K=$$(deploy/controlplane/build.sh kind | tail -1)/kind && $$K delete cluster --name $(KIND_CLUSTER)
 
 clean: ## remove build outputs (not the cached control-plane binaries)
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis src/*.egg-info

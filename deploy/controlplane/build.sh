@@ -6,6 +6,7 @@
 #   deploy/controlplane/build.sh            # default versions (deploy/controlplane/versions.env)
 #   K8S_VERSION=1.34.4 deploy/controlplane/build.sh
 #   deploy/controlplane/build.sh helm       # the helm CLI for chart tests (prints its bin dir)
+#   deploy/controlplane/build.sh kind       # the kind CLI for make kind-up (prints its bin dir)
 #
 # Prints the bin directory of the requested Kubernetes version on its last line.
 # Why wrapper modules: k8s.io/kubernetes's go.mod replaces every staging module
@@ -21,6 +22,7 @@ K8S_VERSION="${K8S_VERSION#v}"
 ETCD_VERSION="${ETCD_VERSION:-$DEFAULT_ETCD_VERSION}"
 KWOK_VERSION="${KWOK_VERSION:-$DEFAULT_KWOK_VERSION}"
 HELM_VERSION="${HELM_VERSION:-$DEFAULT_HELM_VERSION}"
+KIND_VERSION="${KIND_VERSION:-$DEFAULT_KIND_VERSION}"
 cache="${GPUDRA_CACHE:-$HOME/.cache/gpudra}"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export CGO_ENABLED=0
@@ -81,12 +83,20 @@ build_kwok() {
 
 build_helm() {
   local out="$cache/helm-v$HELM_VERSION/bin" mod="$here/modules/helm"
-  if have_version "$out/helm" "v$HELM_VERSION"; then log "helm v$HELM_VERSION: cached"; return; fi
+  if [[ -x "$out/helm" ]] && "$out/helm" version --short 2>/dev/null | grep -qx "v$HELM_VERSION"; then log "helm v$HELM_VERSION: cached"; return; fi
   mkdir -p "$out"
   log "helm v$HELM_VERSION: building"
   (cd "$mod" && go build -trimpath \
      -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION" \
      -o "$out/helm" helm.sh/helm/v4/cmd/helm)
+}
+
+build_kind() {  # only for make kind-up / kind-e2e (they need Docker); not part of "all"
+  local out="$cache/kind-v$KIND_VERSION/bin" mod="$here/modules/kind"
+  if have_version "$out/kind" "$KIND_VERSION"; then log "kind v$KIND_VERSION: cached"; return; fi
+  mkdir -p "$out"
+  log "kind v$KIND_VERSION: building"
+  (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/kind" sigs.k8s.io/kind)
 }
 
 what="${1:-all}"
@@ -96,6 +106,7 @@ case "$what" in
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   helm) build_helm; echo "$cache/helm-v$HELM_VERSION/bin"; exit 0 ;;
-  *) echo "usage: $0 [all|k8s|etcd|kwok|helm]" >&2; exit 2 ;;
+  kind) build_kind; echo "$cache/kind-v$KIND_VERSION/bin"; exit 0 ;;
+  *) echo "usage: $0 [all|k8s|etcd|kwok|helm|kind]" >&2; exit 2 ;;
 esac
 echo "$cache/k8s-v$K8S_VERSION/bin"

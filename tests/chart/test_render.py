@@ -118,7 +118,7 @@ def test_mock_values_render_a_valid_daemon_config_and_a_least_privileged_pod(
     c = pod["containers"][0]
     sc = c["securityContext"]
     assert not sc.get("privileged")
-    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["MKNOD"]}
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     host = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
     assert host == {

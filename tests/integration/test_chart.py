@@ -175,8 +175,22 @@ def test_node_daemon_token_writes_only_its_own_nodes_slices(
     mine["spec"]["devices"].append({"name": "gpu-1"})
     daemon.replace(resources.RESOURCESLICES, mine)
 
-    msg = refused(lambda: daemon.create(resources.RESOURCESLICES, slice_for(node_b, f"{node_b}-x")))
-    assert f"on node '{node_a}' may not write ResourceSlices of node '{node_b}'" in msg
+    # Admission policies take effect when the API server's informers see them (about a
+    # second after the apply): probe until this daemon's write to another node is refused.
+    said: list[str] = []
+
+    def refused_yet() -> bool:
+        try:
+            daemon.create(resources.RESOURCESLICES, slice_for(node_b, f"{node_b}-x"))
+        except KubeError as e:
+            said.append(str(e))
+            return True
+        # allowed: not active yet (and it may become active before this delete)
+        kube.delete(resources.RESOURCESLICES, f"{node_b}-x")
+        return False
+
+    wait_for("the own-node admission policy to be active", refused_yet, timeout=30)
+    assert f"on node '{node_a}' may not write ResourceSlices of node '{node_b}'" in said[-1]
     msg = refused(
         lambda: daemon.create(
             resources.RESOURCESLICES, slice_for(node_a, f"{node_a}-o", driver="gpu.other.io")

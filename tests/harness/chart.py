@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -24,9 +25,10 @@ from typing import Any
 
 import yaml
 
+from gpudra.localcluster.binaries import cache_dir, read_versions
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "gpudra"
-VERSIONS = REPO / "deploy" / "controlplane" / "versions.env"
 
 
 class HelmMissing(Exception):
@@ -34,14 +36,8 @@ class HelmMissing(Exception):
 
 
 def helm_path() -> Path:
-    env = dict(
-        line.split("=", 1)
-        for line in VERSIONS.read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )
-    version = env["DEFAULT_HELM_VERSION"]
-    cache = Path(os.environ.get("GPUDRA_CACHE") or Path.home() / ".cache" / "gpudra")
-    path = cache / f"helm-v{version}" / "bin" / "helm"
+    version = read_versions()["DEFAULT_HELM_VERSION"]
+    path = cache_dir() / f"helm-v{version}" / "bin" / "helm"
     if not path.is_file():
         raise HelmMissing(
             f"helm v{version} is not built ({path} missing): run "
@@ -52,7 +48,7 @@ def helm_path() -> Path:
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the helm CLI on its own, empty config and cache (no repositories, no plugins)."""
-    home = Path(os.environ.get("GPUDRA_CACHE") or Path.home() / ".cache" / "gpudra") / "helm-home"
+    home = cache_dir() / "helm-home"
     env = {
         **os.environ,
         "HELM_CONFIG_HOME": str(home / "config"),
@@ -67,17 +63,6 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return p
 
 
-def template_args(
-    *, release: str, namespace: str, kube_version: str | None, api_versions: tuple[str, ...]
-) -> list[str]:
-    args = ["template", release, str(CHART), "--namespace", namespace]
-    if kube_version:
-        args += ["--kube-version", kube_version]
-    for v in api_versions:
-        args += ["--api-versions", v]
-    return args
-
-
 @lru_cache(maxsize=64)
 def _render(
     values_json: str,
@@ -86,17 +71,15 @@ def _render(
     kube_version: str | None,
     api_versions: tuple[str, ...],
 ) -> str:
-    args = template_args(
-        release=release, namespace=namespace, kube_version=kube_version, api_versions=api_versions
-    )
-    home = Path(os.environ.get("GPUDRA_CACHE") or Path.home() / ".cache" / "gpudra")
-    home.mkdir(parents=True, exist_ok=True)
-    vfile = home / f"helm-values-{os.getpid()}-{abs(hash(values_json))}.json"
-    vfile.write_text(values_json)
-    try:
-        return helm(*args, "--values", str(vfile)).stdout
-    finally:
-        vfile.unlink(missing_ok=True)
+    args = ["template", release, str(CHART), "--namespace", namespace]
+    if kube_version:
+        args += ["--kube-version", kube_version]
+    for v in api_versions:
+        args += ["--api-versions", v]
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as vfile:
+        vfile.write(values_json)
+        vfile.flush()
+        return helm(*args, "--values", vfile.name).stdout
 
 
 def render(

@@ -29,12 +29,14 @@ from gpudra.kube.resources import Resource
 from gpudra.localcluster import LocalCluster
 from gpudra.metrics.controller import ControllerMetrics
 from gpudra.resourceapi import DRIVER_NAME
-from tests.harness.chart import launch, render
+from tests.harness.chart import find, launch, render
 from tests.harness.kubelet import KubeletHarness
 from tests.harness.satoken import pod_on_node, request_token, token_kubeconfig
 from tests.harness.waiting import wait_for
 from tests.integration.conftest import unique
 from tests.integration.test_allocator_differential import publish
+from tests.integration.test_controller import claim as gpu_claim
+from tests.integration.test_controller import pod as gpu_pod
 
 pytestmark = pytest.mark.integration
 MOCK = {"mock": {"enabled": True, "profile": "dgx-h100"}}
@@ -111,11 +113,13 @@ def install(
 
 
 def name_of(objs: list[dict[str, Any]], kind: str, component: str) -> str:
-    return next(
-        o["metadata"]["name"]
-        for o in objs
-        if o["kind"] == kind and o["metadata"]["labels"]["app.kubernetes.io/component"] == component
-    )
+    return str(find(objs, kind, component)["metadata"]["name"])
+
+
+def lease_of(objs: list[dict[str, Any]]) -> str:
+    """The Lease the chart's controller elects its leader on (its --lease-name)."""
+    args = find(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    return next(a.split("=", 1)[1] for a in args if a.startswith("--lease-name="))
 
 
 def slice_for(node: str, name: str, driver: str = DRIVER_NAME) -> dict[str, Any]:
@@ -232,37 +236,8 @@ def test_controller_token_allocates_and_ungates_but_reads_no_secrets(
     sa = name_of(objs, "ServiceAccount", "controller")
     node = make_node("ctl")
     publish(kube, kube.get(resources.NODES, node), "dgx-h100", managed=frozenset(range(8)))
-    kube.create(
-        resources.RESOURCECLAIMS,
-        {
-            "metadata": {"name": "two", "namespace": namespace},
-            "spec": {
-                "devices": {
-                    "requests": [
-                        {
-                            "name": "gpus",
-                            "exactly": {"deviceClassName": "gpu.gpudra.io", "count": 2},
-                        }
-                    ]
-                }
-            },
-        },
-        namespace=namespace,
-    )
-    kube.create(
-        resources.PODS,
-        {
-            "metadata": {"name": "p", "namespace": namespace},
-            "spec": {
-                "schedulingGates": [{"name": "gpudra.io/topology"}],
-                "containers": [
-                    {"name": "c", "image": "busybox", "resources": {"claims": [{"name": "g"}]}}
-                ],
-                "resourceClaims": [{"name": "g", "resourceClaimName": "two"}],
-            },
-        },
-        namespace=namespace,
-    )
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("two", namespace, 2), namespace=namespace)
+    kube.create(resources.PODS, gpu_pod("p", namespace, "two", gated=True), namespace=namespace)
     ctl = KubeClient.from_kubeconfig(
         token_kubeconfig(cluster.kubeconfig, request_token(kube, namespace, sa), tmp_path / "c")
     )
@@ -273,7 +248,7 @@ def test_controller_token_allocates_and_ungates_but_reads_no_secrets(
     assert len(results) == 2 and {r["pool"] for r in results} == {node}
     assert not kube.get(resources.PODS, "p", namespace=namespace)["spec"].get("schedulingGates")
 
-    lease_name = name_of(objs, "Role", "controller").removesuffix("-leader-election")
+    lease_name = lease_of(objs)
     lease = {"metadata": {"name": lease_name}, "spec": {"holderIdentity": "x"}}
     ctl.create(resources.LEASES, dict(lease), namespace=namespace)
     ctl.replace(resources.LEASES, ctl.get(resources.LEASES, lease_name, namespace=namespace))
@@ -377,36 +352,9 @@ def test_chart_deployed_components_serve_a_gated_pod_with_their_own_tokens(
                 kube.list(resources.RESOURCESLICES, field_selector=f"spec.nodeName={node}").items
             ),
         )
+        kube.create(resources.RESOURCECLAIMS, gpu_claim("pair", namespace, 2), namespace=namespace)
         kube.create(
-            resources.RESOURCECLAIMS,
-            {
-                "metadata": {"name": "pair", "namespace": namespace},
-                "spec": {
-                    "devices": {
-                        "requests": [
-                            {
-                                "name": "gpus",
-                                "exactly": {"deviceClassName": "gpu.gpudra.io", "count": 2},
-                            }
-                        ]
-                    }
-                },
-            },
-            namespace=namespace,
-        )
-        kube.create(
-            resources.PODS,
-            {
-                "metadata": {"name": "job", "namespace": namespace},
-                "spec": {
-                    "schedulingGates": [{"name": "gpudra.io/topology"}],
-                    "containers": [
-                        {"name": "c", "image": "busybox", "resources": {"claims": [{"name": "g"}]}}
-                    ],
-                    "resourceClaims": [{"name": "g", "resourceClaimName": "pair"}],
-                },
-            },
-            namespace=namespace,
+            resources.PODS, gpu_pod("job", namespace, "pair", gated=True), namespace=namespace
         )
         bound = wait_for(
             "the controller to place the pod and the scheduler to bind it",
@@ -424,9 +372,7 @@ def test_chart_deployed_components_serve_a_gated_pod_with_their_own_tokens(
         )
         assert spec_files, "no CDI spec written to the chart's cdiDir"
         leases = kube.list(resources.LEASES, namespace=namespace).items
-        assert [x["metadata"]["name"] for x in leases] == [
-            name_of(objs, "Role", "controller").removesuffix("-leader-election")
-        ]
+        assert [x["metadata"]["name"] for x in leases] == [lease_of(objs)]
     except BaseException:
         for kind in ("DaemonSet", "Deployment"):
             print(f"--- {kind} log\n{(short_root / f'{kind}.log').read_text()[-4000:]}")
@@ -450,16 +396,9 @@ def test_scheduling_gate_policy_gates_opted_in_pods_where_served(
         assert "MutatingAdmissionPolicy" not in {o["kind"] for o in objs}
         return  # nothing to gate with; the rendering test covers the absence
 
-    def make(name: str, labels: dict[str, str], claims: bool) -> dict[str, Any]:
-        spec: dict[str, Any] = {"containers": [{"name": "c", "image": "busybox"}]}
-        if claims:
-            spec["containers"][0]["resources"] = {"claims": [{"name": "g"}]}
-            spec["resourceClaims"] = [{"name": "g", "resourceClaimName": "any"}]
-        return kube.create(
-            resources.PODS,
-            {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec},
-            namespace=namespace,
-        )
+    def make(name: str, labels: dict[str, str], claims: bool, gated: bool = False) -> Any:
+        manifest = gpu_pod(name, namespace, "any" if claims else "", gated=gated, labels=labels)
+        return kube.create(resources.PODS, manifest, namespace=namespace)
 
     opted = {"gpudra.io/placement": "topology"}
     attempt = iter(range(1000))
@@ -473,18 +412,5 @@ def test_scheduling_gate_policy_gates_opted_in_pods_where_served(
     assert not make("no-label", {}, claims=True)["spec"].get("schedulingGates")
     assert not make("no-claims", opted, claims=False)["spec"].get("schedulingGates")
     already = {"name": "gpudra.io/topology"}
-    p = kube.create(
-        resources.PODS,
-        {
-            "metadata": {"name": "pre-gated", "namespace": namespace, "labels": opted},
-            "spec": {
-                "schedulingGates": [already],
-                "containers": [
-                    {"name": "c", "image": "busybox", "resources": {"claims": [{"name": "g"}]}}
-                ],
-                "resourceClaims": [{"name": "g", "resourceClaimName": "any"}],
-            },
-        },
-        namespace=namespace,
-    )
+    p = make("pre-gated", opted, claims=True, gated=True)
     assert p["spec"]["schedulingGates"] == [already]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import socket
 import ssl
 import time
@@ -39,9 +40,35 @@ class ClusterStartError(RuntimeError):
         )
 
 
+LISTEN_PORT_FLOOR = 20000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_low(path: Path = EPHEMERAL_RANGE) -> int:
+    """The first port the kernel hands to outgoing connections (32768 if unknown)."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, chosen below the kernel's
+    ephemeral range.  A port from that range (what binding port 0 returns) can be taken by any
+    outgoing connection, the apiserver's to etcd for example, between this choice and the
+    moment a later component binds it; that made a cluster start fail with "address already
+    in use".  Outgoing connections never use ports below the range."""
+    high = ephemeral_low() - 1
+    if high - LISTEN_PORT_FLOOR >= 1000:
+        for _ in range(200):
+            port = LISTEN_PORT_FLOOR + secrets.randbelow(high - LISTEN_PORT_FLOOR + 1)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # no room below: any port
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

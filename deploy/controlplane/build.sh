@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the local control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok) from the Go module proxy, cached by version
+# kube-scheduler, kubectl, kwok) and the real node (kubelet, containerd) from the Go module proxy, cached by version
 # outside the clone. Rebuilds only what is missing or reports the wrong version.
 #
 #   deploy/controlplane/build.sh            # default versions (deploy/controlplane/versions.env)
@@ -23,6 +23,7 @@ ETCD_VERSION="${ETCD_VERSION:-$DEFAULT_ETCD_VERSION}"
 KWOK_VERSION="${KWOK_VERSION:-$DEFAULT_KWOK_VERSION}"
 HELM_VERSION="${HELM_VERSION:-$DEFAULT_HELM_VERSION}"
 KIND_VERSION="${KIND_VERSION:-$DEFAULT_KIND_VERSION}"
+CONTAINERD_VERSION="${CONTAINERD_VERSION:-$DEFAULT_CONTAINERD_VERSION}"
 cache="${GPUDRA_CACHE:-$HOME/.cache/gpudra}"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export CGO_ENABLED=0
@@ -39,7 +40,8 @@ build_k8s() {
   minor="$(cut -d. -f2 <<<"$v")"
   out="$cache/k8s-v$v/bin"
   if have_version "$out/kube-apiserver" "v$v" && have_version "$out/kube-scheduler" "v$v" \
-     && have_version "$out/kube-controller-manager" "v$v" && [[ -x "$out/kubectl" ]]; then
+     && have_version "$out/kube-controller-manager" "v$v" && [[ -x "$out/kubectl" ]] \
+     && have_version "$out/kubelet" "v$v"; then
     log "kubernetes v$v: cached in $out"; return
   fi
   mod="$here/modules/k8s-v$v"
@@ -60,7 +62,7 @@ build_k8s() {
   log "kubernetes v$v: building (cold builds take tens of minutes on 2 cores)"
   (cd "$mod" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldf" -o "$out/" \
      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet)
 }
 
 build_etcd() {
@@ -79,6 +81,21 @@ build_kwok() {
   (cd "$mod" && go build -trimpath \
      -ldflags "-s -w" \
      -o "$out/kwok" sigs.k8s.io/kwok/cmd/kwok)
+}
+
+build_containerd() {  # the real node's container runtime (kubelet is built with Kubernetes)
+  local v="$CONTAINERD_VERSION" out="$cache/containerd-v$CONTAINERD_VERSION/bin"
+  local mod="$here/modules/containerd" pkg=github.com/containerd/containerd/v2
+  if have_version "$out/containerd" "v$v" && [[ -x "$out/ctr" && -x "$out/containerd-shim-runc-v2" ]]; then
+    log "containerd v$v: cached"; return
+  fi
+  mkdir -p "$out"
+  log "containerd v$v: building"
+  local tags="urfave_cli_no_docs no_btrfs no_devmapper no_zfs no_aufs osusergo netgo static_build"
+  local ldf="-s -w -X $pkg/version.Version=v$v"
+  (cd "$mod" && go build -trimpath -tags "$tags" -ldflags "$ldf" -o "$out/" \
+     $pkg/cmd/containerd $pkg/cmd/ctr \
+   && go build -trimpath -tags "$tags no_grpc" -ldflags "$ldf" -o "$out/" $pkg/cmd/containerd-shim-runc-v2)
 }
 
 build_helm() {
@@ -101,12 +118,13 @@ build_kind() {  # only for make kind-up / kind-e2e (they need Docker); not part 
 
 what="${1:-all}"
 case "$what" in
-  all) build_etcd; build_kwok; build_helm; build_k8s ;;
+  all) build_etcd; build_kwok; build_helm; build_containerd; build_k8s ;;
+  containerd) build_containerd; echo "$cache/containerd-v$CONTAINERD_VERSION/bin"; exit 0 ;;
   k8s) build_k8s ;;
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   helm) build_helm; echo "$cache/helm-v$HELM_VERSION/bin"; exit 0 ;;
   kind) build_kind; echo "$cache/kind-v$KIND_VERSION/bin"; exit 0 ;;
-  *) echo "usage: $0 [all|k8s|etcd|kwok|helm|kind]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|k8s|etcd|kwok|helm|containerd|kind]" >&2; exit 2 ;;
 esac
 echo "$cache/k8s-v$K8S_VERSION/bin"

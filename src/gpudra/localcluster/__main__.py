@@ -1,9 +1,10 @@
 """``python -m gpudra.localcluster up|down|status``: a local cluster that outlives the command.
 
 ``up`` starts a detached `LocalCluster` in a directory (default ``~/.cache/gpudra/cluster``),
-records the pids in ``state.json`` and prints ``export KUBECONFIG=...``.  ``down`` stops exactly
+records the pids in ``state.json`` and prints ``export KUBECONFIG=...``; ``--real-nodes 1`` adds
+a real kubelet + containerd node (root).  ``down`` stops exactly
 the recorded processes (pid plus start time, so a recycled pid is never signalled) and checks
-that none is left.
+that none is left; a real node's containers are killed and the host is put back as it was.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gpudra.localcluster.binaries import BinariesMissing, cache_dir
 from gpudra.localcluster.launcher import LocalCluster
 from gpudra.localcluster.probes import ClusterStartError
 from gpudra.localcluster.process import is_running, terminate
+from gpudra.localcluster.realnode import RealNodeError, stop_detached
 
 STATE_FILE = "state.json"
 
@@ -42,7 +44,9 @@ def _write_state(directory: Path, state: dict[str, Any]) -> None:
     tmp.replace(directory / STATE_FILE)
 
 
-def up(directory: Path, version: str | None, *, device_taint_rules: bool) -> int:
+def up(
+    directory: Path, version: str | None, *, device_taint_rules: bool, real_nodes: int = 0
+) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     state = _read_state(directory)
     if state and any(is_running(pid, st) for pid, st in _recorded(state).items()):
@@ -55,9 +59,10 @@ def up(directory: Path, version: str | None, *, device_taint_rules: bool) -> int
             work_dir=directory,
             detach=True,
             device_taint_rules=device_taint_rules,
+            real_nodes=real_nodes,
         )
         cluster.start()
-    except (BinariesMissing, ClusterStartError) as e:
+    except (BinariesMissing, ClusterStartError, RealNodeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     seconds = cluster.startup_seconds
@@ -68,6 +73,9 @@ def up(directory: Path, version: str | None, *, device_taint_rules: bool) -> int
         f"logs in {directory / 'logs'}",
         file=sys.stderr,
     )
+    for node in state["real_nodes"]:
+        where = f"kubelet + containerd in {node['work_dir']}"
+        print(f"# real node {node['name']}: {where}", file=sys.stderr)
     print(f"export KUBECONFIG={directory / 'kubeconfig'}")
     return 0
 
@@ -78,9 +86,15 @@ def down(directory: Path) -> int:
         print(f"no cluster recorded in {directory}", file=sys.stderr)
         return 0
     names = {int(p["pid"]): str(p["name"]) for p in state.get("processes", [])}
+    changed = []
+    for node in state.get("real_nodes", []):
+        changed += [f"{node['name']}: {d}" for d in stop_detached(Path(node["work_dir"]))]
     left = terminate(_recorded(state))
     if left:
         print("still running: " + ", ".join(f"{names[p]} ({p})" for p in left), file=sys.stderr)
+        return 1
+    if changed:
+        print("the host still differs: " + "; ".join(changed), file=sys.stderr)
         return 1
     (directory / STATE_FILE).unlink(missing_ok=True)
     print(f"stopped {len(names)} processes of the cluster in {directory}", file=sys.stderr)
@@ -114,10 +128,22 @@ def main(argv: list[str] | None = None) -> int:
                 action="store_true",
                 help="also serve the DeviceTaintRule API where it is off by default",
             )
+            p.add_argument(
+                "--real-nodes",
+                type=int,
+                default=0,
+                choices=(0, 1),
+                help="also run a real kubelet + containerd node (root; make node-prereqs)",
+            )
     args = parser.parse_args(argv)
     directory = args.dir.expanduser().resolve()
     if args.command == "up":
-        return up(directory, args.version, device_taint_rules=args.device_taint_rules)
+        return up(
+            directory,
+            args.version,
+            device_taint_rules=args.device_taint_rules,
+            real_nodes=args.real_nodes,
+        )
     if args.command == "down":
         return down(directory)
     return status(directory)

@@ -95,6 +95,65 @@ def expected(k8s_version: str | None = None, *, cache: Path | None = None) -> Bi
     )
 
 
+@dataclass(frozen=True)
+class NodeBinaries:
+    """The programs of a real node: the kubelet of the cluster's version, containerd (built like
+    the control plane) and the host's runc, CNI plugins and static busybox (Debian packages,
+    ``make node-prereqs``)."""
+
+    kubelet: Path
+    containerd: Path
+    ctr: Path
+    shim: Path
+    runc: Path = Path("/usr/sbin/runc")
+    cni_bin_dir: Path = Path("/usr/lib/cni")
+    busybox: Path = Path("/bin/busybox")
+
+    def all(self) -> dict[str, Path]:
+        return {
+            "kubelet": self.kubelet,
+            "containerd": self.containerd,
+            "ctr": self.ctr,
+            "containerd-shim-runc-v2": self.shim,
+            "runc": self.runc,
+            "CNI bridge plugin": self.cni_bin_dir / "bridge",
+            "CNI host-local plugin": self.cni_bin_dir / "host-local",
+            "CNI loopback plugin": self.cni_bin_dir / "loopback",
+            "busybox (static)": self.busybox,
+        }
+
+
+def locate_node(k8s_version: str | None = None, *, cache: Path | None = None) -> NodeBinaries:
+    """The real node's programs for ``k8s_version``; `BinariesMissing` says how to get what is
+    absent (built ones: ``make cluster-binaries``; host ones: ``make node-prereqs``)."""
+    pins = read_versions()
+    k8s = (k8s_version or pins["DEFAULT_K8S_VERSION"]).removeprefix("v")
+    root = cache or cache_dir()
+    cbin = root / f"containerd-v{pins['DEFAULT_CONTAINERD_VERSION']}" / "bin"
+    found = NodeBinaries(
+        kubelet=root / f"k8s-v{k8s}" / "bin" / "kubelet",
+        containerd=cbin / "containerd",
+        ctr=cbin / "ctr",
+        shim=cbin / "containerd-shim-runc-v2",
+    )
+    missing = [name for name, p in found.all().items() if not os.access(p, os.X_OK)]
+    if missing:
+        built = {"kubelet", "containerd", "ctr", "containerd-shim-runc-v2"}
+        how = []
+        if built & set(missing):
+            suffix = "" if k8s == pins["DEFAULT_K8S_VERSION"] else f" K8S_VERSION={k8s}"
+            how.append(f"make cluster-binaries{suffix}")
+        if set(missing) - built:
+            how.append(
+                "make node-prereqs (as root: runc, containernetworking-plugins, busybox-static)"
+            )
+        raise BinariesMissing(
+            f"the real node's programs for Kubernetes {k8s} are missing "
+            f"({', '.join(missing)}); run {' and '.join(how)}"
+        )
+    return found
+
+
 def build(k8s_version: str | None = None) -> None:
     """Run ``deploy/controlplane/build.sh all`` (slow when cold; prints progress to stderr)."""
     env = dict(os.environ)

@@ -3,7 +3,8 @@
 Decisions encoded here: everything binds to 127.0.0.1 (most components default to all
 interfaces); the apiserver, kcm and scheduler get the same ``--feature-gates``; no leader
 election (one replica each); the apiserver's rate limits and endpoint reconciler are off (a
-test cluster, loopback address); kwok manages only nodes annotated ``kwok.x-k8s.io/node=fake``.
+test cluster, loopback address); kwok manages only nodes annotated ``kwok.x-k8s.io/node=fake``
+(a real node's kubelet, `gpudra.localcluster.realnode`, joins beside them).
 """
 
 from __future__ import annotations
@@ -95,7 +96,13 @@ def kube_apiserver(lay: Layout) -> list[str]:
         f"--service-account-issuer={SA_ISSUER}",
         f"--service-account-key-file={lay.pki.sa_pub}",
         f"--service-account-signing-key-file={lay.pki.sa_key}",
-        "--authorization-mode=RBAC",
+        # Node: a real node's kubelet runs with its own system:node credentials, as in a real
+        # cluster (NodeRestriction confines it to its node); the apiserver reaches kubelets
+        # (logs, exec) with the admin client certificate, which they trust through the CA.
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        f"--kubelet-client-certificate={lay.pki.admin_cert}",
+        f"--kubelet-client-key={lay.pki.admin_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--endpoint-reconciler-type=none",
         "--allow-privileged=true",

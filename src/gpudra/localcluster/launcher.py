@@ -2,9 +2,10 @@
 
 etcd -> kube-apiserver -> (kube-controller-manager, kube-scheduler, kwok), each a child process
 with its log in the work directory, free ports picked at start (command lines:
-`gpudra.localcluster.commandlines`).  There is no kubelet: kwok makes
-annotated fake nodes Ready and pods bound to them Running, while the real scheduler allocates
-DRA claims from ResourceSlices and kcm creates claims from templates.  One feature-gate string,
+`gpudra.localcluster.commandlines`).  kwok makes annotated fake nodes Ready and pods bound to
+them Running, while the real scheduler allocates DRA claims from ResourceSlices and kcm creates
+claims from templates; ``real_nodes=1`` (or `add_real_node`) adds a real kubelet + containerd
+node (`gpudra.localcluster.realnode`) that runs pods for real.  One feature-gate string,
 chosen from the version (`gpudra.localcluster.featuregates`), goes to every component.
 
 Ownership: whatever `start` launched, `stop` kills (process groups, SIGTERM then SIGKILL), also
@@ -27,6 +28,7 @@ from gpudra.localcluster import kubeconfig, pki, probes
 from gpudra.localcluster.binaries import Binaries, controlplane_dir, locate
 from gpudra.localcluster.featuregates import ApiSettings, KubeVersion, api_settings
 from gpudra.localcluster.process import Component
+from gpudra.localcluster.realnode import RealNode
 
 
 class LocalCluster:
@@ -46,7 +48,16 @@ class LocalCluster:
         device_taint_rules: bool = False,
         extra_gates: dict[str, bool] | None = None,
         start_timeout: float = 180.0,
+        real_nodes: int = 0,
     ) -> None:
+        if real_nodes not in (0, 1):
+            raise ValueError(
+                f"real_nodes={real_nodes}: one real node per host at most (the kubelet's "
+                "device-plugin socket and the kubepods cgroup tree are host-wide)"
+            )
+        self.real_node_count = real_nodes
+        self.real_nodes: list[RealNode] = []
+        self.pki: pki.Pki | None = None
         self.binaries = binaries or locate(version)
         self.version = KubeVersion.parse(self.binaries.k8s_version)
         self.settings: ApiSettings = api_settings(
@@ -90,6 +101,11 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop every started component (last started first) and remove an owned work dir."""
+        leftovers = []
+        for node in reversed(self.real_nodes):
+            client = self.client() if self.components else None
+            leftovers += [f"{node.name}: {d}" for d in node.stop(client)]
+        self.real_nodes = []
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -99,6 +115,8 @@ class LocalCluster:
             shutil.rmtree(self.work_dir, ignore_errors=True)
         if survivors:
             raise RuntimeError(f"could not stop: {', '.join(survivors)}")
+        if leftovers:
+            raise RuntimeError("the real node left the host changed: " + "; ".join(leftovers))
 
     def release(self) -> dict[str, Any]:
         """Let a detached cluster outlive this object: forget its processes without stopping
@@ -110,6 +128,7 @@ class LocalCluster:
             self._client.close()
             self._client = None
         self.components = []
+        self.real_nodes = []
         return state
 
     def client(self) -> KubeClient:
@@ -132,7 +151,28 @@ class LocalCluster:
                 {"name": c.name, "pid": c.pid, "start_time": c.started_at, "log": str(c.log_path)}
                 for c in self.components
             ],
+            "real_nodes": [
+                {"name": n.name, "work_dir": str(n.layout.work_dir)} for n in self.real_nodes
+            ],
         }
+
+    def add_real_node(self, name: str, *, labels: dict[str, str] | None = None) -> RealNode:
+        """Start a real kubelet + containerd node (root only; see `RealNode`)."""
+        if self.pki is None:
+            raise RuntimeError("start the cluster first")
+        node = RealNode(
+            name=name,
+            work_dir=self.work_dir / "nodes" / name,
+            server=self.server,
+            pki_=self.pki,
+            settings=self.settings,
+            k8s_version=str(self.version),
+            labels=labels,
+            detach=self.detach,
+        )
+        self.real_nodes.append(node)
+        node.start(self.client())
+        return node
 
     # -- startup -------------------------------------------------------------------------------
 
@@ -150,10 +190,11 @@ class LocalCluster:
         for stale in ("etcd-data", "logs"):
             shutil.rmtree(wd / stale, ignore_errors=True)
         ports = cmd.Ports(*(probes.free_port() for _ in range(6)))
+        self.pki = pki.generate(wd / "pki")
         lay = cmd.Layout(
             binaries=self.binaries,
             settings=self.settings,
-            pki=pki.generate(wd / "pki"),
+            pki=self.pki,
             ports=ports,
             work_dir=wd,
             kubeconfig=self.kubeconfig,
@@ -199,3 +240,5 @@ class LocalCluster:
             deadline=deadline,
             what="ServiceAccount default/default",
         )
+        for i in range(self.real_node_count):
+            self.add_real_node(f"real-node-{i}")

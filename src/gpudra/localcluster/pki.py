@@ -104,6 +104,22 @@ def _signed_cert(
     return directory / f"{name}.crt", key
 
 
+def client_cert(pki: Pki, name: str, subject: str) -> tuple[Path, Path]:
+    """A client certificate signed by the cluster CA (e.g. a kubelet's ``system:node:<name>``
+    in ``O=system:nodes``), written next to the others as ``<name>.crt``/``<name>.key``."""
+    return _signed_cert(
+        pki.ca_cert.parent,
+        name,
+        subject,
+        [
+            "basicConstraints=critical,CA:FALSE",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "extendedKeyUsage=clientAuth",
+        ],
+        (pki.ca_cert, pki.ca_key),
+    )
+
+
 def generate(directory: Path) -> Pki:
     """Create a fresh CA, serving and admin certificates and SA keys in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,9 @@
 
 Each example's pod prints its environment; the check is that the container got exactly the
 GPUs its claim asked for, through CDI: ``NVIDIA_VISIBLE_DEVICES`` lists that many distinct
-GPU UUIDs, there is one ``GPUDRA_DEVICE_*`` variable per device carrying one of them, and
-``GPUDRA_CLAIM`` names the pod's claim.  The checks (`expected_devices`, `check_env`) are pure
+GPU UUIDs, there is one ``GPUDRA_DEVICE_*`` variable per device carrying one of them,
+``GPUDRA_CLAIM`` names the pod's claim, and the container has one ``/dev/nvidia<N>`` per GPU
+plus the control nodes (the example prints ``device <path>`` for each ``/dev/nvidia*``).  The checks (`expected_devices`, `check_env`) are pure
 and unit-tested against the real example files (tests/kind/); the run needs Docker and kind.
 
     python deploy/kind/e2e.py [--cluster gpudra] [--keep]
@@ -26,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "deploy" / "examples"
 NAMESPACE = "gpudra-system"
 UUID = re.compile(r"^GPU-[0-9a-f-]+$")
+GPU_NODE = re.compile(r"^/dev/nvidia[0-9]+$")
+CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm")
 
 
 def expected_devices(docs: list[dict[str, Any]]) -> int:
@@ -63,6 +66,13 @@ def check_env(log: str, expected: int) -> list[str]:
         problems.append(f"GPUDRA_DEVICE_* UUIDs {sorted(per_device.values())} not all visible")
     if not env.get("GPUDRA_CLAIM"):
         problems.append("no GPUDRA_CLAIM: the claim's CDI edits were not applied")
+    nodes = [line.split(" ", 1)[1] for line in log.splitlines() if line.startswith("device ")]
+    gpus = [n for n in nodes if GPU_NODE.match(n)]
+    if len(gpus) != expected:
+        problems.append(f"device nodes {gpus}, expected {expected} /dev/nvidia<N>")
+    missing = [n for n in CONTROL_NODES if n not in nodes]
+    if missing:
+        problems.append(f"control device nodes missing: {missing}")
     return problems
 
 

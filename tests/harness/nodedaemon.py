@@ -27,6 +27,7 @@ class NodeDaemon:
     root: Path
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    cdi_root: Path | None = None  # default <root>/cdi; a real node's containerd reads its own
 
     @property
     def plugin_dir(self) -> Path:
@@ -38,7 +39,7 @@ class NodeDaemon:
 
     @property
     def cdi_dir(self) -> Path:
-        return self.root / "cdi"
+        return self.cdi_root or self.root / "cdi"
 
     @property
     def state_file(self) -> Path:

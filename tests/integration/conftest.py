@@ -7,6 +7,7 @@
 * ``namespace`` (function): a fresh namespace, deleted after the test.
 * ``wait_pods`` (session): ``wait_pods(namespace, done, timeout=60) -> pods`` polls the pods
   of a namespace (sorted by name) until ``done(pods)`` holds.
+* ``real_node`` (module): a real kubelet + containerd node (`RealNode`) in that cluster.
 * ``make_node`` (function): ``make_node(prefix="node", **fake_node_kwargs) -> name`` creates a
   kwok-managed Ready node with a unique name; all are deleted after the test.
 
@@ -34,8 +35,11 @@ from gpudra.localcluster import (
     default_k8s_version,
     locate,
 )
+from gpudra.localcluster.binaries import locate_node
+from gpudra.localcluster.realnode import RealNode, check_host
 
 SKIP_ENV = "GPUDRA_SKIP_INTEGRATION"
+REAL_NODE_SKIP_ENV = "GPUDRA_SKIP_REAL_NODE"
 VERSION_ENV = "GPUDRA_K8S_VERSION"
 
 
@@ -78,6 +82,34 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 @pytest.fixture(scope="session")
 def kube(cluster: LocalCluster) -> KubeClient:
     return cluster.client()
+
+
+@pytest.fixture(scope="module")
+def real_node(cluster: LocalCluster, kube: KubeClient) -> Iterator[RealNode]:
+    """A real kubelet + containerd node of the session cluster (one module at a time: one
+    real node per host).  A host that cannot run one FAILS the tests, naming what is missing;
+    ``GPUDRA_SKIP_REAL_NODE=1`` leaves the tier out on purpose.  Teardown asserts that the
+    host is as it was before the node started."""
+    if os.environ.get(REAL_NODE_SKIP_ENV) == "1":
+        pytest.skip(f"{REAL_NODE_SKIP_ENV}=1: real-node tests skipped on request")
+    problems = check_host()
+    try:
+        locate_node(k8s_version())
+    except BinariesMissing as e:
+        problems.append(str(e))
+    if problems:
+        pytest.fail(
+            "the real-node tier cannot run here: " + "; ".join(problems)
+            + f" (set {REAL_NODE_SKIP_ENV}=1 to leave it out)",
+            pytrace=False,
+        )
+    node = cluster.add_real_node(unique("real"))
+    try:
+        yield node
+    finally:
+        cluster.real_nodes.remove(node)
+        left = node.stop(kube)
+        assert not left, f"the real node left the host changed: {left}"
 
 
 @pytest.fixture

@@ -47,9 +47,11 @@ def env_from_cdi(n: int) -> str:
         dev_root=None,
     )
     env = list(spec["containerEdits"]["env"])
+    nodes = [n["path"] for n in spec["containerEdits"]["deviceNodes"]]
     for d in spec["devices"]:
         env += d["containerEdits"]["env"]
-    return "\n".join(["PATH=/bin", *env])
+        nodes += [n["path"] for n in d["containerEdits"]["deviceNodes"]]
+    return "\n".join(["PATH=/bin", *env, *(f"device {n}" for n in sorted(nodes))])
 
 
 @pytest.mark.parametrize("n", [1, 2])
@@ -70,6 +72,17 @@ BAD = {
         1,
         "no GPUDRA_CLAIM",
     ),
+    "a device node short": (
+        None,
+        1,
+        "expected 1 /dev/nvidia<N>",
+    ),
+    "no control nodes": (
+        "NVIDIA_VISIBLE_DEVICES=GPU-1\nGPUDRA_DEVICE_GPU_0=GPU-1\nGPUDRA_CLAIM=ns/c\n"
+        "device /dev/nvidia0\n",
+        1,
+        "control device nodes missing",
+    ),
     "device var not visible": (
         "NVIDIA_VISIBLE_DEVICES=GPU-1\nGPUDRA_DEVICE_GPU_0=GPU-2\nGPUDRA_CLAIM=ns/c\n",
         1,
@@ -81,5 +94,7 @@ BAD = {
 @pytest.mark.parametrize("case", BAD)
 def test_a_wrong_environment_is_reported(case: str) -> None:
     log, n, says = BAD[case]
+    if case == "a device node short":
+        log = "\n".join(x for x in env_from_cdi(1).splitlines() if x != "device /dev/nvidia0")
     problems = e2e().check_env(log if log is not None else env_from_cdi(1), n)
     assert any(says in p for p in problems), problems

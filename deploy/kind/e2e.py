@@ -4,8 +4,10 @@ Each example's pod prints its environment; the check is that the container got e
 GPUs its claim asked for, through CDI: ``NVIDIA_VISIBLE_DEVICES`` lists that many distinct
 GPU UUIDs, there is one ``GPUDRA_DEVICE_*`` variable per device carrying one of them,
 ``GPUDRA_CLAIM`` names the pod's claim, and the container has one ``/dev/nvidia<N>`` per GPU
-plus the control nodes (the example prints ``device <path>`` for each ``/dev/nvidia*``).  The checks (`expected_devices`, `check_env`) are pure
-and unit-tested against the real example files (tests/kind/); the run needs Docker and kind.
+plus the control nodes (the example prints ``device <path>`` for each ``/dev/nvidia*``).
+The checks (`expected_devices`, `check_env`) are pure and unit-tested against the real
+example files (tests/kind/); the run needs Docker and kind.  The same checks run on the local
+real node (tests/integration/test_real_node.py, no Docker).
 
     python deploy/kind/e2e.py [--cluster gpudra] [--keep]
 """

@@ -38,6 +38,8 @@ class KubeletPluginSettings(BaseSettings):
     dynamic_mig_gpus: str | None = None  # MIG-capable GPUs published as MIG placements
     remove_unknown_mig: bool = False  # destroy MIG instances on dynamic GPUs no claim holds
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no /metrics endpoint
+    # changes at every boot; a change means the CDI specs (tmpfs) and MIG instances are gone
+    boot_id_file: Path = Path("/proc/sys/kernel/random/boot_id")
 
     @field_validator("controller_managed_gpus", "dynamic_mig_gpus")
     @classmethod

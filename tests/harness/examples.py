@@ -52,7 +52,9 @@ def apply_example(kube: KubeClient, path: Path, namespace: str, node: str) -> st
 
 def phase(kube: KubeClient, namespace: str, pod: str) -> str:
     try:
-        return str(kube.get(resources.PODS, pod, namespace=namespace).get("status", {}).get("phase"))
+        return str(
+            kube.get(resources.PODS, pod, namespace=namespace).get("status", {}).get("phase")
+        )
     except NotFound:
         return "Gone"
 

@@ -46,6 +46,17 @@ class NodeDaemon:
         return self.plugin_dir / "mock-state.json"  # where the chart puts it
 
     @property
+    def boot_id_file(self) -> Path:
+        """The boot id this daemon reads (tests change it to simulate a reboot)."""
+        return self.root / "boot_id"
+
+    def checkpoint_text(self) -> str:
+        try:
+            return (self.plugin_dir / "checkpoint.json").read_text()
+        except FileNotFoundError:
+            return ""
+
+    @property
     def log_file(self) -> Path:
         return self.root / "kubelet-plugin.log"
 
@@ -69,7 +80,8 @@ class NodeDaemon:
         """The chart's DaemonSet container as a process, plus a kubeconfig and test flags."""
         objs = render(self.chart_values())
         how = launch(objs, "DaemonSet", node_name=self.node_name, files_dir=self.root / "etc")
-        how.argv += ["--kubeconfig", str(self.kubeconfig), *self.extra_args]
+        how.argv += ["--kubeconfig", str(self.kubeconfig), "--boot-id-file", str(self.boot_id_file)]
+        how.argv += self.extra_args
         return how
 
     def argv(self) -> list[str]:
@@ -77,6 +89,8 @@ class NodeDaemon:
 
     def start(self, timeout: float = 30.0) -> NodeDaemon:
         self.root.mkdir(parents=True, exist_ok=True)
+        if not self.boot_id_file.exists():
+            self.boot_id_file.write_text(Path("/proc/sys/kernel/random/boot_id").read_text())
         self.reg_socket.unlink(missing_ok=True)
         log = self.log_file.open("ab")
         how = self.launch()

@@ -99,7 +99,8 @@ def real_node(cluster: LocalCluster, kube: KubeClient) -> Iterator[RealNode]:
         problems.append(str(e))
     if problems:
         pytest.fail(
-            "the real-node tier cannot run here: " + "; ".join(problems)
+            "the real-node tier cannot run here: "
+            + "; ".join(problems)
             + f" (set {REAL_NODE_SKIP_ENV}=1 to leave it out)",
             pytrace=False,
         )

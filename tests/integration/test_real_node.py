@@ -11,10 +11,7 @@ is slow, the kubelet's 45 s prepare deadline, and a simulated reboot.
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
-import tempfile
-import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,7 @@ from gpudra.cdi.spec import spec_file_name
 from gpudra.kube import KubeClient, NotFound, resources
 from gpudra.localcluster import LocalCluster
 from gpudra.localcluster.realnode import RealNode
+from gpudra.nvml.mock import MockBackend, load_named
 from gpudra.resourceapi import DRIVER_NAME
 from tests.harness import examples
 from tests.harness.nodedaemon import NodeDaemon
@@ -165,15 +163,102 @@ def test_daemon_crash_while_pods_run(
     daemon.kill()
     # while the daemon is down the pod keeps running; its deletion waits for unprepare
     kube.delete(resources.PODS, pod, namespace=ns, grace_period_seconds=1)
-    time.sleep(0)  # the kubelet retries NodeUnprepareResources until the daemon is back
     assert cdi_spec(real_node, uid).exists()
     daemon.start()
-    wait_for("the kubelet's unprepare retry removed the spec", lambda: not cdi_spec(real_node, uid).exists(), 90)
+    # the kubelet retries NodeUnprepareResources until the daemon is back
+    wait_for("the spec removed", lambda: not cdi_spec(real_node, uid).exists(), 90)
     wait_for("the pod gone", lambda: examples.phase(kube, ns, pod) == "Gone", 60)
     assert before
     pair = examples.REPO / "deploy" / "examples" / "nvlink-pair.yaml"
     run_example(kube, real_node, pair, ns)
 
 
-def _unused(*_: Any) -> None:
-    _ = (json, shutil, tempfile)
+def mock_of(daemon: NodeDaemon) -> MockBackend:
+    """The daemon's mock node, through the state file it shares with the daemon."""
+    return MockBackend(
+        load_named(PROFILE), node_name=daemon.node_name, state_file=daemon.state_file
+    )
+
+
+def test_pod_deleted_while_its_prepare_is_slow(
+    kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str
+) -> None:
+    mock = mock_of(daemon)
+    mock.hang(12.0)
+    try:
+        single = examples.REPO / "deploy" / "examples" / "single-gpu.yaml"
+        pod = examples.apply_example(kube, single, ns, real_node.name)
+        wait_for(
+            "pod bound",
+            lambda: kube.get(resources.PODS, pod, namespace=ns)["spec"].get("nodeName"),
+            60,
+        )
+        uid = wait_for("claim", lambda: _claim_uid_or_none(kube, ns, pod), 30)
+        wait_for("the kubelet called prepare", lambda: f"preparing {ns}/" in daemon_log(daemon), 30)
+        kube.delete(resources.PODS, pod, namespace=ns, grace_period_seconds=1)
+    finally:
+        mock.hang(0.0)
+    # the slow prepare finishes, then the kubelet unprepares: nothing is left held
+    wait_for("the pod gone", lambda: examples.phase(kube, ns, pod) == "Gone", 90)
+    wait_for("the claim unprepared", lambda: uid not in daemon.checkpoint_text(), 60)
+    assert not cdi_spec(real_node, uid).exists()
+    log = daemon_log(daemon)
+    assert log.index(f"prepared {ns}/") < log.index(f"unprepared {ns}/"), log
+    # the GPU is free again: a claim for all eight still fits
+    run_example(kube, real_node, examples.REPO / "deploy" / "examples" / "nvlink-pair.yaml", ns)
+
+
+def test_prepare_past_the_kubelets_deadline_is_retried(
+    kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str
+) -> None:
+    """The kubelet gives NodePrepareResources 45 s; a prepare that takes longer is cancelled
+    on the kubelet's side and retried; the daemon's late result must serve the retry."""
+    mock = mock_of(daemon)
+    mock.hang(50.0)
+    try:
+        single = examples.REPO / "deploy" / "examples" / "single-gpu.yaml"
+        pod = examples.apply_example(kube, single, ns, real_node.name)
+        wait_for("the kubelet called prepare", lambda: f"preparing {ns}/" in daemon_log(daemon), 60)
+    finally:
+        mock.hang(0.0)
+    kubelet_log = real_node.layout.work_dir / "logs" / "kubelet.log"
+    wait_for("the kubelet's deadline", lambda: "DeadlineExceeded" in kubelet_log.read_text(), 60)
+    examples.wait_running(kube, ns, pod, timeout=120)
+    log = examples.pod_log(kube, ns, pod, lines=3)
+    assert examples.printed_uuids(log) == examples.allocated_uuids(kube, ns, pod)
+
+
+def test_reboot_brings_pods_back_with_their_devices(
+    kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str
+) -> None:
+    pair = examples.REPO / "deploy" / "examples" / "nvlink-pair.yaml"
+    pod, log_before = run_example(kube, real_node, pair, ns)
+    before = container_ids(kube, ns, pod)
+    daemon.stop()
+    real_node.power_off()
+    assert not list(real_node.layout.cdi_dir.iterdir())  # tmpfs: gone with the power
+    daemon.boot_id_file.write_text(str(uuid.uuid4()) + "\n")  # a new boot
+    daemon.start()
+    real_node.power_on(kube)
+
+    def restarted() -> bool:
+        now = container_ids(kube, ns, pod)
+        return bool(now) and now != before and examples.phase(kube, ns, pod) == "Running"
+
+    wait_for("the pod's containers started again", restarted, 120)
+    examples.wait_running(kube, ns, pod)
+    log = examples.pod_log(kube, ns, pod, lines=3)
+    assert examples.printed_uuids(log) == examples.printed_uuids(log_before)
+    expected = examples.e2e().expected_devices(examples.docs(pair))
+    assert not examples.e2e().check_env(log, expected), log
+
+
+def _claim_uid_or_none(kube: KubeClient, namespace: str, pod: str) -> str | None:
+    try:
+        return claim_uid(kube, namespace, pod)
+    except (KeyError, IndexError):
+        return None
+
+
+def daemon_log(daemon: NodeDaemon) -> str:
+    return daemon.log_file.read_text()

@@ -58,6 +58,12 @@ FLAGS = {
         "GPUs only the gpudra controller allocates: all, none, 4-7",
     ),
     "metrics_port": ("--metrics-port", int, "serve Prometheus /metrics on this port (0: off)"),
+    "boot_id_file": (
+        "--boot-id-file",
+        Path,
+        "the node's boot id (default /proc/sys/kernel/random/boot_id): a change since the "
+        "checkpoint means a reboot, and every claim is prepared again",
+    ),
     "dynamic_mig_gpus": (
         "--dynamic-mig-gpus",
         str,

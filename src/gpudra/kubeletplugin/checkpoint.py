@@ -61,6 +61,8 @@ class PreparedClaim(_Schema):
 class Checkpoint(_Schema):
     version: int = CURRENT_VERSION
     node_name: str
+    # the boot the claims were prepared in ("" in checkpoints written before it was recorded)
+    boot_id: str = ""
     claims: dict[str, PreparedClaim] = {}
 
 
@@ -121,6 +123,28 @@ class CheckpointStore:
             write_atomic(self.path, body, mode=0o600)
         except OSError as e:
             raise CheckpointError(f"cannot write checkpoint {self.path}: {e.strerror or e}") from e
+
+    def begin_boot(self, boot_id: str) -> list[PreparedClaim]:
+        """Record the current boot.  If the checkpoint was written in another boot, what its
+        claims were prepared with is gone (CDI specs live on tmpfs, MIG instances do not
+        survive a reboot): every claim goes back to *preparing*, so the kubelet's next
+        NodePrepareResources prepares it again instead of answering from the checkpoint.
+        Returns those claims."""
+        with self._lock:
+            old = self._data.boot_id
+            if old == boot_id:
+                return []
+            stale = [] if not old else list(self._data.claims.values())
+            claims = {
+                uid: c.model_copy(update={"state": "preparing"})
+                for uid, c in self._data.claims.items()
+            }
+            new = self._data.model_copy(
+                update={"boot_id": boot_id, "claims": claims if old else self._data.claims}
+            )
+            self._write(new)
+            self._data = new
+            return stale
 
     def claims(self) -> dict[str, PreparedClaim]:
         with self._lock:

@@ -73,6 +73,7 @@ class KubeletPluginDaemon:
             node_name=s.node_name,
             rebuild=lambda: rebuild(self.cdi, pool=s.node_name),
         )
+        self._begin_boot(s.boot_id_file)
         if s.dev_root is not None:
             make_fake_dev_root(s.dev_root, [g.minor for g in backend.inventory().gpus])
         dynamic = parse_gpu_set(s.dynamic_mig_gpus, len(backend.inventory().gpus))
@@ -97,6 +98,27 @@ class KubeletPluginDaemon:
             dra_socket=s.dra_socket,
             reg_socket=s.registration_socket,
         )
+
+    def _begin_boot(self, boot_id_file: Path) -> None:
+        try:
+            boot_id = boot_id_file.read_text().strip()
+        except OSError as e:
+            log.warning(
+                "cannot read the boot id from %s (%s): reboots are not detected, "
+                "missing CDI specs still are",
+                boot_id_file,
+                e.strerror or e,
+            )
+            return
+        stale = self.checkpoint.begin_boot(boot_id)
+        if stale:
+            log.warning(
+                "the node rebooted since the checkpoint was written (boot id now %s): "
+                "%d claim(s) will be prepared again: %s",
+                boot_id,
+                len(stale),
+                ", ".join(f"{c.namespace}/{c.name}" for c in stale),
+            )
 
     def _report_unknown_migs(self, dynamic: frozenset[int]) -> None:
         """MIG instances on dynamic-MIG GPUs that no checkpointed claim holds were left by

@@ -113,6 +113,7 @@ class NodePlugin:
         return out
 
     def prepare_one(self, ref: ClaimRef) -> PrepareOutcome:
+        log.info("preparing %s", ref)
         with self._claim_lock(ref.uid):
             try:
                 return PrepareOutcome(devices=self._prepare(ref))
@@ -129,7 +130,11 @@ class NodePlugin:
     def _prepare(self, ref: ClaimRef) -> tuple[PreparedDevice, ...]:
         done = self.checkpoint.get(ref.uid)
         if done is not None and done.state == "prepared":
-            return done.devices
+            if self._cdi.path(ref.uid).exists():
+                return done.devices
+            # never a silent success: the kubelet would hand the runtime CDI ids that resolve
+            # to nothing and the container would not start
+            log.warning("%s is prepared but its CDI spec is missing; preparing it again", ref)
         try:
             claim = self._client.get(RESOURCECLAIMS, ref.name, namespace=ref.namespace)
         except NotFound as e:

@@ -203,6 +203,26 @@ class RealNode:
             self.containerd.stop(grace=15.0)
             self.containerd = None
 
+    def power_off(self) -> None:
+        """The node loses power: the kubelet, every container and containerd die, and what
+        lives on tmpfs (the CDI specs in /var/run/cdi, containerd's state) is gone.  Persistent
+        state (the kubelet's root dir, containerd's images, plugin checkpoints) survives."""
+        if self.kubelet is not None:
+            self.kubelet.stop(grace=0.0)
+            self.kubelet = None
+        with contextlib.suppress(Exception):
+            self.kill_containers()
+        self.stop_containerd()
+        self._kill_strays()
+        for spec in self.layout.cdi_dir.iterdir():
+            spec.unlink()
+        shutil.rmtree(self.layout.work_dir / "containerd-state", ignore_errors=True)
+
+    def power_on(self, client: KubeClient, *, timeout: float = 120.0) -> None:
+        """Boot again: containerd, then the kubelet (a node daemon is the caller's)."""
+        self.start_containerd(timeout=timeout)
+        self.start_kubelet(client, timeout=timeout)
+
     # -- images ----------------------------------------------------------------------------------
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

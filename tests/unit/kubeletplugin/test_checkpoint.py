@@ -99,3 +99,30 @@ def test_unreadable_location_is_an_error_that_names_the_file(tmp_path: Path) -> 
     (tmp_path / "file").write_text("x")
     with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*file/cp\.json"):
         CheckpointStore(tmp_path / "file" / "cp.json", node_name="n")
+
+
+def test_a_new_boot_sends_every_claim_back_to_preparing(tmp_path: Path) -> None:
+    path = tmp_path / "cp.json"
+    store = CheckpointStore(path, node_name="n")
+    assert store.begin_boot("boot-1") == []  # the first boot recorded: nothing to redo
+    store.put(claim("u1"))
+    store.put(claim("u2", "gpu-1"))
+    assert store.begin_boot("boot-1") == []  # same boot (a daemon restart): untouched
+    assert {c.state for c in store.claims().values()} == {"prepared"}
+
+    again = CheckpointStore(path, node_name="n")  # the daemon after a reboot
+    stale = again.begin_boot("boot-2")
+    assert sorted(c.uid for c in stale) == ["u1", "u2"]
+    assert {c.state for c in again.claims().values()} == {"preparing"}
+    reread = json.loads(path.read_text())
+    assert reread["bootId"] == "boot-2"
+    assert {c["state"] for c in reread["claims"].values()} == {"preparing"}
+
+
+def test_a_checkpoint_without_a_boot_id_is_not_taken_for_a_reboot(tmp_path: Path) -> None:
+    path = tmp_path / "cp.json"
+    shutil.copy(GOLDEN, path)  # written before the boot id was recorded
+    store = CheckpointStore(path, node_name="node-a")
+    before = store.claims()
+    assert store.begin_boot("boot-1") == []
+    assert store.claims() == before

@@ -49,6 +49,8 @@ class MockBackend:
 
     def inventory(self) -> Inventory:
         state = self._store.read()
+        if state.hang_seconds > 0:
+            time.sleep(state.hang_seconds)
         gpus = [
             g.model_copy(update={"health": Health.LOST}) if g.index in state.lost else g
             for g in self._gpus
@@ -141,6 +143,12 @@ class MockBackend:
         self._gpu_at(gpu_index)
         ev = PendingEvent(kind="xid", gpu_index=gpu_index, xid=xid, gpu_instance_id=gpu_instance_id)
         self._store.update(lambda s: (s.model_copy(update={"events": (*s.events, ev)}), None))
+
+    def hang(self, seconds: float) -> None:
+        """From now on every inventory read blocks ``seconds`` (0: answer at once again)."""
+        if seconds < 0:
+            raise ValueError(f"hang seconds must be >= 0, got {seconds}")
+        self._store.update(lambda s: (s.model_copy(update={"hang_seconds": seconds}), None))
 
     def fall_off_bus(self, gpu_index: int) -> None:
         """The GPU is lost: inventory reports it, every operation on it raises GpuLost."""

@@ -1,4 +1,5 @@
-"""The mock node's mutable "hardware" state: MIG instances, lost GPUs, pending health events.
+"""The mock node's mutable "hardware" state: MIG instances, lost GPUs, pending health events,
+and how long NVML calls hang.
 
 Real hardware outlives the daemon; so must the mock's.  With a state file the state is shared
 by every process that opens the same mock node (daemon, tests, a restarted daemon) and
@@ -48,6 +49,9 @@ class MockState(Model):
     mig: tuple[MigRecord, ...] = ()
     lost: tuple[int, ...] = ()
     events: tuple[PendingEvent, ...] = ()
+    # every inventory read takes this long: a driver stuck in a lock, a GPU that stops
+    # answering (NVML calls block; nothing fails)
+    hang_seconds: float = 0.0
 
 
 class StateStore:

@@ -89,7 +89,11 @@ def pod_log(kube: KubeClient, namespace: str, pod: str, *, lines: int = 1) -> st
 def allocated_uuids(kube: KubeClient, namespace: str, pod: str) -> set[str]:
     """The UUIDs of the devices allocated to the pod's claims, from the node's slices."""
     p = kube.get(resources.PODS, pod, namespace=namespace)
-    names = [s["resourceClaimName"] for s in p["status"].get("resourceClaimStatuses") or []]
+    statuses = p["status"].get("resourceClaimStatuses") or []
+    generated = {s["name"]: s.get("resourceClaimName") for s in statuses}  # from templates
+    names = [
+        c.get("resourceClaimName") or generated[c["name"]] for c in p["spec"]["resourceClaims"]
+    ]
     uuids = set()
     for name in names:
         claim = kube.get(resources.RESOURCECLAIMS, name, namespace=namespace)

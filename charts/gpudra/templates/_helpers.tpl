@@ -50,6 +50,18 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "gpudra.kubeletPlugin.name" .) -}}
 {{- end -}}
 
+{{/* The API server override (values apiServer), as container env entries. */}}
+{{- define "gpudra.apiServerEnv" -}}
+{{- with .Values.apiServer.host }}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.apiServer.port }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
 {{- define "gpudra.pluginDir" -}}
 {{- printf "%s/plugins/%s" (trimSuffix "/" .Values.kubeletPlugin.kubeletDir) .Values.driverName -}}
 {{- end -}}

@@ -9,8 +9,8 @@ KIND_CLUSTER ?= gpudra
 OLDEST_K8S := $(shell sed -n 's/^OLDEST_K8S_VERSION=//p' deploy/controlplane/versions.env)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-oldest unit lint fmt proto gpu-check demo bench clean \
-	image chart-lint kind-up kind-e2e kind-down
+.PHONY: help install test test-oldest unit lint fmt proto gpu-check demo demo-real bench clean \
+	image image-local chart-lint kind-up kind-e2e kind-down node-prereqs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,10 +23,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-test: install cluster-binaries ## the full test suite: unit + integration on the real local control plane
+test: install cluster-binaries node-prereqs ## the full test suite: unit + integration (kwok and a real kubelet node)
 	$(PY) -m pytest -q
 
-test-oldest: install ## integration tests on the oldest supported Kubernetes (1.34)
+test-oldest: install node-prereqs ## integration tests on the oldest supported Kubernetes (1.34)
 	$(MAKE) cluster-binaries K8S_VERSION=$(OLDEST_K8S)
 	GPUDRA_K8S_VERSION=$(OLDEST_K8S) $(PY) -m pytest -q -m integration tests/integration
 
@@ -54,11 +54,20 @@ gpu-check: install ## on a GPU machine: real NVML discovery vs nvidia-smi (read-
 demo: install cluster-binaries ## end to end on a local control plane with mock GPUs (no hardware)
 	$(PY) deploy/demo.py
 
+demo-real: install cluster-binaries node-prereqs ## the examples as real containers on a real kubelet + containerd node (root)
+	$(PY) deploy/demo_real.py
+
+node-prereqs: ## host packages of the real node: runc, CNI plugins, static busybox, iptables, nft (root; apt)
+	deploy/realnode/prereqs.sh
+
 bench: install cluster-binaries ## allocator benchmark vs kube-scheduler; writes bench/RESULTS.md
 	PYTHONUNBUFFERED=1 $(PY) bench/allocator/run.py
 
 image: ## build the container image $(IMAGE) from the Dockerfile (needs Docker)
 	docker build -t $(IMAGE) .
+
+image-local: install ## build the image without Docker (OCI tarball; root): what the real-node chart test installs
+	$(PY) deploy/image/build.py
 
 chart-lint: ## helm lint + template of charts/gpudra (helm built from the Go module proxy)
 	H=$$(deploy/controlplane/build.sh helm | tail -1)/helm && $$H lint --strict charts/gpudra \

@@ -85,6 +85,12 @@ def installed(
     cluster: LocalCluster, kube: KubeClient, real_node: RealNode, image: dict[str, Any]
 ) -> Iterator[str]:
     namespace = unique("gpudra-system")
+    # the chart creates the DeviceClasses: the copies other tests applied make way, and come
+    # back after the uninstall
+    classes = examples.docs(examples.REPO / "deploy" / "deviceclasses.yaml")
+    for c in classes:
+        with contextlib.suppress(NotFound):
+            kube.delete(resources.DEVICECLASSES, c["metadata"]["name"])
     with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
         json.dump(values(cluster, real_node), f)
         f.flush()
@@ -102,6 +108,8 @@ def installed(
         )  # fmt: skip
         with contextlib.suppress(NotFound):
             kube.delete(resources.NAMESPACES, namespace)
+        for c in classes:
+            kube.apply(resources.DEVICECLASSES, c, field_manager="gpudra-tests")
 
 
 def pods_of(kube: KubeClient, namespace: str, component: str) -> list[dict[str, Any]]:

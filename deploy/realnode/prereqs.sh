@@ -13,6 +13,12 @@ if ! [[ -x /bin/busybox ]] || ldd /bin/busybox >/dev/null 2>&1; then need+=(busy
 command -v iptables-save >/dev/null || need+=(iptables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)  # to drop the nf_tables tables the kubelet made
+# deploy/image/build.py (the chart test's image) assembles its base from Debian packages:
+# apt must know them, and a fresh machine may come without package lists.
+if [[ $(id -u) == 0 ]] && ! apt-cache show python3.11-minimal >/dev/null 2>&1; then
+  echo "[node-prereqs] apt has no package lists: apt-get update"
+  apt-get update -qq
+fi
 if ((${#need[@]} == 0)); then echo "[node-prereqs] all present"; exit 0; fi
 if [[ $(id -u) != 0 ]]; then
   echo "[node-prereqs] missing ${need[*]}; the real node needs root: run as root" \

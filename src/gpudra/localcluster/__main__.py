@@ -10,6 +10,7 @@ that none is left; a real node's containers are killed and the host is put back 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from gpudra.localcluster.binaries import BinariesMissing, cache_dir
 from gpudra.localcluster.launcher import LocalCluster
 from gpudra.localcluster.probes import ClusterStartError
 from gpudra.localcluster.process import is_running, terminate
+from gpudra.localcluster.realnode import STATE_FILE as REALNODE_STATE
 from gpudra.localcluster.realnode import RealNodeError, stop_detached
 
 STATE_FILE = "state.json"
@@ -107,11 +109,18 @@ def status(directory: Path) -> int:
         print(f"no cluster recorded in {directory}")
         return 1
     alive = 0
-    for p in state.get("processes", []):
+    processes = list(state.get("processes", []))
+    for node in state.get("real_nodes", []):
+        with contextlib.suppress(OSError, ValueError):
+            recorded = json.loads((Path(node["work_dir"]) / REALNODE_STATE).read_text())
+            processes += [
+                {**p, "name": f"{node['name']}/{p['name']}"} for p in recorded["processes"]
+            ]
+    for p in processes:
         running = is_running(int(p["pid"]), p.get("start_time"))
         alive += running
         print(f"{p['name']:<24} pid {p['pid']:<8} {'running' if running else 'GONE'}")
-    return 0 if alive == len(state.get("processes", [])) else 1
+    return 0 if alive == len(processes) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,13 +48,7 @@ def main() -> int:
         kube = cluster.client()
         node = cluster.real_nodes[0]
         say(f"  ready in {time.monotonic() - began:.1f}s; node {node.name}, {node.layout.work_dir}")
-        daemon = NodeDaemon(
-            node.name,
-            PROFILE,
-            cluster.kubeconfig,
-            node.layout.kubelet_root,
-            cdi_root=node.layout.cdi_dir,
-        ).start()
+        daemon = NodeDaemon.on_real_node(node, PROFILE, cluster.kubeconfig).start()
         say(f"  gpudra kubelet-plugin ({PROFILE} mock) registered with the real kubelet")
         for doc in examples.docs(REPO / "deploy" / "deviceclasses.yaml"):
             kube.apply(resources.DEVICECLASSES, doc, field_manager="gpudra-demo")

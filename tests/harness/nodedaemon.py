@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpudra.localcluster.realnode import RealNode
 from gpudra.resourceapi import DRIVER_NAME
 from tests.harness.chart import Launch, launch, render
 
@@ -63,6 +64,14 @@ class NodeDaemon:
     @property
     def reg_socket(self) -> Path:
         return self.registry_dir / f"{DRIVER_NAME}-reg.sock"
+
+    @classmethod
+    def on_real_node(cls, node: RealNode, profile: str, kubeconfig: Path) -> NodeDaemon:
+        """A daemon in a real node's kubelet plugin dirs, writing the CDI specs its containerd
+        reads."""
+        return cls(
+            node.name, profile, kubeconfig, node.layout.kubelet_root, cdi_root=node.layout.cdi_dir
+        )
 
     def chart_values(self) -> dict[str, Any]:
         """The chart values that deploy this daemon (mock mode, this node's directories)."""

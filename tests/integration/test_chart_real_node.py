@@ -35,7 +35,7 @@ from tests.harness.waiting import wait_for
 from tests.integration.conftest import unique
 from tests.integration.test_controller import claim as gpu_claim
 from tests.integration.test_controller import pod as gpu_pod
-from tests.integration.test_real_node import node_slices, run_example
+from tests.integration.test_real_node import gone, node_slices, run_example
 
 pytestmark = pytest.mark.integration
 RELEASE = "gpudra"
@@ -164,7 +164,7 @@ def test_chart_on_the_real_node_serves_the_examples_and_the_controller(
         assert examples.printed_uuids(log) == examples.allocated_uuids(kube, ns, "gated")
     finally:
         kube.delete(resources.NAMESPACES, ns)
-        wait_for(f"namespace {ns} gone", lambda: _gone(kube, ns), 120)
+        wait_for(f"namespace {ns} gone", lambda: gone(kube, ns), 120)
 
 
 def test_helm_uninstall_leaves_nothing_behind(
@@ -190,11 +190,3 @@ def lease_holder(kube: KubeClient, namespace: str) -> str | None:
     except NotFound:
         return None
     return lease["spec"].get("holderIdentity")
-
-
-def _gone(kube: KubeClient, namespace: str) -> bool:
-    try:
-        kube.get(resources.NAMESPACES, namespace)
-    except NotFound:
-        return True
-    return False

@@ -43,14 +43,7 @@ def daemon(
     device_classes: None,  # noqa: F811
 ) -> Iterator[NodeDaemon]:
     """``gpudra kubelet-plugin`` as a host process in the real kubelet's plugin dirs."""
-    d = NodeDaemon(
-        real_node.name,
-        PROFILE,
-        cluster.kubeconfig,
-        real_node.layout.kubelet_root,
-        cdi_root=real_node.layout.cdi_dir,
-    )
-    d.start()
+    d = NodeDaemon.on_real_node(real_node, PROFILE, cluster.kubeconfig).start()
     wait_for("the node's slices", lambda: node_slices(kube, real_node.name), 30)
     wait_for("the kubelet registered the plugin", lambda: registered(real_node), 30)
     try:

@@ -3,30 +3,10 @@ real example manifests and on environments the node daemon's CDI spec would prod
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-from typing import Any
-
 import pytest
-import yaml
 
 from gpudra.cdi.spec import CdiDevice, claim_spec
-from tests.harness.chart import REPO
-
-EXAMPLES = sorted((REPO / "deploy" / "examples").glob("*.yaml"))
-
-
-def e2e() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kind_e2e", REPO / "deploy" / "kind" / "e2e.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def docs(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+from tests.harness.examples import EXAMPLES, docs, e2e
 
 
 def test_expected_devices_of_the_examples() -> None:

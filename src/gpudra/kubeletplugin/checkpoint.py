@@ -40,7 +40,8 @@ class PreparedDevice(_Schema):
     device: str
     cdi_device_ids: tuple[str, ...]
     uuid: str
-    shareable: bool = False
+    shareable: bool = False  # allocated with a shareID (consumable capacity)
+    admin_access: bool = False  # an adminAccess allocation: never exclusive either way
     # what the device occupies physically: "<gpu uuid>/<memory slice>" entries (whole GPU:
     # all eight); two prepared devices conflict when these intersect
     footprint: tuple[str, ...] = ()

@@ -172,7 +172,8 @@ def plan_claim(
                 device=name,
                 cdi_device_ids=(device_id(ref.uid, name),),
                 uuid=dev.uuid,
-                shareable=bool(r.get("adminAccess")) or bool(r.get("shareID")),
+                admin_access=bool(r.get("adminAccess")),
+                shareable=bool(r.get("shareID")),
                 footprint=dev.footprint,
                 mig_parent=parent,
                 mig_profile=profile,
@@ -230,14 +231,22 @@ def _overlap(a: PreparedDevice, b: PreparedDevice) -> bool:
 
 
 def exclusivity_conflicts(plan: PreparedClaim, others: Iterable[PreparedClaim]) -> list[str]:
-    """Devices of ``plan`` already prepared for another claim where not both may share."""
+    """Devices of ``plan`` already prepared for another claim where not both may share.
+
+    As upstream: an adminAccess allocation (monitoring, debugging) ignores ordinary claims to
+    the device and is ignored by them; two ordinary allocations share a device only when both
+    carry a ``shareID`` (consumable capacity)."""
     problems = []
     for other in others:
         if other.uid == plan.uid:
             continue
         for mine in plan.devices:
-            held = next((d for d in other.devices if _overlap(mine, d)), None)
-            if held is not None and not (mine.shareable and held.shareable):
+            held = next(
+                (d for d in other.devices if _overlap(mine, d) and not d.admin_access), None
+            )
+            if mine.admin_access or held is None:
+                continue
+            if not (mine.shareable and held.shareable):
                 problems.append(
                     f"device {mine.device} ({mine.uuid}) is already prepared for claim "
                     f"{other.namespace}/{other.name} ({other.uid}) and the two allocations do "

@@ -104,9 +104,14 @@ def test_bad_claims(case: str) -> None:
         plan(c)
 
 
-def prepared(uid: str, device: str, *, shareable: bool = False) -> PreparedClaim:
+def prepared(
+    uid: str, device: str, *, shareable: bool = False, admin: bool = False
+) -> PreparedClaim:
+    extra: dict[str, Any] = {"shareID": f"s-{uid}"} if shareable else {}
+    if admin:
+        extra["adminAccess"] = True
     p = plan_claim(
-        claim(result(device, adminAccess=shareable), uid=uid),
+        claim(result(device, **extra), uid=uid),
         ClaimRef("ns", "c", uid),
         driver=DRIVER,
         node_name=NODE,
@@ -128,6 +133,17 @@ def test_exclusivity_guard() -> None:
     assert both == []
     one = exclusivity_conflicts(prepared("b", "gpu-3", shareable=True), [held])
     assert len(one) == 1
+
+
+def test_admin_access_neither_blocks_nor_is_blocked() -> None:
+    """Upstream: an adminAccess claim ignores ordinary claims to the device, and they ignore
+    it; a monitoring pod must not lock workloads out of a GPU (or be locked out)."""
+    workload, monitor = prepared("a", "gpu-3"), prepared("m", "gpu-3", admin=True)
+    assert monitor.devices[0].admin_access and not monitor.devices[0].shareable
+    assert exclusivity_conflicts(monitor, [workload]) == []
+    assert exclusivity_conflicts(workload, [monitor]) == []
+    # with an admin claim present, two ordinary claims still exclude each other
+    assert len(exclusivity_conflicts(prepared("b", "gpu-3"), [monitor, workload])) == 1
 
 
 MIG_INV = MockBackend(load_named("dgx-h100-mig"), node_name=NODE).inventory()

@@ -19,6 +19,7 @@ gpudra controller's scoring does both.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from typing import Any
 
@@ -167,7 +168,11 @@ def _tainted(devices: list[dict[str, Any]], managed: bool) -> list[dict[str, Any
 
 
 def slice_name(node: str, driver: str, index: int) -> str:
-    return f"{dns_label(node)[:200]}-{dns_label(driver)}-{index}"
+    """Deterministic and unique per node: the readable part folds ``.`` and truncates (so
+    ``gpu.node-1`` and ``gpu-node.1``, or two long names sharing 63 characters, would meet),
+    hence a short hash of the exact node name."""
+    digest = hashlib.sha256(node.encode()).hexdigest()[:10]
+    return f"{dns_label(node)}-{digest}-{dns_label(driver)}-{index}"
 
 
 def desired_slices(

@@ -10,7 +10,7 @@ import pytest
 from gpudra.devices.inventory import Inventory
 from gpudra.nvml.mock import MockBackend, available_profiles, load_named
 from gpudra.resourceapi import MAX_ATTRIBUTES_AND_CAPACITIES, MAX_STRING_ATTRIBUTE, semver
-from gpudra.resourceslices.builder import desired_slices, nvlink_groups
+from gpudra.resourceslices.builder import desired_slices, nvlink_groups, slice_name
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 
@@ -92,3 +92,15 @@ def test_large_pools_are_split_and_counted() -> None:
 )
 def test_semver(raw: str, want: str) -> None:
     assert semver(raw) == want
+
+
+def test_slice_names_are_unique_per_node_and_deterministic() -> None:
+    """Names used to fold '.' and truncate the node name, so these pairs got one name and
+    the second node never published (issue 13, item 7)."""
+
+    long_a, long_b = "n" * 70 + "-a", "n" * 70 + "-b"
+    for a, b in [("gpu.node-1", "gpu-node.1"), (long_a, long_b)]:
+        assert slice_name(a, "gpu.gpudra.io", 0) != slice_name(b, "gpu.gpudra.io", 0)
+    assert slice_name("n1", "gpu.gpudra.io", 3) == slice_name("n1", "gpu.gpudra.io", 3)
+    name = slice_name("x" * 253, "gpu.gpudra.io", 12)
+    assert len(name) <= 253 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,13 +143,6 @@ class RealNode:
         with hoststate.HOSTS.open("a") as f:
             f.write(f"127.0.0.1 {self.name} {HOSTS_MARK} {self.layout.work_dir}\n")
 
-    def _remove_hosts_line(self) -> None:
-        text = hoststate.HOSTS.read_text()
-        mark = f"{HOSTS_MARK} {self.layout.work_dir}"
-        kept = [line for line in text.splitlines(keepends=True) if mark not in line]
-        if len(kept) != len(text.splitlines(keepends=True)):
-            hoststate.write_in_place(hoststate.HOSTS, "".join(kept))
-
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
         shim_dir = str(self.binaries.shim.parent)
@@ -213,7 +207,7 @@ class RealNode:
         with contextlib.suppress(Exception):
             self.kill_containers()
         self.stop_containerd()
-        self._kill_strays()
+        _kill_strays(self.layout.containerd_socket, self.before)
         for spec in self.layout.cdi_dir.iterdir():
             spec.unlink()
         shutil.rmtree(self.layout.work_dir / "containerd-state", ignore_errors=True)
@@ -226,9 +220,8 @@ class RealNode:
     # -- images ----------------------------------------------------------------------------------
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        argv = [str(self.binaries.ctr), "--address", str(self.layout.containerd_socket)]
         p = subprocess.run(
-            [*argv, "--namespace", "k8s.io", *args],
+            [*_ctr_argv(self.binaries.ctr, self.layout.containerd_socket), *args],
             capture_output=True,
             text=True,
             check=False,
@@ -292,33 +285,7 @@ class RealNode:
         """Kill and delete every container containerd runs for the kubelet (sandboxes too)."""
         if self.containerd is None or self.containerd.exit_code() is not None:
             return
-        tasks = self.ctr("tasks", "ls", "-q", check=False).stdout.split()
-        for task in tasks:
-            self.ctr("tasks", "kill", "--signal", "SIGKILL", task, check=False)
-        for task in tasks:
-            self.ctr("tasks", "delete", "--force", task, check=False)
-        for container in self.ctr("containers", "ls", "-q", check=False).stdout.split():
-            self.ctr("containers", "delete", container, check=False)
-
-    def _kill_strays(self) -> None:
-        """Shims of this containerd, and anything left in a cgroup the node created."""
-        address = str(self.layout.containerd_socket)
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-                if b"containerd-shim" in argv[0] and address.encode() in argv:
-                    os.kill(int(proc.name), signal.SIGKILL)
-        before = self.before.cgroups if self.before else {}
-        for root, old in before.items():
-            with contextlib.suppress(OSError):
-                for child in Path(root).iterdir():
-                    if child.is_dir() and child.name not in old:
-                        for procs in child.rglob("cgroup.procs"):
-                            for pid in procs.read_text().split():
-                                with contextlib.suppress(OSError):
-                                    os.kill(int(pid), signal.SIGKILL)
+        _sweep_containers(lambda *args: self.ctr(*args, check=False).stdout)
 
     def stop(self, client: KubeClient | None = None, *, drain: bool = True) -> list[str]:
         """Stop the node and put the host back as it was; returns what still differs."""
@@ -328,14 +295,9 @@ class RealNode:
         with contextlib.suppress(Exception):
             self.kill_containers()
         self.stop_containerd()
-        self._kill_strays()
-        self._remove_hosts_line()
-        left: list[str] = []
-        if self.before is not None:
-            hoststate.restore(self.before)
-            left = hoststate.diff(self.before, hoststate.snapshot())
+        left = _put_host_back(self.layout, self.before)
         if client is not None:
-            with contextlib.suppress(NotFound, Exception):
+            with contextlib.suppress(Exception):  # the API may be gone already
                 client.delete(resources.NODES, self.name)
         return left
 
@@ -364,26 +326,72 @@ def stop_detached(work_dir: Path) -> list[str]:
     procs = {int(p["pid"]): p.get("start_time") for p in state["processes"]}
     kubelet = [p for p in state["processes"] if p["name"] == "kubelet"]
     terminate({int(p["pid"]): p.get("start_time") for p in kubelet}, grace=15.0)
-    ctr = [state["ctr"], "--address", state["containerd_socket"], "--namespace", "k8s.io"]
+    ctr = _ctr_argv(state["ctr"], state["containerd_socket"])
 
     def run(*args: str) -> str:
         p = subprocess.run([*ctr, *args], capture_output=True, text=True, check=False, timeout=60)
         return p.stdout
 
     if any(is_running(pid, st) for pid, st in procs.items()):
-        tasks = run("tasks", "ls", "-q").split()
-        for t in tasks:
-            run("tasks", "kill", "--signal", "SIGKILL", t)
-        for t in tasks:
-            run("tasks", "delete", "--force", t)
-        for c in run("containers", "ls", "-q").split():
-            run("containers", "delete", c)
+        _sweep_containers(run)
     terminate(procs, grace=15.0)
-    node = RealNode.__new__(RealNode)
-    node.name = state["name"]
-    node.layout = nodeconfig.NodeLayout(state["name"], work_dir, 0, 0)
-    node.before = hoststate.HostState.from_json(state["host_before"])
-    node._kill_strays()
-    node._remove_hosts_line()
-    hoststate.restore(node.before)
-    return hoststate.diff(node.before, hoststate.snapshot())
+    layout = nodeconfig.NodeLayout(state["name"], work_dir, 0, 0)
+    return _put_host_back(layout, hoststate.HostState.from_json(state["host_before"]))
+
+
+# -- shared by attached and detached nodes ---------------------------------------------------
+
+
+def _ctr_argv(ctr: Path | str, socket_path: Path | str) -> list[str]:
+    return [str(ctr), "--address", str(socket_path), "--namespace", "k8s.io"]
+
+
+def _sweep_containers(ctr: Callable[..., str]) -> None:
+    """Kill and delete every task and container of the CRI namespace; ``ctr(*args)`` runs
+    ``ctr`` against the node's containerd and returns its stdout."""
+    tasks = ctr("tasks", "ls", "-q").split()
+    for task in tasks:
+        ctr("tasks", "kill", "--signal", "SIGKILL", task)
+    for task in tasks:
+        ctr("tasks", "delete", "--force", task)
+    for container in ctr("containers", "ls", "-q").split():
+        ctr("containers", "delete", container)
+
+
+def _kill_strays(socket_path: Path, before: hoststate.HostState | None) -> None:
+    """Shims of this containerd, and anything left in a cgroup the node created."""
+    address = str(socket_path).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"containerd-shim" in argv[0] and address in argv:
+                os.kill(int(proc.name), signal.SIGKILL)
+    for root, old in (before.cgroups if before else {}).items():
+        with contextlib.suppress(OSError):
+            for child in Path(root).iterdir():
+                if child.is_dir() and child.name not in old:
+                    for procs in child.rglob("cgroup.procs"):
+                        for pid in procs.read_text().split():
+                            with contextlib.suppress(OSError):
+                                os.kill(int(pid), signal.SIGKILL)
+
+
+def _remove_hosts_line(work_dir: Path) -> None:
+    text = hoststate.HOSTS.read_text()
+    mark = f"{HOSTS_MARK} {work_dir}"
+    kept = [line for line in text.splitlines(keepends=True) if mark not in line]
+    if len(kept) != len(text.splitlines(keepends=True)):
+        hoststate.write_in_place(hoststate.HOSTS, "".join(kept))
+
+
+def _put_host_back(layout: nodeconfig.NodeLayout, before: hoststate.HostState | None) -> list[str]:
+    """After the node's processes are gone: strays killed, the hosts line removed, the host
+    restored to ``before``; returns what still differs."""
+    _kill_strays(layout.containerd_socket, before)
+    _remove_hosts_line(layout.work_dir)
+    if before is None:
+        return []
+    hoststate.restore(before)
+    return hoststate.diff(before, hoststate.snapshot())

@@ -135,14 +135,11 @@ class CheckpointStore:
             old = self._data.boot_id
             if old == boot_id:
                 return []
-            stale = [] if not old else list(self._data.claims.values())
-            claims = {
-                uid: c.model_copy(update={"state": "preparing"})
-                for uid, c in self._data.claims.items()
-            }
-            new = self._data.model_copy(
-                update={"boot_id": boot_id, "claims": claims if old else self._data.claims}
-            )
+            # no recorded boot (a checkpoint from before it was recorded): nothing to redo
+            stale = list(self._data.claims.values()) if old else []
+            again = {c.uid: c.model_copy(update={"state": "preparing"}) for c in stale}
+            claims = {**self._data.claims, **again}
+            new = self._data.model_copy(update={"boot_id": boot_id, "claims": claims})
             self._write(new)
             self._data = new
             return stale

@@ -127,16 +127,16 @@ def locate_node(k8s_version: str | None = None, *, cache: Path | None = None) ->
     """The real node's programs for ``k8s_version``; `BinariesMissing` says how to get what is
     absent (built ones: ``make cluster-binaries``; host ones: ``make node-prereqs``)."""
     pins = read_versions()
-    k8s = (k8s_version or pins["DEFAULT_K8S_VERSION"]).removeprefix("v")
-    root = cache or cache_dir()
-    cbin = root / f"containerd-v{pins['DEFAULT_CONTAINERD_VERSION']}" / "bin"
+    control_plane = expected(k8s_version, cache=cache)
+    k8s = control_plane.k8s_version
+    cbin = (cache or cache_dir()) / f"containerd-v{pins['DEFAULT_CONTAINERD_VERSION']}" / "bin"
     found = NodeBinaries(
-        kubelet=root / f"k8s-v{k8s}" / "bin" / "kubelet",
+        kubelet=control_plane.kube_apiserver.parent / "kubelet",  # built with the control plane
         containerd=cbin / "containerd",
         ctr=cbin / "ctr",
         shim=cbin / "containerd-shim-runc-v2",
     )
-    missing = [name for name, p in found.all().items() if not os.access(p, os.X_OK)]
+    missing = _not_executable(found.all())
     if missing:
         built = {"kubelet", "containerd", "ctr", "containerd-shim-runc-v2"}
         how = []
@@ -154,6 +154,10 @@ def locate_node(k8s_version: str | None = None, *, cache: Path | None = None) ->
     return found
 
 
+def _not_executable(paths: dict[str, Path]) -> list[str]:
+    return [name for name, p in paths.items() if not os.access(p, os.X_OK)]
+
+
 def build(k8s_version: str | None = None) -> None:
     """Run ``deploy/controlplane/build.sh all`` (slow when cold; prints progress to stderr)."""
     env = dict(os.environ)
@@ -166,10 +170,10 @@ def build(k8s_version: str | None = None) -> None:
 def locate(k8s_version: str | None = None, *, build_missing: bool = False) -> Binaries:
     """The binaries of ``k8s_version``; `BinariesMissing` says how to build what is absent."""
     found = expected(k8s_version)
-    missing = [name for name, p in found.all().items() if not os.access(p, os.X_OK)]
+    missing = _not_executable(found.all())
     if missing and build_missing:
         build(found.k8s_version)
-        missing = [name for name, p in found.all().items() if not os.access(p, os.X_OK)]
+        missing = _not_executable(found.all())
     if missing:
         default = read_versions()["DEFAULT_K8S_VERSION"]
         how = "make cluster-binaries"

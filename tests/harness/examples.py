@@ -16,7 +16,8 @@ from gpudra.kube import KubeClient, NotFound, resources
 from tests.harness.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((REPO / "deploy" / "examples").glob("*.yaml"))
+EXAMPLE_DIR = REPO / "deploy" / "examples"
+EXAMPLES = sorted(EXAMPLE_DIR.glob("*.yaml"))
 KINDS = {
     "ResourceClaimTemplate": resources.RESOURCECLAIMTEMPLATES,
     "ResourceClaim": resources.RESOURCECLAIMS,
@@ -32,6 +33,11 @@ def e2e() -> ModuleType:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def example(name: str) -> Path:
+    """deploy/examples/<name>.yaml"""
+    return EXAMPLE_DIR / f"{name}.yaml"
 
 
 def docs(path: Path) -> list[dict[str, Any]]:

@@ -132,7 +132,7 @@ def test_example_runs_with_exactly_its_gpus(
 def test_kubelet_restart_wipes_slices_and_the_daemon_recovers(
     kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str
 ) -> None:
-    single = examples.REPO / "deploy" / "examples" / "single-gpu.yaml"
+    single = examples.example("single-gpu")
     pod, _ = run_example(kube, real_node, single, ns)
     before = container_ids(kube, ns, pod)
     slice_uids = {s["metadata"]["uid"] for s in node_slices(kube, real_node.name)}
@@ -152,14 +152,14 @@ def test_kubelet_restart_wipes_slices_and_the_daemon_recovers(
     assert examples.phase(kube, ns, pod) == "Running"
     assert container_ids(kube, ns, pod) == before, "the running pod was disturbed"
     # a new pod is still prepared
-    pair = examples.REPO / "deploy" / "examples" / "nvlink-pair.yaml"
+    pair = examples.example("nvlink-pair")
     run_example(kube, real_node, pair, ns)
 
 
 def test_daemon_crash_while_pods_run(
     kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str
 ) -> None:
-    single = examples.REPO / "deploy" / "examples" / "single-gpu.yaml"
+    single = examples.example("single-gpu")
     pod, _ = run_example(kube, real_node, single, ns)
     uid = claim_uid(kube, ns, pod)
     before = container_ids(kube, ns, pod)
@@ -172,7 +172,7 @@ def test_daemon_crash_while_pods_run(
     wait_for("the spec removed", lambda: not cdi_spec(real_node, uid).exists(), 90)
     wait_for("the pod gone", lambda: examples.phase(kube, ns, pod) == "Gone", 60)
     assert before
-    pair = examples.REPO / "deploy" / "examples" / "nvlink-pair.yaml"
+    pair = examples.example("nvlink-pair")
     run_example(kube, real_node, pair, ns)
 
 
@@ -189,7 +189,7 @@ def test_pod_deleted_while_its_prepare_is_slow(
     mock = mock_of(daemon)
     mock.hang(12.0)
     try:
-        single = examples.REPO / "deploy" / "examples" / "single-gpu.yaml"
+        single = examples.example("single-gpu")
         pod = examples.apply_example(kube, single, ns, real_node.name)
         wait_for(
             "pod bound",
@@ -208,7 +208,7 @@ def test_pod_deleted_while_its_prepare_is_slow(
     log = daemon_log(daemon)
     assert log.index(f"prepared {ns}/") < log.index(f"unprepared {ns}/"), log
     # the GPU is free again: a claim for all eight still fits
-    run_example(kube, real_node, examples.REPO / "deploy" / "examples" / "nvlink-pair.yaml", ns)
+    run_example(kube, real_node, examples.example("nvlink-pair"), ns)
 
 
 def test_prepare_past_the_kubelets_deadline_is_retried(
@@ -219,7 +219,7 @@ def test_prepare_past_the_kubelets_deadline_is_retried(
     mock = mock_of(daemon)
     mock.hang(50.0)
     try:
-        single = examples.REPO / "deploy" / "examples" / "single-gpu.yaml"
+        single = examples.example("single-gpu")
         pod = examples.apply_example(kube, single, ns, real_node.name)
         wait_for("the kubelet called prepare", lambda: f"preparing {ns}/" in daemon_log(daemon), 60)
     finally:
@@ -234,7 +234,7 @@ def test_prepare_past_the_kubelets_deadline_is_retried(
 def test_reboot_brings_pods_back_with_their_devices(
     kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str
 ) -> None:
-    pair = examples.REPO / "deploy" / "examples" / "nvlink-pair.yaml"
+    pair = examples.example("nvlink-pair")
     pod, log_before = run_example(kube, real_node, pair, ns)
     before = container_ids(kube, ns, pod)
     daemon.stop()

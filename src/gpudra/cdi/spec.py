@@ -3,8 +3,9 @@
 Kind ``k8s.gpu.gpudra.io/claim``; device names are ``<claimUID>-<device>`` so two claims
 never collide.  The claim-wide edits carry ``NVIDIA_VISIBLE_DEVICES`` (all UUIDs of the
 claim) and, in real mode, the control device nodes; each device adds its own device node
-and a ``GPUDRA_DEVICE_<NAME>`` variable.  Spec-level annotations record the claim, so the
-node can rebuild its state from the specs on disk if its checkpoint is ever lost.
+and a ``GPUDRA_DEVICE_<NAME>`` variable.  Spec-level annotations record the claim (and, from
+the node daemon, its full device records), so the node can rebuild its state from the specs
+on disk if its checkpoint is ever lost.
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ def claim_spec(
     name: str,
     devices: list[CdiDevice],
     dev_root: str | None,
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The CDI spec for one claim.  ``dev_root`` maps device nodes to fake host files (mock
-    mode); None means the real /dev nodes."""
+    mode); None means the real /dev nodes.  ``annotations`` (names without the prefix) are
+    added to the spec's own."""
     uuids = ",".join(d.uuid for d in devices)
     return {
         "cdiVersion": CDI_VERSION,
@@ -65,6 +68,7 @@ def claim_spec(
         "annotations": {
             f"{ANNOTATION_PREFIX}claim-uid": claim_uid,
             f"{ANNOTATION_PREFIX}claim": f"{namespace}/{name}",
+            **{f"{ANNOTATION_PREFIX}{k}": v for k, v in (annotations or {}).items()},
         },
         "containerEdits": {
             "env": [f"NVIDIA_VISIBLE_DEVICES={uuids}", f"GPUDRA_CLAIM={namespace}/{name}"],

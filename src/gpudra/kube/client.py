@@ -71,8 +71,18 @@ class KubeClient:
 
     # -- objects -------------------------------------------------------------------------------
 
-    def get(self, res: Resource, name: str, *, namespace: str | None = None) -> KubeObject:
-        return self.transport.request_json("GET", res.path(namespace=namespace, name=name))
+    def get(
+        self,
+        res: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        timeout: float | None = None,
+    ) -> KubeObject:
+        """One object; ``timeout`` (seconds) bounds this call instead of the client's default."""
+        return self.transport.request_json(
+            "GET", res.path(namespace=namespace, name=name), timeout=timeout
+        )
 
     def list(
         self,

@@ -29,6 +29,13 @@ Query = Mapping[str, str | int | bool | None]
 Timeout = float | tuple[float, float]
 
 
+# urllib3's default (3 retries, reads included) turns one 30 s read timeout into 120 s: a
+# request to a hung API server must fail within its own timeout, so a read is never retried
+# here (callers retry with their own back-off).  A refused connection fails at once, and is
+# tried once more.
+NO_READ_RETRIES = urllib3.util.Retry(total=1, connect=1, read=0, status=0, redirect=0, other=0)
+
+
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
@@ -63,6 +70,7 @@ class Transport:
         if _is_loopback(str(config.host)):
             # An HTTP(S)_PROXY from the environment can never reach this machine's loopback.
             config.proxy = None
+        config.retries = NO_READ_RETRIES
         return cls(kubernetes.client.ApiClient(config), timeout=timeout)
 
     @classmethod
@@ -72,6 +80,7 @@ class Transport:
             kubernetes.config.load_incluster_config(client_configuration=config)
         except kubernetes.config.ConfigException as e:
             raise KubeError(f"not running in a cluster: {e}") from e
+        config.retries = NO_READ_RETRIES
         return cls(kubernetes.client.ApiClient(config), timeout=timeout)
 
     @property
@@ -130,10 +139,13 @@ class Transport:
         query: Query | None = None,
         body: Any = None,
         content_type: str | None = None,
+        timeout: Timeout | None = None,
     ) -> KubeObject:
         """One request whose response body is a JSON object."""
         data = self._read(
-            self.send(method, path, query=query, body=body, content_type=content_type)
+            self.send(
+                method, path, query=query, body=body, content_type=content_type, timeout=timeout
+            )
         )
         try:
             decoded = json.loads(data) if data else {}

@@ -49,6 +49,20 @@ class PreparedDevice(_Schema):
     mig_parent: str = ""
     mig_profile: str = ""
     mig_start: int = -1
+    # this daemon creates the instance: recorded only after the placement was seen free, so
+    # an instance found there on a resumed prepare (a crash right after creating it) is ours;
+    # the instance's UUID is recorded the moment it exists.  Unprepare destroys only these.
+    mig_owned: bool = False
+
+    @property
+    def dynamic_mig(self) -> bool:
+        return bool(self.mig_profile)
+
+    @property
+    def ours(self) -> bool:
+        """The MIG instance behind this device was created by gpudra (checkpoints written
+        before ``mig_owned`` recorded a UUID only for instances gpudra had created)."""
+        return self.dynamic_mig and (self.mig_owned or bool(self.uuid))
 
 
 class PreparedClaim(_Schema):

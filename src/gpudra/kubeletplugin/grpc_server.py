@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from gpudra._proto import (
     pluginregistration_v1_pb2,
     pluginregistration_v1_pb2_grpc,
 )
-from gpudra.kubeletplugin.node import NodePlugin
+from gpudra.kubeletplugin.node import Budget, NodePlugin
 from gpudra.kubeletplugin.prepare import ClaimRef
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,22 @@ log = logging.getLogger(__name__)
 SUPPORTED_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin")
 
 
+# Enough workers that a prepare blocked on a hung API server (each bounded by the claim
+# read timeout) never keeps an unprepare or a checkpoint-hit prepare waiting for a thread.
+DRA_WORKERS = 64
+
+
 def _refs(request: Any) -> list[ClaimRef]:
     return [ClaimRef(namespace=c.namespace, name=c.name, uid=c.uid) for c in request.claims]
+
+
+def budget_of(context: Any) -> Budget:
+    """The call's deadline and cancellation, as the node plugin sees them."""
+    remaining = context.time_remaining() if context is not None else None
+    deadline = time.monotonic() + remaining if remaining is not None else None
+    if context is None:
+        return Budget(deadline=deadline)
+    return Budget(deadline=deadline, cancelled=lambda: not context.is_active())
 
 
 def _make_servicer(pb2: Any, base: type) -> type:
@@ -43,7 +58,7 @@ def _make_servicer(pb2: Any, base: type) -> type:
 
         def NodePrepareResources(self, request: Any, context: Any) -> Any:  # noqa: N802
             resp = pb2.NodePrepareResourcesResponse()
-            for uid, outcome in self._node.prepare(_refs(request)).items():
+            for uid, outcome in self._node.prepare(_refs(request), budget_of(context)).items():
                 entry = resp.claims[uid]
                 if outcome.error:
                     entry.error = outcome.error
@@ -118,7 +133,7 @@ class PluginServers:
     def __init__(self, *, node: NodePlugin, driver: str, dra_socket: Path, reg_socket: Path):
         self.dra_socket = dra_socket
         self.reg_socket = reg_socket
-        self._dra = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        self._dra = grpc.server(futures.ThreadPoolExecutor(max_workers=DRA_WORKERS))
         dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(DraV1Servicer(node), self._dra)
         dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(DraV1beta1Servicer(node), self._dra)
         self.registration = RegistrationServicer(driver=driver, endpoint=dra_socket)

@@ -1,9 +1,14 @@
 """The node plugin's prepare/unprepare service: the thin IO shell around ``prepare``.
 
-For each claim: read it from the API server, plan (pure), check exclusivity against the
-checkpoint, record the claim as *preparing*, write its CDI spec, record it as *prepared*.
-Every step is idempotent, so a crash anywhere is repaired by the kubelet's retry.  Claims
-are serialized per claim UID (not per node), and a failure is reported for that claim only.
+For each claim: read it from the API server (bounded by the RPC's deadline), plan (pure),
+check exclusivity against the checkpoint, record the claim as *preparing* (dynamic-MIG
+placements marked as ours only once seen free), create MIG instances (each UUID recorded at
+once), write its CDI spec, record it as *prepared*.  A crash anywhere is repaired by the
+kubelet's retry; a failed prepare is rolled back and leaves nothing that could later adopt
+an instance gpudra did not create.  Unprepare undoes the steps in reverse and destroys only
+instances gpudra created; garbage collection does the same for claims gone from the API.
+Claims are serialized per claim UID (not per node), and a failure is reported for that claim
+only.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -19,14 +25,24 @@ from gpudra.cdi.writer import CdiWriteError, CdiWriter
 from gpudra.devices.gpu import MigDevice
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import KubeError, NotFound
+from gpudra.kube.objects import KubeObject
 from gpudra.kube.resources import RESOURCECLAIMS
-from gpudra.kubeletplugin.checkpoint import CheckpointError, CheckpointStore, PreparedDevice
+from gpudra.kubeletplugin.checkpoint import (
+    CheckpointError,
+    CheckpointStore,
+    PreparedClaim,
+    PreparedDevice,
+)
+from gpudra.kubeletplugin.crashpoints import crashpoint
 from gpudra.kubeletplugin.prepare import (
     ClaimRef,
     PrepareError,
+    check_uid,
+    claim_placements,
     exclusivity_conflicts,
     finalize,
     node_devices,
+    own_instance,
     plan_claim,
 )
 from gpudra.nvml.backend import GpuBackend
@@ -36,21 +52,30 @@ from gpudra.nvml.errors import NvmlError
 log = logging.getLogger(__name__)
 
 
-def instance_of(device: PreparedDevice, existing: Iterable[MigDevice]) -> MigDevice | None:
-    """The MIG instance behind a prepared MIG device: by UUID once known, else by placement."""
-    return next(
-        (
-            m
-            for m in existing
-            if (device.uuid and m.uuid == device.uuid)
-            or (
-                m.parent_uuid == device.mig_parent
-                and m.profile == device.mig_profile
-                and m.placement_start == device.mig_start
-            )
-        ),
-        None,
-    )
+# One claim read inside an RPC may take this long at most: well under the kubelet's 45 s
+# deadline, so a hung API server gives the kubelet an error it can retry, not a timeout.
+CLAIM_READ_TIMEOUT_S = 10.0
+# what an RPC keeps back from its deadline to answer in time
+_DEADLINE_MARGIN_S = 0.5
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long the RPC serving a call may still take, and whether its caller gave up."""
+
+    deadline: float | None = None  # time.monotonic() by which the answer must be sent
+    cancelled: Callable[[], bool] = lambda: False
+
+    def timeout(self, cap: float) -> float:
+        """Seconds one blocking call may take; PrepareError when no time is left."""
+        if self.cancelled():
+            raise PrepareError("the kubelet cancelled the call")
+        if self.deadline is None:
+            return cap
+        left = self.deadline - time.monotonic() - _DEADLINE_MARGIN_S
+        if left <= 0:
+            raise PrepareError("the call's deadline passed before this claim was served")
+        return min(cap, left)
 
 
 @dataclass(frozen=True)
@@ -79,7 +104,9 @@ class NodePlugin:
         dev_root: str | None,
         dynamic_mig: frozenset[int] = frozenset(),
         on_result: Callable[[str, bool], None] | None = None,
+        claim_read_timeout_s: float = CLAIM_READ_TIMEOUT_S,
     ) -> None:
+        self._claim_read_timeout = claim_read_timeout_s
         self._client = client
         self._backend = backend
         self.checkpoint = checkpoint
@@ -93,30 +120,34 @@ class NodePlugin:
         self._device_guard = threading.Lock()
 
     @contextmanager
-    def _claim_lock(self, uid: str) -> Iterator[None]:
+    def _claim_lock(self, uid: str, *, wait: bool = True) -> Iterator[bool]:
+        """Serialize work on one claim.  Yields whether the lock is held (always, unless
+        ``wait`` is False and someone else holds it)."""
         with self._locks.guard:
             lock = self._locks.held.setdefault(uid, threading.Lock())
             self._locks.users[uid] = self._locks.users.get(uid, 0) + 1
+        got = lock.acquire(blocking=wait)
         try:
-            with lock:
-                yield
+            yield got
         finally:
+            if got:
+                lock.release()
             with self._locks.guard:
                 self._locks.users[uid] -= 1
                 if not self._locks.users[uid]:
                     del self._locks.users[uid], self._locks.held[uid]
 
-    def prepare(self, refs: list[ClaimRef]) -> dict[str, PrepareOutcome]:
-        out = {ref.uid: self.prepare_one(ref) for ref in refs}
+    def prepare(self, refs: list[ClaimRef], budget: Budget = Budget()) -> dict[str, PrepareOutcome]:
+        out = {ref.uid: self.prepare_one(ref, budget) for ref in refs}
         for outcome in out.values():
             self._on_result("prepare", not outcome.error)
         return out
 
-    def prepare_one(self, ref: ClaimRef) -> PrepareOutcome:
+    def prepare_one(self, ref: ClaimRef, budget: Budget = Budget()) -> PrepareOutcome:
         log.info("preparing %s", ref)
         with self._claim_lock(ref.uid):
             try:
-                return PrepareOutcome(devices=self._prepare(ref))
+                return PrepareOutcome(devices=self._prepare(ref, budget))
             except (PrepareError, CdiWriteError, CheckpointError, NvmlError) as e:
                 log.warning("prepare %s failed: %s", ref, e)
                 return PrepareOutcome(error=str(e))
@@ -127,7 +158,19 @@ class NodePlugin:
                 log.exception("prepare %s: unexpected error", ref)
                 return PrepareOutcome(error=f"internal error preparing {ref}: {e}")
 
-    def _prepare(self, ref: ClaimRef) -> tuple[PreparedDevice, ...]:
+    def _read_claim(self, ref: ClaimRef, budget: Budget) -> KubeObject:
+        try:
+            return self._client.get(
+                RESOURCECLAIMS,
+                ref.name,
+                namespace=ref.namespace,
+                timeout=budget.timeout(self._claim_read_timeout),
+            )
+        except NotFound as e:
+            raise PrepareError(f"claim {ref} does not exist (deleted?)") from e
+
+    def _prepare(self, ref: ClaimRef, budget: Budget) -> tuple[PreparedDevice, ...]:
+        check_uid(ref.uid)
         done = self.checkpoint.get(ref.uid)
         if done is not None and done.state == "prepared":
             if self._cdi.path(ref.uid).exists():
@@ -135,10 +178,7 @@ class NodePlugin:
             # never a silent success: the kubelet would hand the runtime CDI ids that resolve
             # to nothing and the container would not start
             log.warning("%s is prepared but its CDI spec is missing; preparing it again", ref)
-        try:
-            claim = self._client.get(RESOURCECLAIMS, ref.name, namespace=ref.namespace)
-        except NotFound as e:
-            raise PrepareError(f"claim {ref} does not exist (deleted?)") from e
+        claim = self._read_claim(ref, budget)
         inventory = self._backend.inventory()
         plan = plan_claim(
             claim,
@@ -149,44 +189,53 @@ class NodePlugin:
             dev_root=self._dev_root,
             dynamic=self._dynamic,
         )
-        resuming = done is not None  # a previous attempt recorded "preparing" and stopped
         with self._device_guard:  # the check and the record must not interleave across claims
             conflicts = exclusivity_conflicts(plan.claim, self.checkpoint.claims().values())
             if conflicts:
                 raise PrepareError("; ".join(conflicts))
-            # recorded before any side effect: a crash from here on is repaired by a retry
-            # (an instance created before the crash is adopted, see _create_migs)
-            self.checkpoint.put(plan.claim.model_copy(update={"state": "preparing"}))
-        created = self._create_migs(plan.claim.devices, adopt=resuming)
-        if created:
+            devices = claim_placements(plan.claim.devices, done, inventory.mig_devices)
+            # recorded before any side effect: a crash from here on is repaired by a retry,
+            # which adopts exactly the instances this record marks as ours
+            record = plan.claim.model_copy(update={"state": "preparing", "devices": devices})
+            self.checkpoint.put(record)
+        crashpoint("prepare:preparing-recorded")
+        made: list[str] = []
+        try:
+            record, instances = self._create_migs(record, made)
             known = node_devices(inventory, self._dynamic)
-            plan = finalize(plan.claim, created, known=known, dev_root=self._dev_root)
-        self._cdi.write(ref.uid, plan.spec)
-        self.checkpoint.put(plan.claim)
-        log.info("prepared %s: %s", ref, ", ".join(d.device for d in plan.claim.devices))
-        return plan.claim.devices
+            final = finalize(record, instances, known=known, dev_root=self._dev_root)
+            self._cdi.write(ref.uid, final.spec)
+            crashpoint("prepare:cdi-written")
+            self.checkpoint.put(final.claim.model_copy(update={"state": "prepared"}))
+        except BaseException:
+            self._roll_back(ref, done, made)
+            raise
+        crashpoint("prepare:prepared-recorded")
+        log.info("prepared %s: %s", ref, ", ".join(d.device for d in final.claim.devices))
+        return final.claim.devices
 
     def _create_migs(
-        self, devices: tuple[PreparedDevice, ...], *, adopt: bool
-    ) -> dict[str, MigDevice]:
-        """Create the MIG instances of dynamic-MIG devices.  With ``adopt`` (this claim was
-        being prepared when the daemon stopped) an instance already at exactly that placement
-        is ours; otherwise it belongs to someone else and the claim cannot be prepared."""
-        created: dict[str, MigDevice] = {}
-        wanted = [d for d in devices if d.mig_profile and not d.uuid]
-        if not wanted:
-            return created
+        self, record: PreparedClaim, made: list[str]
+    ) -> tuple[PreparedClaim, dict[str, MigDevice]]:
+        """The instances behind the claim's dynamic-MIG devices: adopted ones looked up by
+        their UUID, missing ones created, each new UUID checkpointed at once (``made`` lists
+        the devices created by this attempt, for a roll-back)."""
+        instances: dict[str, MigDevice] = {}
+        if not any(d.dynamic_mig for d in record.devices):
+            return record, instances
         existing = self._backend.inventory().mig_devices
-        for d in wanted:
-            found = instance_of(d, existing)
-            if found is not None and not adopt:
+        for d in record.devices:
+            if not d.dynamic_mig:
+                continue
+            found = own_instance(d, existing) if d.uuid else None
+            if d.uuid and found is None:
                 raise PrepareError(
-                    f"MIG placement {d.mig_profile} at memory slice {d.mig_start} on GPU "
-                    f"{d.mig_parent} is taken by instance {found.uuid}, which gpudra did not "
-                    "create (an external instance)"
+                    f"MIG instance {d.uuid} of {d.device} disappeared while being prepared"
                 )
             if found is None:
                 found = self._backend.create_mig_device(d.mig_parent, d.mig_profile, d.mig_start)
+                made.append(d.device)
+                crashpoint("prepare:mig-created")
                 log.info(
                     "created MIG %s %s at %d: %s",
                     d.mig_parent,
@@ -194,19 +243,59 @@ class NodePlugin:
                     d.mig_start,
                     found.uuid,
                 )
-            created[d.device] = found
-        return created
+                record = _with_uuid(record, d.device, found.uuid)
+                self.checkpoint.put(record)
+                crashpoint("prepare:mig-recorded")
+            instances[d.device] = found
+        return record, instances
 
-    def _destroy_migs(self, devices: tuple[PreparedDevice, ...]) -> None:
-        existing = self._backend.inventory().mig_devices
-        for d in devices:
-            if not d.mig_profile:
-                continue
-            match = instance_of(d, existing)
-            if match is not None:
+    def _roll_back(self, ref: ClaimRef, previous: PreparedClaim | None, made: list[str]) -> None:
+        """After a failed prepare: destroy the instances this attempt created, and leave no
+        record that could later authorize adopting an instance (none at all for a claim
+        that had none)."""
+        try:
+            record = self.checkpoint.get(ref.uid)
+            if record is None:
+                return
+            existing = self._backend.inventory().mig_devices if made else ()
+            for name in made:
+                d = next(x for x in record.devices if x.device == name)
+                inst = own_instance(d, existing)
+                if inst is not None:
+                    self._backend.destroy_mig_device(inst.uuid)
+                    log.info("rolled back MIG %s of %s", inst.uuid, ref)
+                record = _with_uuid(record, name, "", owned=False)
+            if previous is None and not any(d.ours for d in record.devices):
+                with contextlib.suppress(CdiWriteError):  # written only if the last step failed
+                    self._cdi.remove(ref.uid)
+                self.checkpoint.remove(ref.uid)
+            else:
+                self.checkpoint.put(record.model_copy(update={"state": "preparing"}))
+        except Exception as e:  # the prepare's own error is what the kubelet must see
+            log.warning(
+                "rolling back the failed prepare of %s failed (%s); unprepare or garbage "
+                "collection releases what is left",
+                ref,
+                e,
+            )
+
+    def _release(self, held: PreparedClaim) -> None:
+        """Undo a claim's side effects, the reverse of prepare: its MIG instances (only those
+        gpudra created), its CDI spec, its checkpoint entry."""
+        if any(d.ours for d in held.devices):
+            existing = self._backend.inventory().mig_devices
+            for d in held.devices:
+                match = own_instance(d, existing)
+                if match is None:
+                    continue
                 with contextlib.suppress(NvmlNotFound):
                     self._backend.destroy_mig_device(match.uuid)
                 log.info("destroyed MIG %s (%s)", match.uuid, d.device)
+                crashpoint("unprepare:mig-destroyed")
+        self._cdi.remove(held.uid)
+        crashpoint("unprepare:cdi-removed")
+        self.checkpoint.remove(held.uid)
+        crashpoint("unprepare:entry-removed")
 
     def unprepare(self, refs: list[ClaimRef]) -> dict[str, str]:
         """Claim UID -> error ('' on success).  Unknown claims succeed (idempotent)."""
@@ -214,16 +303,72 @@ class NodePlugin:
         for ref in refs:
             with self._claim_lock(ref.uid):
                 try:
+                    check_uid(ref.uid)
                     held = self.checkpoint.get(ref.uid)
                     if held is not None:
-                        self._destroy_migs(held.devices)
-                    self._cdi.remove(ref.uid)
-                    self.checkpoint.remove(ref.uid)
+                        self._release(held)
+                    else:
+                        self._cdi.remove(ref.uid)
                     out[ref.uid] = ""
                     self._on_result("unprepare", True)
                     log.info("unprepared %s", ref)
-                except (CdiWriteError, CheckpointError, NvmlError) as e:
+                except (PrepareError, CdiWriteError, CheckpointError, NvmlError) as e:
                     log.warning("unprepare %s failed: %s", ref, e)
                     self._on_result("unprepare", False)
                     out[ref.uid] = str(e)
         return out
+
+    def collect_garbage(self, budget: Budget = Budget()) -> list[PreparedClaim]:
+        """Release checkpointed claims whose ResourceClaim is gone from the API (deleted, or
+        deleted and recreated under a new UID) and whose unprepare will never come.  A claim
+        being prepared or unprepared right now is left alone; an API error ends the pass
+        (only an answer from the server proves a claim gone).  Returns the released claims."""
+        released = []
+        for held in self.checkpoint.claims().values():
+            with self._claim_lock(held.uid, wait=False) as got:
+                if not got:
+                    continue
+                current = self.checkpoint.get(held.uid)
+                if current is None:
+                    continue
+                try:
+                    obj = self._client.get(
+                        RESOURCECLAIMS,
+                        held.name,
+                        namespace=held.namespace,
+                        timeout=budget.timeout(self._claim_read_timeout),
+                    )
+                    gone = (obj.get("metadata") or {}).get("uid") != held.uid
+                except NotFound:
+                    gone = True
+                except (KubeError, PrepareError) as e:
+                    log.info("checkpoint garbage collection paused: %s", e)
+                    break
+                if not gone:
+                    continue
+                try:
+                    self._release(current)
+                except (CdiWriteError, CheckpointError, NvmlError) as e:
+                    log.warning(
+                        "releasing %s/%s (%s) failed: %s", held.namespace, held.name, held.uid, e
+                    )
+                    continue
+                log.warning(
+                    "released %s/%s (%s): its ResourceClaim no longer exists and the kubelet "
+                    "never unprepared it",
+                    held.namespace,
+                    held.name,
+                    held.uid,
+                )
+                released.append(current)
+        return released
+
+
+def _with_uuid(
+    record: PreparedClaim, device: str, uuid: str, *, owned: bool = True
+) -> PreparedClaim:
+    devices = tuple(
+        d.model_copy(update={"uuid": uuid, "mig_owned": owned}) if d.device == device else d
+        for d in record.devices
+    )
+    return record.model_copy(update={"devices": devices})

@@ -8,6 +8,8 @@ exclusivity guard: a device prepared for another claim is refused unless both ma
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +23,32 @@ from gpudra.resourceapi import base_request
 from gpudra.resourceslices.builder import gpu_device_name
 from gpudra.resourceslices.mig import mig_device_name
 
+# the spec's copy of the claim's checkpoint devices: what recovery needs when the checkpoint
+# is lost (footprints for the exclusivity guard, MIG identity and ownership for unprepare)
+DEVICES_ANNOTATION = "devices"
+
+
+def device_records(devices: Iterable[PreparedDevice]) -> str:
+    return json.dumps([d.model_dump(mode="json", by_alias=True) for d in devices])
+
 
 class PrepareError(Exception):
     """This claim cannot be prepared here; the message is reported to the kubelet."""
+
+
+# Kubernetes UIDs are UUIDs; anything a file name can safely carry is accepted, nothing that
+# could leave the CDI or checkpoint directory ("/", "..", NUL, spaces)
+_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_uid(uid: str) -> None:
+    """Refuse a claim UID that cannot be a Kubernetes UID before any file path is built
+    from it."""
+    if not _UID.match(uid) or ".." in uid:
+        raise PrepareError(
+            f"invalid claim UID {uid!r}: expected a Kubernetes UID (letters, digits, '-', '_', "
+            "'.'; at most 128 characters; no '..')"
+        )
 
 
 @dataclass(frozen=True)
@@ -219,6 +244,7 @@ def finalize(
         name=claim.name,
         devices=cdi,
         dev_root=dev_root,
+        annotations={DEVICES_ANNOTATION: device_records(devices)},
     )
     return Plan(claim=done, spec=spec)
 
@@ -253,3 +279,60 @@ def exclusivity_conflicts(plan: PreparedClaim, others: Iterable[PreparedClaim]) 
                     f"not both allow sharing"
                 )
     return problems
+
+
+def instance_at(device: PreparedDevice, existing: Iterable[MigDevice]) -> MigDevice | None:
+    """The MIG instance at exactly a dynamic-MIG device's placement, whoever made it."""
+    return next(
+        (
+            m
+            for m in existing
+            if m.parent_uuid == device.mig_parent
+            and m.profile == device.mig_profile
+            and m.placement_start == device.mig_start
+        ),
+        None,
+    )
+
+
+def own_instance(device: PreparedDevice, existing: Iterable[MigDevice]) -> MigDevice | None:
+    """The instance gpudra created for a prepared device: by its recorded UUID, or (created
+    but the UUID not recorded yet: a crash in between) at its placement.  Never an instance
+    gpudra did not create."""
+    if not device.ours:
+        return None
+    if device.uuid:
+        return next((m for m in existing if m.uuid == device.uuid), None)
+    return instance_at(device, existing)
+
+
+def claim_placements(
+    devices: Iterable[PreparedDevice],
+    previous: PreparedClaim | None,
+    existing: Iterable[MigDevice],
+) -> tuple[PreparedDevice, ...]:
+    """The devices of a claim about to be prepared, each dynamic-MIG placement marked as
+    gpudra's to create.  An instance already at a placement is adopted only when an earlier
+    attempt of this same claim had marked it ours (and, once its UUID was recorded, only
+    that UUID); any other instance is someone else's, and the claim is refused."""
+    before = {d.device: d for d in previous.devices} if previous else {}
+    existing = tuple(existing)
+    out = []
+    for d in devices:
+        if not d.dynamic_mig:
+            out.append(d)
+            continue
+        found = instance_at(d, existing)
+        prev = before.get(d.device)
+        if found is None:
+            out.append(d.model_copy(update={"uuid": "", "mig_owned": True}))
+        elif prev is not None and prev.ours and prev.uuid in ("", found.uuid):
+            out.append(d.model_copy(update={"uuid": found.uuid, "mig_owned": True}))
+        else:
+            raise PrepareError(
+                f"MIG placement {d.mig_profile} at memory slice {d.mig_start} on GPU "
+                f"{d.mig_parent} is taken by instance {found.uuid}, which gpudra did not "
+                "create (an external instance): remove it, or leave this GPU out of "
+                "--dynamic-mig-gpus"
+            )
+    return tuple(out)

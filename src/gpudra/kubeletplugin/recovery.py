@@ -1,23 +1,40 @@
 """Rebuild the checkpoint from the CDI specs on disk when the checkpoint is unreadable.
 
-Each claim spec records its claim (annotations) and device UUIDs (env), which is all that
-unprepare and the exclusivity guard need.  Request names are not recorded there; a rebuilt
-device serves every request of its claim, which is what an empty list means to the kubelet.
+Each claim spec records its claim and, in the ``gpudra.io/devices`` annotation, the claim's
+device records exactly as the checkpoint holds them: physical footprints (so the exclusivity
+guard still sees a MIG slice in use under its GPU), dynamic-MIG placement, instance UUID and
+ownership (so unprepare destroys the instance, and ``--remove-unknown-mig`` leaves it alone).
+Specs written before that annotation give back what they can: device names and UUIDs.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
+
+from pydantic import ValidationError
 
 from gpudra.cdi.spec import ANNOTATION_PREFIX, device_id
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kubeletplugin.checkpoint import PreparedClaim, PreparedDevice
+from gpudra.kubeletplugin.prepare import DEVICES_ANNOTATION
+
+log = logging.getLogger(__name__)
 
 
-def claim_from_spec(uid: str, spec: dict[str, Any], *, pool: str) -> PreparedClaim | None:
-    ns, _, name = (
-        (spec.get("annotations") or {}).get(f"{ANNOTATION_PREFIX}claim", "/").partition("/")
-    )
+def _recorded(uid: str, raw: str) -> tuple[PreparedDevice, ...] | None:
+    try:
+        records = json.loads(raw)
+        if not isinstance(records, list):
+            raise ValueError("not a list")
+        return tuple(PreparedDevice.model_validate(r) for r in records)
+    except (ValueError, ValidationError) as e:
+        log.warning("CDI spec of claim %s: unreadable device records (%s)", uid, e)
+        return None
+
+
+def _from_edits(uid: str, spec: dict[str, Any], pool: str) -> tuple[PreparedDevice, ...]:
     devices = []
     for dev in spec.get("devices") or []:
         short = str(dev.get("name", "")).removeprefix(f"{uid}-")
@@ -32,9 +49,17 @@ def claim_from_spec(uid: str, spec: dict[str, Any], *, pool: str) -> PreparedCla
                 uuid=uuid,
             )
         )
+    return tuple(devices)
+
+
+def claim_from_spec(uid: str, spec: dict[str, Any], *, pool: str) -> PreparedClaim | None:
+    annotations = spec.get("annotations") or {}
+    ns, _, name = annotations.get(f"{ANNOTATION_PREFIX}claim", "/").partition("/")
+    raw = annotations.get(f"{ANNOTATION_PREFIX}{DEVICES_ANNOTATION}")
+    devices = (_recorded(uid, raw) if raw is not None else None) or _from_edits(uid, spec, pool)
     if not ns or not devices:
         return None
-    return PreparedClaim(uid=uid, namespace=ns, name=name, state="prepared", devices=tuple(devices))
+    return PreparedClaim(uid=uid, namespace=ns, name=name, state="prepared", devices=devices)
 
 
 def rebuild(cdi: CdiWriter, *, pool: str) -> dict[str, PreparedClaim]:

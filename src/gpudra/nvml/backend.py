@@ -36,7 +36,8 @@ class GpuBackend(Protocol):
     """What the node daemon needs from the GPUs of its node."""
 
     def inventory(self) -> Inventory:
-        """GPUs, existing MIG devices and topology, read fresh."""
+        """GPUs, existing MIG devices and topology, read fresh.  A GPU that cannot be read is
+        reported with health LOST (and no MIG devices); only whole-system failures raise."""
         ...
 
     def create_mig_device(self, gpu_uuid: str, profile: str, start: int) -> MigDevice:
@@ -46,7 +47,8 @@ class GpuBackend(Protocol):
         ...
 
     def destroy_mig_device(self, mig_uuid: str) -> None:
-        """Destroy a MIG device (compute instance, then GPU instance).  NotFound if absent."""
+        """Destroy a MIG device (compute instance, then GPU instance).  NotFound if absent,
+        InUse while processes run on it, GpuLost if its GPU is lost."""
         ...
 
     def wait_health_event(self, timeout_s: float) -> HealthEvent | None:

@@ -3,10 +3,16 @@
 One long-lived NVML session per backend.  Discovery is delegated to ``translate`` (which
 takes the binding as an argument, so it can be unit-tested with a fake); this module owns
 init/shutdown, MIG create/destroy and the XID event loop.
+
+A GPU is isolated, not the node: when a GPU's handle or any per-GPU read fails (most often
+``NVML_ERROR_GPU_IS_LOST``) that GPU alone is reported LOST (no MIG devices, no links) and
+the others are read as usual, so one dead GPU neither fails discovery nor every prepare.  The
+backend remembers each GPU's last good read, so a GPU lost later keeps its identity.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -14,10 +20,17 @@ from typing import Any
 
 import pynvml
 
-from gpudra.devices.gpu import MigDevice
+from gpudra.devices.gpu import Gpu, Health, MigDevice
 from gpudra.devices.inventory import Inventory
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
-from gpudra.nvml.errors import GpuLost, InvalidArgument, LibraryNotFound, NotFound, NotSupported
+from gpudra.nvml.errors import (
+    GpuLost,
+    InvalidArgument,
+    LibraryNotFound,
+    NotFound,
+    NotSupported,
+    NvmlError,
+)
 from gpudra.nvml.translate import (
     CAPABILITIES,
     call,
@@ -28,7 +41,10 @@ from gpudra.nvml.translate import (
     read_topology,
     text,
     translate_error,
+    unreadable_gpu,
 )
+
+log = logging.getLogger(__name__)
 
 LIBRARY_HINT = (
     "NVML library not found (libnvidia-ml.so.1); no NVIDIA driver here? use --backend mock"
@@ -52,6 +68,8 @@ class RealBackend:
         self._caps = capabilities or CAPABILITIES
         self._lock = threading.Lock()
         self._events: Any = None
+        self._known: dict[int, Gpu] = {}  # the last good read of each GPU, by index
+        self._lost: set[int] = set()  # indices now lost (logged once, when they become so)
         try:
             self._lib.nvmlInit()
         except self._lib.NVMLError as e:
@@ -60,31 +78,66 @@ class RealBackend:
                 raise LibraryNotFound(LIBRARY_HINT) from e
             raise err from e
 
-    def _handles(self) -> list[Any]:
-        lib = self._lib
-        count = call(lib, "count GPUs", lib.nvmlDeviceGetCount)
-        return [
-            call(lib, f"GPU {i} handle", lib.nvmlDeviceGetHandleByIndex, i) for i in range(count)
-        ]
-
     def inventory(self) -> Inventory:
+        """Every GPU of the node; one that fails to answer is LOST, the others are unaffected.
+
+        Only whole-system reads (GPU count, driver versions) fail the inventory."""
         lib = self._lib
         with self._lock:
-            handles = self._handles()
-            gpus = [read_gpu(lib, i, h, self._sysfs) for i, h in enumerate(handles)]
-            migs = [
-                m
-                for g, h in zip(gpus, handles, strict=True)
-                for m in read_mig_devices(lib, g, h, self._caps)
-            ]
+            count = call(lib, "count GPUs", lib.nvmlDeviceGetCount)
+            driver = text(call(lib, "driver version", lib.nvmlSystemGetDriverVersion))
+            cuda = cuda_driver_version(lib)
+            read: list[tuple[Gpu, Any]] = []
+            migs: list[MigDevice] = []
+            failed: dict[int, tuple[Any, NvmlError]] = {}
+            for i in range(count):
+                handle = None
+                try:
+                    handle = call(lib, f"GPU {i} handle", lib.nvmlDeviceGetHandleByIndex, i)
+                    gpu = read_gpu(lib, i, handle, self._sysfs)
+                    found = read_mig_devices(lib, gpu, handle, self._caps)
+                except NvmlError as e:
+                    failed[i] = (handle, e)
+                    continue
+                self._answered(gpu)
+                read.append((gpu, handle))
+                migs += found
+            gpus = {g.index: g for g, _ in read}
+            taken = {g.minor for g in gpus.values()} | {
+                self._known[i].minor for i in failed if i in self._known
+            }
+            for i, (handle, err) in failed.items():
+                gpus[i] = self._lost_gpu(i, handle, err, taken)
+                taken.add(gpus[i].minor)
             return Inventory(
                 node_name=self._node,
-                driver_version=text(call(lib, "driver version", lib.nvmlSystemGetDriverVersion)),
-                cuda_driver_version=cuda_driver_version(lib),
-                gpus=tuple(gpus),
+                driver_version=driver,
+                cuda_driver_version=cuda,
+                gpus=tuple(gpus[i] for i in range(count)),
                 mig_devices=tuple(migs),
-                topology=read_topology(lib, gpus, handles),
+                topology=read_topology(
+                    lib, [g for g, _ in read], [h for _, h in read], gpu_count=count
+                ),
             )
+
+    def _answered(self, gpu: Gpu) -> None:
+        self._known[gpu.index] = gpu
+        if gpu.index in self._lost:
+            self._lost.discard(gpu.index)
+            log.info("GPU %d (%s) answers again; advertising it", gpu.index, gpu.uuid)
+
+    def _lost_gpu(self, index: int, handle: Any, err: NvmlError, taken: set[int]) -> Gpu:
+        """The record of a GPU that failed: its last good read marked LOST (same identity),
+        or the best record NVML still gives if it was never read."""
+        known = self._known.get(index)
+        if known is not None:
+            gpu = known.model_copy(update={"health": Health.LOST})
+        else:
+            gpu = unreadable_gpu(self._lib, index, handle, taken)
+        if index not in self._lost:
+            self._lost.add(index)
+            log.error("GPU %d (%s) is lost, no longer advertised: %s", index, gpu.uuid, err)
+        return gpu
 
     def create_mig_device(self, gpu_uuid: str, profile: str, start: int) -> MigDevice:
         lib = self._lib
@@ -92,6 +145,8 @@ class RealBackend:
         gpu = inv.gpu(gpu_uuid)
         if gpu is None:
             raise NotFound(f"no GPU {gpu_uuid} on this node")
+        if gpu.health is Health.LOST:
+            raise GpuLost(f"GPU {gpu.index} ({gpu.uuid}) is lost; cannot create a MIG device")
         family = gpu.mig_profiles()
         prof = family.profile(profile) if family else None
         if family is None or prof is None:
@@ -156,7 +211,10 @@ class RealBackend:
         if self._events is None:
             events = call(lib, "create event set", lib.nvmlEventSetCreate)
             wanted = lib.nvmlEventTypeXidCriticalError
-            for handle in self._handles():
+            for i in range(call(lib, "count GPUs", lib.nvmlDeviceGetCount)):
+                handle = optional(lib, lib.nvmlDeviceGetHandleByIndex, i)
+                if handle is None:  # lost: its events could not be delivered anyway
+                    continue
                 supported = optional(lib, lib.nvmlDeviceGetSupportedEventTypes, handle) or 0
                 if supported & wanted:
                     optional(lib, lib.nvmlDeviceRegisterEvents, handle, wanted, events)

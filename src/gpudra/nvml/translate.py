@@ -3,7 +3,9 @@
 Every function takes the NVML binding as an argument (``lib``: the ``pynvml`` module in
 production, a fake in unit tests), so this module never imports pynvml itself; ``real``
 owns that import.  Optional facts NVML cannot report on a given GPU become ``None``,
-never a failed discovery.
+never a failed discovery; a GPU that cannot be read at all is ``real``'s to isolate (it
+becomes LOST), and ``unreadable_gpu`` is the record of one never read.  Topology is computed
+over the readable GPUs only, keeping their node indices.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gpudra.devices.gpu import Gpu, MigDevice, MigMode
+from gpudra.devices.gpu import Gpu, Health, MigDevice, MigMode
 from gpudra.devices.mig import family_for_product
 from gpudra.devices.topology import NvLinkPair, NvSwitchDomain, PcieLevel, PciePair, Topology
 from gpudra.nvml.errors import (
@@ -177,6 +179,49 @@ def read_gpu(lib: Any, index: int, handle: Any, sysfs: Path) -> Gpu:
     )
 
 
+# what a GPU that was never read gets for the facts NVML no longer answers: visibly not real
+# (the model requires some value), and the GPU is LOST, so none of it is ever advertised
+UNREADABLE_UUID = "GPU-unreadable-{index}"
+UNREADABLE_PRODUCT = "unknown (unreadable)"
+UNREADABLE = "unknown"
+
+
+def unreadable_gpu(lib: Any, index: int, handle: Any, taken_minors: set[int]) -> Gpu:
+    """The best record of a GPU that failed before its first good read, health LOST.
+
+    Whatever NVML still answers (UUID, minor, name, bus id) is kept; the rest are the
+    placeholders above.  Without a minor from NVML the GPU takes the first minor from
+    ``index`` up not in ``taken_minors``, so its device name collides with no other GPU's."""
+
+    def ask(fn: Callable[..., T]) -> T | None:
+        return None if handle is None else optional(lib, fn, handle)
+
+    uuid = ask(lib.nvmlDeviceGetUUID)
+    minor = ask(lib.nvmlDeviceGetMinorNumber)
+    name = ask(lib.nvmlDeviceGetName)
+    pci = ask(lib.nvmlDeviceGetPciInfo)
+    memory = ask(lib.nvmlDeviceGetMemoryInfo)
+    try:
+        bus = normalize_bus_id(pci.busId) if pci is not None else UNREADABLE
+    except (AttributeError, ValueError):
+        bus = UNREADABLE
+    if not isinstance(minor, int) or minor < 0:
+        minor = next(m for m in itertools.count(index) if m not in taken_minors)
+    total = getattr(memory, "total", 0)
+    return Gpu(
+        index=index,
+        minor=minor,
+        uuid=text(uuid) if uuid else UNREADABLE_UUID.format(index=index),
+        product_name=text(name) if name else UNREADABLE_PRODUCT,
+        brand="Unknown",
+        architecture="Unknown",
+        cuda_compute_capability=UNREADABLE,
+        pci_bus_id=bus,
+        memory_bytes=total if isinstance(total, int) and total > 0 else 1,  # model: > 0
+        health=Health.LOST,
+    )
+
+
 CAPABILITIES = Path("/proc/driver/nvidia/capabilities")
 
 
@@ -232,7 +277,11 @@ def read_mig_devices(lib: Any, gpu: Gpu, handle: Any, caps: Path = CAPABILITIES)
     return out
 
 
-def read_topology(lib: Any, gpus: list[Gpu], handles: list[Any]) -> Topology:
+def read_topology(lib: Any, gpus: list[Gpu], handles: list[Any], *, gpu_count: int) -> Topology:
+    """The links among the readable ``gpus`` (with their ``handles``), by ``Gpu.index``.
+
+    ``gpu_count`` counts every GPU of the node, unreadable ones too: those are absent from
+    ``gpus`` and so have no links, but the others keep their indices."""
     by_bus = {g.pci_bus_id: g.index for g in gpus}
     links: dict[tuple[int, int], tuple[int, float]] = {}
     switch_links: dict[int, tuple[int, float]] = {}
@@ -267,12 +316,14 @@ def read_topology(lib: Any, gpus: list[Gpu], handles: list[Any]) -> Topology:
             )
         )
     pcie = []
-    for a, b in itertools.combinations(range(len(gpus)), 2):
-        level = optional(lib, lib.nvmlDeviceGetTopologyCommonAncestor, handles[a], handles[b])
-        pcie.append(PciePair(a=a, b=b, level=_TOPO_LEVELS.get(level or 50, PcieLevel.SYS)))
+    for (ga, ha), (gb, hb) in itertools.combinations(zip(gpus, handles, strict=True), 2):
+        level = optional(lib, lib.nvmlDeviceGetTopologyCommonAncestor, ha, hb)
+        pcie.append(
+            PciePair(a=ga.index, b=gb.index, level=_TOPO_LEVELS.get(level or 50, PcieLevel.SYS))
+        )
     clique, cluster = read_fabric(lib, handles[0]) if handles else (None, None)
     return Topology(
-        gpu_count=len(gpus),
+        gpu_count=gpu_count,
         nvlinks=tuple(
             NvLinkPair(a=a, b=b, links=n, link_bandwidth_gbps=bw)
             for (a, b), (n, bw) in sorted(links.items())

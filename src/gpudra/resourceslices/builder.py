@@ -191,7 +191,12 @@ def desired_slices(
     1.35+ layout (see ``resourceslices.mig``): counter sets in slices of their own, then one
     device slice per GPU holding the whole GPU and every MIG placement."""
     devices = desired_devices(inv, managed)
-    dynamic = [g for g in inv.gpus if g.index in dynamic_mig and g.mig_capable]
+    # a lost GPU publishes nothing, its MIG placements included
+    dynamic = [
+        g
+        for g in inv.gpus
+        if g.index in dynamic_mig and g.mig_capable and g.health is not Health.LOST
+    ]
     # static MIG: a MIG-enabled GPU not in dynamic mode is published as its existing MIG
     # devices instead of as a whole GPU (as the NVIDIA driver does)
     static = [

@@ -2,10 +2,17 @@
 
 Only what gpudra's real backend calls is implemented, with NVML's return conventions (raise
 ``NVMLError`` with a ``value`` code).  It lets the translation layer be tested without GPUs.
+
+It fails the way NVML does: a ``lost`` GPU raises ``NVML_ERROR_GPU_IS_LOST`` from every call
+on it or on its MIG devices, its handle lookup included; ``fail`` makes one named call on one
+GPU raise a given code; a MIG instance marked ``busy`` (processes running on it) refuses
+destroy with ``NVML_ERROR_IN_USE``.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +23,9 @@ NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_TIMEOUT = 10
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_ERROR_GPU_IS_LOST = 15
+NVML_ERROR_IN_USE = 19
 NVML_ERROR_INSUFFICIENT_RESOURCES = 23
+NVML_ERROR_UNKNOWN = 999
 NVML_NVLINK_MAX_LINKS = 18
 NVML_NVLINK_DEVICE_TYPE_GPU = 0
 NVML_NVLINK_DEVICE_TYPE_SWITCH = 2
@@ -37,7 +46,42 @@ class FakeGpu:
     name: str = "NVIDIA H100 80GB HBM3"
     mig: int | None = 0  # None: MIG not supported
     links: list[tuple[str, int]] = field(default_factory=list)  # (remote bus, device type)
-    migs: list[dict[str, Any]] = field(default_factory=list)
+    migs: list[dict[str, Any]] = field(default_factory=list)  # "busy": True refuses destroy
+    lost: bool = False  # fallen off the bus: every call on it raises GPU_IS_LOST
+    fail: dict[str, int] = field(default_factory=dict)  # nvml function name -> error code
+
+    def check(self, call: str) -> None:
+        if self.lost:
+            raise NVMLError(NVML_ERROR_GPU_IS_LOST)
+        if call in self.fail:
+            raise NVMLError(self.fail[call])
+
+
+def _gpu_of(x: Any) -> FakeGpu | None:
+    """The GPU a handle belongs to: a GPU handle, or a MIG / GPU-instance handle of one."""
+    if isinstance(x, FakeGpu):
+        return x
+    parent = getattr(x, "parent", None)
+    return parent if isinstance(parent, FakeGpu) else None
+
+
+def _per_gpu_faults(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap one NVML call: it fails if a handle it takes, or the one it returns (handle
+    lookups), belongs to a lost GPU or one told to fail this call."""
+
+    @functools.wraps(fn)
+    def checked(self: FakeNvml, *args: Any) -> Any:
+        for arg in args:
+            gpu = _gpu_of(arg)
+            if gpu is not None:
+                gpu.check(name)
+        out = fn(self, *args)
+        gpu = _gpu_of(out)
+        if gpu is not None:
+            gpu.check(name)
+        return out
+
+    return checked
 
 
 class c_nvmlGpuInstancePlacement_t:
@@ -165,9 +209,13 @@ class FakeNvml:
         return gi
 
     def nvmlComputeInstanceDestroy(self, ci: Any) -> None:
+        if ci.mig.get("busy"):
+            raise NVMLError(NVML_ERROR_IN_USE)
         self.calls.append(f"destroy-ci {ci.mig['uuid']}")
 
     def nvmlGpuInstanceDestroy(self, gi: Any) -> None:
+        if gi.mig.get("busy"):
+            raise NVMLError(NVML_ERROR_IN_USE)
         self.calls.append(f"destroy-gi {gi.mig['uuid']}")
         gi.parent.migs.remove(gi.mig)
 
@@ -235,3 +283,41 @@ class FakeNvml:
 
     def nvmlEventSetFree(self, es: Any) -> None:
         self.calls.append("free-events")
+
+
+for _name, _fn in list(vars(FakeNvml).items()):
+    if _name.startswith("nvml") and callable(_fn):
+        setattr(FakeNvml, _name, _per_gpu_faults(_name, _fn))
+
+
+def two_linked() -> FakeNvml:
+    """Two H100s joined by four NVLinks; GPU 0 has MIG on with one 3g.40gb instance."""
+    a = FakeGpu(
+        "GPU-a",
+        "00000000:18:00.0",
+        mig=1,
+        links=[("00000000:2A:00.0", NVML_NVLINK_DEVICE_TYPE_GPU)] * 4,
+        migs=[{"uuid": "MIG-a1", "gi": 1, "profileId": 9, "start": 4, "size": 4}],
+    )
+    b = FakeGpu(
+        "GPU-b",
+        "00000000:2A:00.0",
+        mig=0,
+        links=[("00000000:18:00.0", NVML_NVLINK_DEVICE_TYPE_GPU)] * 4,
+    )
+    return FakeNvml([a, b])
+
+
+def switched(n: int = 8) -> FakeNvml:
+    """``n`` GPUs (``GPU-0`` ...) on one NVSwitch fabric, 18 links each; PCIe NODE in fours."""
+    return FakeNvml(
+        [
+            FakeGpu(
+                f"GPU-{i}",
+                f"00000000:{0x10 + i:02X}:00.0",
+                mig=None,
+                links=[("00000000:FF:00.0", NVML_NVLINK_DEVICE_TYPE_SWITCH)] * 18,
+            )
+            for i in range(n)
+        ]
+    )

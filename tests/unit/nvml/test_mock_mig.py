@@ -12,6 +12,7 @@ from gpudra.nvml.backend import HealthEventKind
 from gpudra.nvml.errors import (
     GpuLost,
     InsufficientResources,
+    InUse,
     InvalidArgument,
     NotFound,
     NotSupported,
@@ -113,13 +114,52 @@ def test_xid_event(backend: MockBackend) -> None:
 
 def test_gpu_falls_off_the_bus(backend: MockBackend) -> None:
     gpu = backend.inventory().gpus[1]
+    made = backend.create_mig_device(gpu.uuid, "3g.40gb", 0)
     backend.fall_off_bus(1)
     ev = backend.wait_health_event(1.0)
     assert ev is not None and ev.kind is HealthEventKind.GPU_LOST and ev.gpu_uuid == gpu.uuid
     assert backend.inventory().gpus[1].health is Health.LOST
     assert backend.inventory().gpus[0].health is Health.HEALTHY
     with pytest.raises(GpuLost, match="fallen off the bus"):
-        backend.create_mig_device(gpu.uuid, "1g.10gb", 0)
+        backend.create_mig_device(gpu.uuid, "1g.10gb", 4)
+    with pytest.raises(GpuLost, match="fallen off the bus"):
+        backend.destroy_mig_device(made.uuid)
+
+
+def test_a_mig_device_with_processes_refuses_destroy(tmp_path: Path) -> None:
+    state = tmp_path / "node.json"
+    backend = MockBackend(mig_profile(), node_name="n", state_file=state)
+    gpu = backend.inventory().gpus[0]
+    made = backend.create_mig_device(gpu.uuid, "3g.40gb", 0)
+    backend.run_process(made.uuid)
+    restarted = MockBackend(mig_profile(), node_name="n", state_file=state)  # shared state
+    with pytest.raises(InUse, match=r"has processes running.*NVML_ERROR_IN_USE") as caught:
+        restarted.destroy_mig_device(made.uuid)
+    assert caught.value.retryable
+    assert [m.uuid for m in backend.inventory().mig_devices] == [made.uuid]
+    backend.end_process(made.uuid)
+    restarted.destroy_mig_device(made.uuid)
+    assert backend.inventory().mig_devices == ()
+    # the same placement gets the same UUID again: it must not come back busy
+    again = backend.create_mig_device(gpu.uuid, "3g.40gb", 0)
+    assert again.uuid == made.uuid
+    backend.destroy_mig_device(again.uuid)
+
+
+def test_processes_on_an_unknown_mig_device_are_refused(backend: MockBackend) -> None:
+    with pytest.raises(NotFound, match="no MIG device MIG-nope"):
+        backend.run_process("MIG-nope")
+    with pytest.raises(NotFound, match="no MIG device MIG-nope"):
+        backend.end_process("MIG-nope")
+
+
+def test_a_state_file_from_before_busy_instances_still_reads(tmp_path: Path) -> None:
+    state = tmp_path / "node.json"
+    state.write_text('{"version": 1, "mig": [], "lost": [2], "events": [], "hangSeconds": 0}')
+    b = MockBackend(mig_profile(), node_name="n", state_file=state)
+    assert b.inventory().gpus[2].health is Health.LOST
+    made = b.create_mig_device(b.inventory().gpus[0].uuid, "1g.10gb", 0)
+    b.destroy_mig_device(made.uuid)
 
 
 def test_fault_injection_checks_the_index(backend: MockBackend) -> None:

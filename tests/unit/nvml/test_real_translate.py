@@ -14,41 +14,11 @@ from gpudra.nvml.real import RealBackend
 from gpudra.nvml.translate import normalize_bus_id
 from tests.unit.nvml.fake_pynvml import (
     NVML_ERROR_GPU_IS_LOST,
-    NVML_NVLINK_DEVICE_TYPE_GPU,
-    NVML_NVLINK_DEVICE_TYPE_SWITCH,
-    FakeGpu,
     FakeNvml,
     NVMLError,
+    switched,
+    two_linked,
 )
-
-GPU = NVML_NVLINK_DEVICE_TYPE_GPU
-SWITCH = NVML_NVLINK_DEVICE_TYPE_SWITCH
-
-
-def two_linked() -> FakeNvml:
-    a = FakeGpu(
-        "GPU-a",
-        "00000000:18:00.0",
-        mig=1,
-        links=[("00000000:2A:00.0", GPU)] * 4,
-        migs=[{"uuid": "MIG-a1", "gi": 1, "profileId": 9, "start": 4, "size": 4}],
-    )
-    b = FakeGpu("GPU-b", "00000000:2A:00.0", mig=0, links=[("00000000:18:00.0", GPU)] * 4)
-    return FakeNvml([a, b])
-
-
-def switched(n: int = 8) -> FakeNvml:
-    return FakeNvml(
-        [
-            FakeGpu(
-                f"GPU-{i}",
-                f"00000000:{0x10 + i:02X}:00.0",
-                mig=None,
-                links=[("00000000:FF:00.0", SWITCH)] * 18,
-            )
-            for i in range(n)
-        ]
-    )
 
 
 def test_gpu_fields() -> None:

@@ -77,6 +77,19 @@ def test_lost_gpus_are_not_advertised(tmp_path: Path) -> None:
     assert [d["name"] for d in s["spec"]["devices"]] == ["gpu-0", "gpu-2", "gpu-3"]
 
 
+def test_a_lost_dynamic_mig_gpu_publishes_no_placements(tmp_path: Path) -> None:
+    b = MockBackend(load_named("dgx-h100-mig"), node_name="n", state_file=tmp_path / "s.json")
+    b.fall_off_bus(2)
+    slices = desired_slices(
+        b.inventory(), driver="gpu.gpudra.io", generation=1, dynamic_mig=frozenset({1, 2})
+    )
+    names = [d["name"] for s in slices for d in s["spec"].get("devices") or []]
+    assert any(n.startswith("gpu-1-mig-") for n in names)
+    assert not [n for n in names if n.startswith("gpu-2")], "a lost GPU's MIG placements"
+    counters = [c["name"] for s in slices for c in s["spec"].get("sharedCounters") or []]
+    assert counters and not [c for c in counters if "gpu-2" in c]
+
+
 def test_large_pools_are_split_and_counted() -> None:
     slices = desired_slices(
         inventory("dgx-h100"), driver="d.example.com", generation=1, max_devices=3

@@ -1,8 +1,10 @@
 """The mock GPU backend: a profile's node, behaving like NVML.
 
 MIG create/destroy follows NVML's rules and error classes (MIG mode required, placements
-checked against the profile table and existing instances, a lost GPU refuses everything),
-and faults can be injected for tests: an XID event, or a GPU falling off the bus.
+checked against the profile table and existing instances, a lost GPU refuses everything
+with GpuLost, a MIG instance with processes refuses destroy with InUse), and faults can be
+injected for tests: an XID event, a GPU falling off the bus, hung NVML calls, processes
+running on a MIG instance.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from gpudra.nvml.backend import HealthEvent, HealthEventKind
 from gpudra.nvml.errors import (
     GpuLost,
     InsufficientResources,
+    InUse,
     InvalidArgument,
     NotFound,
     NotSupported,
@@ -112,8 +115,14 @@ class MockBackend:
             if rec is None:
                 raise NotFound(f"no MIG device {mig_uuid} on node {self.node_name}")
             self._check_alive(state, self._gpus[rec.parent_index])
+            if mig_uuid in state.busy:
+                raise InUse(
+                    f"MIG device {mig_uuid} on GPU {rec.parent_index} has processes running; "
+                    "NVML refuses to destroy it (NVML_ERROR_IN_USE)"
+                )
             rest = tuple(r for r in state.mig if r.uuid != mig_uuid)
-            return state.model_copy(update={"mig": rest}), None
+            busy = tuple(u for u in state.busy if u != mig_uuid)
+            return state.model_copy(update={"mig": rest, "busy": busy}), None
 
         self._store.update(change)
 
@@ -158,6 +167,25 @@ class MockBackend:
         def change(s: MockState) -> tuple[MockState, None]:
             lost = tuple(sorted({*s.lost, gpu_index}))
             return s.model_copy(update={"lost": lost, "events": (*s.events, ev)}), None
+
+        self._store.update(change)
+
+    def run_process(self, mig_uuid: str) -> None:
+        """A process now runs on the MIG instance: destroying it raises InUse until
+        ``end_process``."""
+        self._set_busy(mig_uuid, True)
+
+    def end_process(self, mig_uuid: str) -> None:
+        """The MIG instance's processes have exited; it can be destroyed again."""
+        self._set_busy(mig_uuid, False)
+
+    def _set_busy(self, mig_uuid: str, busy: bool) -> None:
+        def change(s: MockState) -> tuple[MockState, None]:
+            if all(r.uuid != mig_uuid for r in s.mig):
+                raise NotFound(f"no MIG device {mig_uuid} on node {self.node_name}")
+            rest = {u for u in s.busy if u != mig_uuid}
+            now = tuple(sorted(rest | {mig_uuid})) if busy else tuple(sorted(rest))
+            return s.model_copy(update={"busy": now}), None
 
         self._store.update(change)
 

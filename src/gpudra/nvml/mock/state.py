@@ -1,5 +1,5 @@
-"""The mock node's mutable "hardware" state: MIG instances, lost GPUs, pending health events,
-and how long NVML calls hang.
+"""The mock node's mutable "hardware" state: MIG instances and which of them have processes,
+lost GPUs, pending health events, and how long NVML calls hang.
 
 Real hardware outlives the daemon; so must the mock's.  With a state file the state is shared
 by every process that opens the same mock node (daemon, tests, a restarted daemon) and
@@ -48,6 +48,9 @@ class MockState(Model):
     version: int = 1
     mig: tuple[MigRecord, ...] = ()
     lost: tuple[int, ...] = ()
+    # MIG instances with processes running on them (NVML refuses to destroy those); a field
+    # added without a version bump: state files written before it read as "none busy"
+    busy: tuple[str, ...] = ()
     events: tuple[PendingEvent, ...] = ()
     # every inventory read takes this long: a driver stuck in a lock, a GPU that stops
     # answering (NVML calls block; nothing fails)

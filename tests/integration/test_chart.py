@@ -201,6 +201,19 @@ def test_node_daemon_token_writes_only_its_own_nodes_slices(
         )
     )
     assert f"may only write ResourceSlices of driver {DRIVER_NAME}" in msg
+    # its own node, but another node's pool: it would alias that node's devices
+    alias = slice_for(node_a, f"{node_a}-p")
+    alias["spec"]["pool"]["name"] = node_b
+    msg = refused(lambda: daemon.create(resources.RESOURCESLICES, alias))
+    assert (
+        f"on node '{node_a}' may not write ResourceSlices of pool '{node_b}': its pool is "
+        f"named after its node ('{node_a}')"
+    ) in msg
+    alias = kube.create(resources.RESOURCESLICES, alias)  # admin may
+    alias["spec"]["devices"].append({"name": "gpu-1"})
+    msg = refused(lambda: daemon.replace(resources.RESOURCESLICES, alias))
+    assert f"may not write ResourceSlices of pool '{node_b}'" in msg
+    daemon.delete(resources.RESOURCESLICES, f"{node_a}-p")  # but may clean such a slice up
     kube.create(resources.RESOURCESLICES, slice_for(node_b, f"{node_b}-s"))  # admin may
     try:
         msg = refused(lambda: daemon.delete(resources.RESOURCESLICES, f"{node_b}-s"))

@@ -1,6 +1,8 @@
 """The state the allocator decides against: pools, classes, nodes and what is already in use.
 
 Built from API objects (slices, DeviceClasses, ResourceClaims with allocations, Nodes).
+Slices that ``allocation.pools`` refuses (an own-driver pool not named after its node, a pool
+spread over several nodes) are in ``ignored``, with the reason, and in no pool.
 In-use devices and counter consumption come from every existing allocation except admin
 access ones, exactly the set the scheduler excludes.
 """
@@ -11,9 +13,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpudra.allocation.inputs import Device, DeviceKey, Pool, build_pools
+from gpudra.allocation.inputs import Device, DeviceKey, Pool
 from gpudra.allocation.nodeselect import selector_matches
+from gpudra.allocation.pools import IgnoredSlices, build_pools
 from gpudra.allocation.quantity import Quantity
+from gpudra.resourceapi import DRIVER_NAME
 
 CounterKey = tuple[str, str, str]  # driver, pool, counter set
 
@@ -28,6 +32,7 @@ class ClusterView:
     in_use: set[DeviceKey] = field(default_factory=set)
     counters_used: dict[CounterKey, dict[str, Quantity]] = field(default_factory=dict)
     devices: dict[DeviceKey, Device] = field(default_factory=dict)
+    ignored: list[IgnoredSlices] = field(default_factory=list)
     _node_devices: dict[str, list[Device]] = field(default_factory=dict, repr=False)
     _pool_index: dict[tuple[str, str], Pool] = field(default_factory=dict, repr=False)
     _used_local: Counter[str | None] = field(default_factory=Counter, repr=False)
@@ -41,12 +46,16 @@ class ClusterView:
         classes: list[dict[str, Any]],
         nodes: list[dict[str, Any]],
         claims: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        own_driver: str = DRIVER_NAME,
     ) -> ClusterView:
-        pools = build_pools(slices)
+        """``own_driver``: the driver gpudra's node daemons publish (see ``allocation.pools``)."""
+        built = build_pools(slices, own_driver=own_driver)
+        pools = built.pools
         view = cls(
             pools=pools,
             classes={c["metadata"]["name"]: c for c in classes},
             nodes={n["metadata"]["name"]: n for n in nodes},
+            ignored=built.ignored,
         )
         view.devices = {d.key: d for p in pools for d in p.devices}
         for claim in claims:

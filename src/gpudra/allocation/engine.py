@@ -16,6 +16,7 @@ from gpudra.allocation.cel import DeviceInput as CelDevice
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.inputs import Claim, Device, InputError, class_selectors
 from gpudra.allocation.nodeselect import node_name_selector
+from gpudra.allocation.pools import IgnoredSlices
 from gpudra.allocation.score import W_BANDWIDTH, W_LEFT, W_PACK, Score, score
 from gpudra.allocation.search import (
     BudgetExceeded,
@@ -57,6 +58,7 @@ class Outcome:
     diagnoses: list[Diagnosis] = field(default_factory=list)
     nodes_tried: int = 0
     selector_error: str = ""
+    ignored: list[IgnoredSlices] = field(default_factory=list)  # slices in no pool, and why
 
     @property
     def feasible(self) -> bool:
@@ -135,7 +137,7 @@ class Allocator:
         topology) share one search through a signature cache.
         """
         validate(claims, self.view)
-        out = Outcome()
+        out = Outcome(ignored=list(self.view.ignored))
         names = nodes if nodes is not None else self.view.node_names()
         need = sum(min(r.count for r in cr.alternatives) for c in claims for cr in c.requests)
         order = names if not best else sorted(names, key=lambda n: -self._bound(n, need))

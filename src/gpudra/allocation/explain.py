@@ -55,4 +55,9 @@ def explain(outcome: Outcome, claims: list[Claim], *, max_nodes: int = 10) -> st
         lines.append(f"... and {len(diags) - max_nodes} more node(s)")
     if not outcome.nodes_tried:
         lines.append("  no nodes publish devices")
+    if outcome.ignored:
+        lines.append("ResourceSlices ignored (their devices are offered nowhere):")
+        lines += [f"  {i.reason}" for i in outcome.ignored[:max_nodes]]
+        if len(outcome.ignored) > max_nodes:
+            lines.append(f"... and {len(outcome.ignored) - max_nodes} more")
     return "\n".join(lines) + "\n"

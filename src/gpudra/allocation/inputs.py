@@ -2,18 +2,17 @@
 
 Parsing validates what the API server would (counts, limits, names) and raises
 ``InputError`` with the object, the field and what is allowed, so the explain tool and the
-controller can report bad claims instead of crashing.  Only the highest generation of each
-pool is used; a pool with fewer slices than ``resourceSliceCount`` is incomplete.
+controller can report bad claims instead of crashing.  Slices are grouped into pools by
+``allocation.pools``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from gpudra.allocation.quantity import Quantity, parse_quantity
+from gpudra.allocation.quantity import Quantity
 from gpudra.resourceapi import (
     MAX_REQUESTS_PER_CLAIM,
     MAX_RESULTS_PER_ALLOCATION,
@@ -92,67 +91,6 @@ def class_selectors(device_class: dict[str, Any]) -> list[str]:
         s.get("cel", {}).get("expression", "")
         for s in (device_class.get("spec") or {}).get("selectors") or []
     ]
-
-
-def _attr_value(raw: dict[str, Any]) -> tuple[str, Any]:
-    for kind in ("int", "bool", "string", "version"):
-        if kind in raw:
-            return kind, raw[kind]
-    return "unknown", None
-
-
-def parse_device(driver: str, pool: str, dev: dict[str, Any], node: str | None) -> Device:
-    attrs = {qualify(driver, k): _attr_value(v) for k, v in (dev.get("attributes") or {}).items()}
-    consumes = tuple(
-        (c["counterSet"], {n: parse_quantity(v["value"]) for n, v in c.get("counters", {}).items()})
-        for c in dev.get("consumesCounters") or []
-    )
-    return Device(
-        driver=driver,
-        pool=pool,
-        name=dev["name"],
-        raw=dev,
-        node=dev.get("nodeName", node),
-        attrs=attrs,
-        consumes=consumes,
-        taints=tuple(dev.get("taints") or ()),
-    )
-
-
-def build_pools(slices: list[dict[str, Any]]) -> list[Pool]:
-    """Group slices into pools, keeping only each pool's highest generation."""
-    newest: dict[tuple[str, str], int] = defaultdict(int)
-    for s in slices:
-        spec = s["spec"]
-        key = (spec["driver"], spec["pool"]["name"])
-        newest[key] = max(newest[key], int(spec["pool"].get("generation", 0)))
-    pools: dict[tuple[str, str], Pool] = {}
-    for s in slices:
-        spec = s["spec"]
-        key = (spec["driver"], spec["pool"]["name"])
-        gen = int(spec["pool"].get("generation", 0))
-        if gen != newest[key]:
-            continue
-        pool = pools.setdefault(
-            key,
-            Pool(
-                driver=key[0],
-                name=key[1],
-                generation=gen,
-                expected_slices=int(spec["pool"].get("resourceSliceCount", 1)),
-                node_name=spec.get("nodeName"),
-                all_nodes=bool(spec.get("allNodes")),
-                node_selector=spec.get("nodeSelector"),
-            ),
-        )
-        pool.slices += 1
-        for cs in spec.get("sharedCounters") or []:
-            pool.counters[cs["name"]] = {
-                n: parse_quantity(v["value"]) for n, v in cs.get("counters", {}).items()
-            }
-        for dev in spec.get("devices") or []:
-            pool.devices.append(parse_device(key[0], key[1], dev, spec.get("nodeName")))
-    return list(pools.values())
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,13 @@ class KubeletPluginSettings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no /metrics endpoint
     # changes at every boot; a change means the CDI specs (tmpfs) and MIG instances are gone
     boot_id_file: Path = Path("/proc/sys/kernel/random/boot_id")
+    # checkpointed claims whose ResourceClaim is gone are released this often
+    gc_interval_s: float = Field(default=60.0, gt=0)
+    # /healthz fails when the API server has not answered for this long ...
+    api_unreachable_s: float = Field(default=300.0, gt=0)
+    # ... or NVML has not completed a call for this long (probed every nvml_probe_interval_s)
+    nvml_wedged_s: float = Field(default=60.0, gt=0)
+    nvml_probe_interval_s: float = Field(default=10.0, gt=0)
 
     @field_validator("controller_managed_gpus", "dynamic_mig_gpus")
     @classmethod

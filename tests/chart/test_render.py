@@ -235,3 +235,12 @@ def test_components_can_be_turned_off_and_metrics_services_follow() -> None:
     assert len(sms) == 2 and all(o["metadata"]["labels"]["r"] == "p" for o in sms)
     none = render({"metrics": {"service": False}})
     assert "Service" not in {o["kind"] for o in none}
+
+
+def test_the_daemon_is_probed_on_its_own_health_endpoints() -> None:
+    c = find(render({}), "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert {p["name"] for p in c["ports"]} == {"metrics"}
+    off = find(render({"kubeletPlugin": {"metricsPort": 0}}), "DaemonSet")
+    assert "livenessProbe" not in off["spec"]["template"]["spec"]["containers"][0]

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from gpudra.kube.client import KubeClient
 from gpudra.kube.resources import NODES
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
+from gpudra.kubeletplugin.dirlock import DirLocked
 from gpudra.kubeletplugin.profile_choice import choose_profile
 from gpudra.nvml.errors import ProfileError
 from gpudra.nvml.factory import BackendKind, open_backend
@@ -57,12 +58,36 @@ FLAGS = {
         str,
         "GPUs only the gpudra controller allocates: all, none, 4-7",
     ),
-    "metrics_port": ("--metrics-port", int, "serve Prometheus /metrics on this port (0: off)"),
+    "metrics_port": (
+        "--metrics-port",
+        int,
+        "serve Prometheus /metrics, /healthz and /readyz on this port (0: off)",
+    ),
     "boot_id_file": (
         "--boot-id-file",
         Path,
         "the node's boot id (default /proc/sys/kernel/random/boot_id): a change since the "
         "checkpoint means a reboot, and every claim is prepared again",
+    ),
+    "gc_interval_s": (
+        "--gc-interval-s",
+        float,
+        "release checkpointed claims whose ResourceClaim is gone this often (default 60)",
+    ),
+    "api_unreachable_s": (
+        "--api-unreachable-s",
+        float,
+        "/healthz fails when the API server has not answered for this long (default 300)",
+    ),
+    "nvml_wedged_s": (
+        "--nvml-wedged-s",
+        float,
+        "/healthz fails when NVML has not completed a call for this long (default 60)",
+    ),
+    "nvml_probe_interval_s": (
+        "--nvml-probe-interval-s",
+        float,
+        "how often the NVML probe reads the inventory (default 10)",
     ),
     "dynamic_mig_gpus": (
         "--dynamic-mig-gpus",
@@ -171,9 +196,12 @@ def _serve(s: KubeletPluginSettings, client: KubeClient) -> int:
             parse_gpu_set(getattr(s, field), count)
         except ValueError as e:
             raise SettingsError(f"invalid settings: {field}: {e}") from e
-    daemon = KubeletPluginDaemon(s, client=client, backend=backend)
+    try:
+        daemon = KubeletPluginDaemon(s, client=client, backend=backend)
+    except DirLocked as e:
+        raise SettingsError(str(e)) from e
     if s.metrics_port:
-        daemon.metrics.serve(s.metrics_port)
+        daemon.serve_http(s.metrics_port)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

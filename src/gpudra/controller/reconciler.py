@@ -33,7 +33,7 @@ from gpudra.kube.resources import (
     RESOURCESLICES,
 )
 from gpudra.metrics.controller import ControllerMetrics
-from gpudra.resourceapi import MANAGED_TAINT_KEY
+from gpudra.resourceapi import DRIVER_NAME, MANAGED_TAINT_KEY
 
 log = logging.getLogger(__name__)
 COMPONENT = "gpudra-controller"
@@ -62,14 +62,17 @@ class Reconciler:
         metrics: ControllerMetrics,
         clock: Callable[[], float] = time.time,
         unschedulable_deadline_s: float = 120.0,
+        driver: str = DRIVER_NAME,
     ) -> None:
         self._client = client
+        self._driver = driver
         self._metrics = metrics
         self._clock = clock
         self._deadline = unschedulable_deadline_s
         self._ungated_at: dict[str, float] = {}
         self._said: dict[str, str] = {}  # pod key -> last message (no duplicate events)
         self._first_seen: dict[str, float] = {}
+        self._ignored: set[str] = set()  # reasons already logged for ignored slices
 
     def run_pass(self) -> dict[str, int]:
         """One reconcile pass over every gated group; returns counts per decision kind."""
@@ -85,7 +88,9 @@ class Reconciler:
             classes=c.list(DEVICECLASSES).items,
             nodes=list(nodes.values()),
             claims=list(claims.values()),
+            own_driver=self._driver,
         )
+        self._log_ignored({i.reason for i in view.ignored})
         by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for p in pods:
             if p["spec"].get("nodeName"):
@@ -118,6 +123,12 @@ class Reconciler:
         counts["released"] = self._release_unused(pods, claims)
         counts["rescued"] = self._rescue_stuck(pods, claims)
         return {k: v for k, v in counts.items() if v}
+
+    def _log_ignored(self, reasons: set[str]) -> None:
+        """Warn once per slice the allocator refuses (every pass sees it again)."""
+        for reason in sorted(reasons - self._ignored):
+            log.warning("ignoring ResourceSlices: %s", reason)
+        self._ignored = reasons
 
     # --- lifecycle -----------------------------------------------------------------------------
 

@@ -60,7 +60,10 @@ def decode_watch_line(line: bytes | str) -> WatchEvent | None:
     An ERROR event carries a ``Status`` and is raised as the matching `KubeError` (410 `Gone`
     when the resourceVersion is too old, so the caller re-lists).
     """
-    text = line.decode("utf-8") if isinstance(line, bytes) else line
+    try:
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+    except UnicodeDecodeError as e:
+        raise KubeError(f"watch event is not UTF-8: {line[:200]!r}") from e
     if not text.strip():
         return None
     try:

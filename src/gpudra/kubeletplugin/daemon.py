@@ -1,8 +1,11 @@
 """The node daemon's life cycle: start the pieces in order, keep them running, stop cleanly.
 
-Order matters: checkpoint and CDI first (so the first prepare finds its state), the slice
-publisher, then the DRA service, and only then the registration socket.  A health-event
-thread turns GPU faults into a republish (lost GPUs are no longer advertised).
+Order matters: the plugin-directory lock (one daemon per directory), checkpoint and CDI (so
+the first prepare finds its state), the slice publisher, then the DRA service, and only then
+the registration socket.  Background threads: the slice publisher; a health-event thread and
+an NVML probe that turn GPU faults into a republish (lost GPUs are no longer advertised);
+checkpoint garbage collection.  Every thread is supervised: none ends on an error, and one
+that ends anyway makes ``/healthz`` fail, as do an API server or NVML that stop answering.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Callable
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,9 @@ from gpudra.cdi.writer import CdiWriter
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import KubeError
 from gpudra.kubeletplugin.checkpoint import CheckpointStore
+from gpudra.kubeletplugin.dirlock import DirLock
 from gpudra.kubeletplugin.grpc_server import PluginServers
+from gpudra.kubeletplugin.health import HealthState
 from gpudra.kubeletplugin.node import NodePlugin
 from gpudra.kubeletplugin.recovery import rebuild
 from gpudra.metrics.node import NodeMetrics
@@ -65,9 +72,15 @@ class KubeletPluginDaemon:
         self._server_minor: int | None = None
         self.metrics = metrics or NodeMetrics()
         self._threads: list[threading.Thread] = []
+        self._http: ThreadingHTTPServer | None = None
         s = settings
-        self.cdi = CdiWriter(s.cdi_dir)
+        self.health = HealthState(
+            api_unreachable_s=s.api_unreachable_s, nvml_wedged_s=s.nvml_wedged_s
+        )
         s.plugin_path.mkdir(parents=True, exist_ok=True)
+        self._dir_lock = DirLock(s.plugin_path)
+        self._dir_lock.acquire()  # before anything touches the checkpoint or the sockets
+        self.cdi = CdiWriter(s.cdi_dir)
         self.checkpoint = CheckpointStore(
             s.checkpoint_file,
             node_name=s.node_name,
@@ -90,7 +103,11 @@ class KubeletPluginDaemon:
         )
         self._report_unknown_migs(dynamic)
         self.publisher = SlicePublisher(
-            client, node_name=s.node_name, driver=s.driver_name, desired=self._desired
+            client,
+            node_name=s.node_name,
+            driver=s.driver_name,
+            desired=self._desired,
+            on_api=self._api_answered,
         )
         self.servers = PluginServers(
             node=self.node,
@@ -138,7 +155,19 @@ class KubeletPluginDaemon:
                 if (m.parent_uuid, m.profile, m.placement_start) in held:
                     continue
                 if self.settings.remove_unknown_mig:
-                    self._backend.destroy_mig_device(m.uuid)
+                    try:
+                        self._backend.destroy_mig_device(m.uuid)
+                    except NvmlError as e:  # e.g. in use: never a reason not to start
+                        log.warning(
+                            "cannot remove MIG instance %s (%s at %d on GPU %d), held by no "
+                            "claim: %s; leaving it",
+                            m.uuid,
+                            m.profile,
+                            m.placement_start,
+                            g.index,
+                            e,
+                        )
+                        continue
                     log.warning(
                         "removed MIG instance %s (%s at %d on GPU %d): no claim holds it",
                         m.uuid,
@@ -189,8 +218,27 @@ class KubeletPluginDaemon:
                 )
         return self._server_minor >= 35
 
-    def _spawn(self, name: str, target: Any, *args: Any) -> None:
-        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+    def _api_answered(self, error: str) -> None:
+        if error:
+            self.health.api_failed(error)
+        else:
+            self.health.api_ok()
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        """Run ``target`` on a thread that reports to health if it ever ends before stop."""
+
+        def supervised() -> None:
+            try:
+                target(*args)
+            except BaseException as e:
+                log.exception("thread %s died", name)
+                self.health.thread_died(name, f"{type(e).__name__}: {e}")
+                return
+            if not self._stop.is_set():
+                log.error("thread %s ended", name)
+                self.health.thread_died(name, "ended")
+
+        t = threading.Thread(target=supervised, name=name, daemon=True)
         t.start()
         self._threads.append(t)
 
@@ -202,22 +250,85 @@ class KubeletPluginDaemon:
                 log.warning("health events unavailable: %s", e)
                 self._stop.wait(5.0)
                 continue
+            except Exception:
+                log.exception("waiting for GPU health events failed; retrying")
+                self._stop.wait(5.0)
+                continue
             if event is not None:
                 log.warning("GPU health event: %s", event.to_wire())
                 self.publisher.trigger()
 
+    def _probe_nvml(self) -> None:
+        """Read the inventory now and then: proves NVML answers, and republishes when a GPU's
+        health changed without an event (a GPU lost to a per-GPU NVML error)."""
+        seen: dict[str, str] | None = None
+        while not self._stop.is_set():
+            try:
+                inv = self._backend.inventory()
+            except Exception as e:  # NvmlError, or worse: both mean NVML is not answering
+                log.warning("NVML probe failed: %s", e)
+                self.health.nvml_failed(f"{type(e).__name__}: {e}")
+            else:
+                self.health.nvml_ok()
+                now = {g.uuid: g.health.value for g in inv.gpus}
+                if seen is not None and now != seen:
+                    log.warning("GPU health changed: %s", now)
+                    self.publisher.trigger()
+                seen = now
+            self._stop.wait(self.settings.nvml_probe_interval_s)
+
+    def _collect_garbage(self) -> None:
+        while not self._stop.wait(self.settings.gc_interval_s):
+            try:
+                released = self.node.collect_garbage()
+            except Exception:
+                log.exception("checkpoint garbage collection failed; retrying next interval")
+                continue
+            if released:
+                self.metrics.released.inc(len(released))
+                self.publisher.trigger()
+
+    def _verdict(self, ready: bool) -> tuple[bool, str]:
+        if ready:
+            self.health.registered(self.servers.registration.registered.is_set())
+            v = self.health.ready()
+        else:
+            v = self.health.live()
+        self.metrics.healthy.set(1 if self.health.live().ok else 0)
+        return v.ok, v.text()
+
+    def serve_http(self, port: int, addr: str = "0.0.0.0") -> ThreadingHTTPServer:
+        """/metrics, /healthz (alive: threads, API server, NVML) and /readyz (and registered
+        with the kubelet) on ``addr:port``."""
+        self._http = self.metrics.serve(
+            port,
+            addr,
+            routes={
+                "/healthz": lambda: self._verdict(ready=False),
+                "/readyz": lambda: self._verdict(ready=True),
+            },
+        )
+        return self._http
+
     def start(self) -> None:
         self._spawn("slice-publisher", self.publisher.run, self._stop)
-        self._spawn("health", self._watch_health)
+        self._spawn("health-events", self._watch_health)
+        self._spawn("nvml-probe", self._probe_nvml)
+        self._spawn("checkpoint-gc", self._collect_garbage)
         self.servers.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.publisher.trigger()  # wake it from its idle wait
         self.servers.stop()
         for t in self._threads:
             t.join(timeout=5)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
         with contextlib.suppress(NvmlError):
             self._backend.close()
+        self._dir_lock.release()
         log.info("kubelet plugin stopped")
 
     def wait(self, stop: threading.Event) -> None:

@@ -46,8 +46,8 @@ from gpudra.kubeletplugin.prepare import (
     plan_claim,
 )
 from gpudra.nvml.backend import GpuBackend
+from gpudra.nvml.errors import GpuLost, NvmlError
 from gpudra.nvml.errors import NotFound as NvmlNotFound
-from gpudra.nvml.errors import NvmlError
 
 log = logging.getLogger(__name__)
 
@@ -288,8 +288,13 @@ class NodePlugin:
                 match = own_instance(d, existing)
                 if match is None:
                     continue
-                with contextlib.suppress(NvmlNotFound):
+                try:
                     self._backend.destroy_mig_device(match.uuid)
+                except NvmlNotFound:
+                    pass
+                except GpuLost as e:  # the instance went with its GPU (a reset clears it)
+                    log.warning("MIG %s (%s) is on a lost GPU: %s", match.uuid, d.device, e)
+                    continue
                 log.info("destroyed MIG %s (%s)", match.uuid, d.device)
                 crashpoint("unprepare:mig-destroyed")
         self._cdi.remove(held.uid)

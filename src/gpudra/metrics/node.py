@@ -1,8 +1,13 @@
-"""The node daemon's metrics: prepare/unprepare outcomes and what the node can publish."""
+"""The node daemon's metrics: prepare/unprepare outcomes, health, what the node can publish."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from collections.abc import Mapping
+from http.server import ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from gpudra.metrics.endpoint import Route, serve
 
 
 class NodeMetrics:
@@ -21,6 +26,16 @@ class NodeMetrics:
             "if the API server is too old (static MIG only)",
             registry=r,
         )
+        self.healthy = Gauge(
+            "gpudra_node_healthy",
+            "1 while the daemon is healthy (threads alive, API server and NVML answering)",
+            registry=r,
+        )
+        self.released = Counter(
+            "gpudra_node_released_claims_total",
+            "Checkpointed claims released by garbage collection (their ResourceClaim was gone)",
+            registry=r,
+        )
         for op in ("prepare", "unprepare"):
             for outcome in ("ok", "error"):
                 self.requests.labels(operation=op, outcome=outcome)
@@ -28,5 +43,8 @@ class NodeMetrics:
     def claim(self, operation: str, ok: bool) -> None:
         self.requests.labels(operation=operation, outcome="ok" if ok else "error").inc()
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        start_http_server(port, addr=addr, registry=self.registry)
+    def serve(
+        self, port: int, addr: str = "0.0.0.0", routes: Mapping[str, Route] | None = None
+    ) -> ThreadingHTTPServer:
+        """/metrics, plus ``routes`` (e.g. /healthz), on ``addr:port``."""
+        return serve(self.registry, port, addr, routes or {})

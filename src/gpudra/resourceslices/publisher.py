@@ -4,7 +4,8 @@ Level-triggered: every pass re-lists our slices (field selector on node and driv
 against the desired set, and applies the plan.  A watch on the same selector wakes the loop
 when someone else changes or deletes them (the kubelet wipes a node's slices when it
 restarts and 30 s after the plugin disappears), so they come back within a second.
-Conflicts re-run the pass; errors back off; passes are rate-limited.
+Conflicts re-run the pass; errors back off; passes are rate-limited.  No error ends the loop
+or its watch (an unexpected one is logged with its traceback and retried).
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ class SlicePublisher:
         desired: DesiredFn,
         min_interval_s: float = 0.2,
         max_backoff_s: float = 10.0,
+        on_api: Callable[[str], None] | None = None,
     ) -> None:
+        # told "" after each pass the API server answered, else the error
+        self._on_api = on_api or (lambda error: None)
         self._client = client
         self._node = node_name
         self._driver = driver
@@ -113,9 +117,16 @@ class SlicePublisher:
             started = time.monotonic()
             try:
                 self.sync()
+                self._on_api("")
                 backoff = 0.5
-            except KubeError as e:
-                log.warning("publishing slices failed (%s); retrying in %.1fs", e, backoff)
+            except Exception as e:  # never let the thread die: the slices must come back
+                if isinstance(e, KubeError):
+                    self._on_api(str(e))
+                    log.warning("publishing slices failed (%s); retrying in %.1fs", e, backoff)
+                else:
+                    log.exception(
+                        "publishing slices failed unexpectedly; retrying in %.1fs", backoff
+                    )
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
@@ -139,8 +150,8 @@ class SlicePublisher:
                     if event.type in ("DELETED", "MODIFIED", "ADDED"):
                         self._wake.set()
             except KubeError as e:
-                log.debug("slice watch ended (%s); restarting", e)
+                log.info("slice watch ended (%s); restarting", e)
                 stop.wait(1.0)
-            except OSError as e:
-                log.debug("slice watch connection dropped (%s); restarting", e)
+            except Exception as e:  # e.g. a dropped connection: never end the watch thread
+                log.warning("slice watch failed (%s: %s); restarting", type(e).__name__, e)
                 stop.wait(1.0)

@@ -40,9 +40,12 @@ def test_error_event_raises_gone() -> None:
         decode_watch_line(_event("ERROR", status))
 
 
-def test_garbage_line_raises_kube_error() -> None:
+@pytest.mark.parametrize("line", [b"{not json", b"\xff\xfe{}", b"[1]", b'{"type": "ADDED"}'])
+def test_garbage_line_raises_kube_error(line: bytes) -> None:
+    """Every malformed line is a KubeError, the one error a watch loop expects (invalid
+    UTF-8 used to escape as UnicodeDecodeError and end the watch thread)."""
     with pytest.raises(errors.KubeError):
-        decode_watch_line(b"{not json")
+        decode_watch_line(line)
 
 
 def test_resource_version_of() -> None:

@@ -13,7 +13,9 @@ from gpudra.kubeletplugin.node import NodePlugin
 from gpudra.kubeletplugin.prepare import ClaimRef, node_devices
 from gpudra.kubeletplugin.recovery import rebuild
 from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.nvml.real import RealBackend
 from tests.unit.kubeletplugin.test_prepare import DRIVER, NODE, claim, result
+from tests.unit.nvml.fake_pynvml import switched
 
 REF = ClaimRef(namespace="ns", name="c", uid="uid-1")
 
@@ -36,7 +38,7 @@ def plugin(
     tmp_path: Path,
     client: FakeClient,
     *,
-    backend: MockBackend | None = None,
+    backend: MockBackend | RealBackend | None = None,
     dynamic: frozenset[int] = frozenset(),
 ) -> NodePlugin:
     return NodePlugin(
@@ -217,3 +219,17 @@ def test_a_lost_checkpoint_is_rebuilt_with_footprints_and_mig_identity(tmp_path:
     assert [m.uuid for m in backend.inventory().mig_devices] == [static.uuid]
     assert again.unprepare([refs[static_dev]]) == {"uid-1": ""}
     assert [m.uuid for m in backend.inventory().mig_devices] == [static.uuid]  # not ours
+
+
+def test_one_lost_gpu_on_real_nvml_fails_only_its_own_claims(tmp_path: Path) -> None:
+    """The real backend over the fake pynvml: GPU 3 falls off the bus.  A claim on GPU 0 is
+    still prepared; one on GPU 3 is refused as unhealthy (not a failed NVML read)."""
+    lib = switched(8)
+    backend = RealBackend(node_name=NODE, lib=lib)
+    client = FakeClient(claim(result("gpu-0")))
+    node = plugin(tmp_path, client, backend=backend)
+    lib.gpus[3].lost = True
+    assert not node.prepare([REF])["uid-1"].error
+    client.obj = claim(result("gpu-3"), uid="uid-3")
+    ref3 = ClaimRef(namespace="ns", name="c", uid="uid-3")
+    assert "is not healthy" in node.prepare([ref3])["uid-3"].error

@@ -182,6 +182,8 @@ def test_driver_name_flows_to_every_object_that_names_it(tmp_path: Path) -> None
     pod = find(objs, "DaemonSet")["spec"]["template"]["spec"]
     paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
     assert "/var/lib/kubelet/plugins/gpu.example.com" in paths
+    ctl = find(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--driver-name=gpu.example.com" in ctl["args"]
 
 
 def test_controller_replicas_run_under_leader_election_in_the_release_namespace() -> None:

@@ -18,6 +18,7 @@ from gpudra.controller.reconciler import Reconciler
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import KubeError
 from gpudra.metrics.controller import ControllerMetrics
+from gpudra.resourceapi import DRIVER_NAME
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,12 @@ log = logging.getLogger(__name__)
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("controller", help="run the topology-aware, gang-aware allocator")
     p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster)")
+    p.add_argument(
+        "--driver-name",
+        default=DRIVER_NAME,
+        help=f"the node daemons' DRA driver name (default {DRIVER_NAME}): its pools must be "
+        "named after their nodes",
+    )
     p.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
     p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
     p.add_argument("--leader-elect", action="store_true", help="run under a Lease (replicas)")
@@ -46,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     reconciler = Reconciler(
-        client, metrics=metrics, unschedulable_deadline_s=args.unschedulable_deadline
+        client,
+        metrics=metrics,
+        unschedulable_deadline_s=args.unschedulable_deadline,
+        driver=args.driver_name,
     )
     identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
     elector = (LeaderElector(client, name=args.lease_name, namespace=args.lease_namespace,

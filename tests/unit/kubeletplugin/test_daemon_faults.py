@@ -27,10 +27,12 @@ from gpudra.kubeletplugin.checkpoint import CheckpointStore, PreparedClaim, Prep
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
 from gpudra.kubeletplugin.dirlock import DirLocked
 from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.nvml.real import RealBackend
 from gpudra.resourceslices.builder import desired_slices
 from gpudra.resourceslices.publisher import SlicePublisher
 from gpudra.settings import KubeletPluginSettings
 from tests.harness.waiting import wait_for
+from tests.unit.nvml.fake_pynvml import switched
 
 NODE = "node-a"
 KUBELET_DEADLINE_S = 45.0
@@ -335,3 +337,27 @@ def test_the_slice_publisher_survives_an_unexpected_error(tmp_path: Path) -> Non
         stop.set()
         pub.trigger()
         t.join(5)
+
+
+def test_a_daemon_starts_on_real_nvml_with_a_gpu_lost_and_publishes_the_others(
+    tmp_path: Path,
+) -> None:
+    """A lost GPU used to fail the constructor's inventory read: a crash loop on restart."""
+    lib = switched(8)
+    lib.gpus[3].lost = True
+    s = KubeletPluginSettings(
+        node_name=NODE,
+        plugin_dir=tmp_path / "plugin",
+        registry_dir=tmp_path / "registry",
+        cdi_dir=tmp_path / "cdi",
+        boot_id_file=tmp_path / "boot_id",
+    )
+    client = FlakyClient()
+    daemon = KubeletPluginDaemon(
+        s,
+        client=client,  # type: ignore[arg-type]
+        backend=RealBackend(node_name=NODE, lib=lib),
+    )
+    names = [d["name"] for sl in daemon._desired(1, None) for d in sl["spec"].get("devices", [])]
+    assert "gpu-3" not in names and {"gpu-0", "gpu-7"} <= set(names)
+    daemon.stop()

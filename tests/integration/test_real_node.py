@@ -5,7 +5,8 @@ NodePrepareResources itself, and containerd applies the CDI spec to a real conta
 deploy/examples manifest becomes a Running pod whose own output shows exactly the GPUs its
 claim was allocated.  Then the kubelet's realities: its restart (slices wiped, plugins
 re-registered), the daemon's restart and crash while pods run, a pod deleted while its prepare
-is slow, the kubelet's 45 s prepare deadline, and a simulated reboot.
+is slow, the kubelet's 45 s prepare deadline, the daemon's API server hanging, and a simulated
+reboot.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from gpudra.cdi.spec import spec_file_name
 from gpudra.kube import KubeClient, NotFound, resources
@@ -27,6 +30,7 @@ from gpudra.nvml.mock import MockBackend, load_named
 from gpudra.resourceapi import DRIVER_NAME
 from tests.harness import examples
 from tests.harness.nodedaemon import NodeDaemon
+from tests.harness.tcpproxy import HangingProxy
 from tests.harness.waiting import wait_for
 from tests.integration.conftest import unique
 from tests.integration.test_kubelet_plugin import device_classes  # noqa: F401
@@ -229,6 +233,54 @@ def test_prepare_past_the_kubelets_deadline_is_retried(
     examples.wait_running(kube, ns, pod, timeout=120)
     log = examples.pod_log(kube, ns, pod, lines=3)
     assert examples.printed_uuids(log) == examples.allocated_uuids(kube, ns, pod)
+
+
+def test_a_hung_api_server_fails_prepare_before_the_kubelets_deadline(
+    kube: KubeClient,
+    real_node: RealNode,
+    daemon: NodeDaemon,
+    cluster: LocalCluster,
+    ns: str,
+    tmp_path: Path,
+) -> None:
+    """Only the daemon's API server connection hangs (a proxy that stops answering).  The
+    daemon must answer the kubelet's NodePrepareResources with an error well inside its 45 s
+    (no DeadlineExceeded), the kubelet retries, and the pod runs once the API answers."""
+    server = urlsplit(
+        yaml.safe_load(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    )
+    proxy = HangingProxy((server.hostname or "127.0.0.1", server.port or 443))
+    kubelet_log = real_node.layout.work_dir / "logs" / "kubelet.log"
+    daemon.stop()
+    hung = NodeDaemon.on_real_node(
+        real_node, PROFILE, proxy.kubeconfig(cluster.kubeconfig, tmp_path / "kubeconfig")
+    )
+    try:
+        seen = registrations(real_node)
+        hung.start()
+        wait_for("registered again", lambda: registrations(real_node) > seen, 60)
+        deadlines = kubelet_log.read_text().count("DeadlineExceeded")
+        with proxy.hanging():
+            pod = examples.apply_example(kube, examples.example("single-gpu"), ns, real_node.name)
+            wait_for("the kubelet called prepare", lambda: f"preparing {ns}/" in hung.logs(400), 60)
+            t0 = time.monotonic()
+            wait_for("the prepare failed", lambda: "API error" in hung.logs(400), 40)
+            failed_after = time.monotonic() - t0
+            wait_for(
+                "the kubelet saw the daemon's error",
+                lambda: "reading claim" in kubelet_log.read_text(),
+                60,
+            )
+            assert proxy.hung_connections >= 1
+        examples.wait_running(kube, ns, pod, timeout=180)
+        assert failed_after < 20, f"the prepare took {failed_after:.0f}s to fail"
+        assert kubelet_log.read_text().count("DeadlineExceeded") == deadlines
+        log = examples.pod_log(kube, ns, pod, lines=3)
+        assert examples.printed_uuids(log) == examples.allocated_uuids(kube, ns, pod)
+    finally:
+        hung.stop()
+        proxy.close()
+        daemon.start()
 
 
 def test_reboot_brings_pods_back_with_their_devices(

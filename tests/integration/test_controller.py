@@ -376,23 +376,79 @@ def test_unused_allocations_are_released_and_stuck_pods_rescued(
     assert bound(kube, namespace, "late") is None
 
 
-def test_leader_election_one_holder_then_takeover(kube: KubeClient, namespace: str) -> None:
+class Clock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def elector(kube: KubeClient, namespace: str, who: str, local: Clock, **kw: Any) -> Any:
     from gpudra.controller.leader import LeaderElector
 
-    now = [1000.0]
-    a = LeaderElector(
-        kube, name="gpudra", namespace=namespace, identity="a", duration_s=10, clock=lambda: now[0]
+    return LeaderElector(
+        kube,
+        name="gpudra",
+        namespace=namespace,
+        identity=who,
+        lease_duration_s=10,
+        renew_deadline_s=6,
+        retry_period_s=1,
+        clock=local,
+        **kw,
     )
-    b = LeaderElector(
-        kube, name="gpudra", namespace=namespace, identity="b", duration_s=10, clock=lambda: now[0]
-    )
+
+
+def test_leader_election_one_holder_then_takeover(kube: KubeClient, namespace: str) -> None:
+    local = Clock()
+    a, b = elector(kube, namespace, "a", local), elector(kube, namespace, "b", local)
     assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
-    now[0] += 5
+    local.t += 5
     assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
-    now[0] += 11  # a stopped renewing
+    local.t += 9  # 9 s since b saw the record change: not expired yet
+    assert not b.try_acquire_or_renew() and not a.leading()  # a's renew deadline passed
+    local.t += 2  # 11 s since the last change b saw: a stopped renewing
     assert b.try_acquire_or_renew() and not a.try_acquire_or_renew()
     lease = kube.get(resources.LEASES, "gpudra", namespace=namespace)
     assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
+
+
+def test_expiry_is_judged_by_observation_not_by_a_skewed_clock(
+    kube: KubeClient, namespace: str
+) -> None:
+    """b's wall clock is an hour ahead: the renewTime a writes looks ancient to it.  Comparing
+    clocks (the old elector) let b take the lease from a live leader at once."""
+    local = Clock()
+    a = elector(kube, namespace, "a", local)
+    b = elector(kube, namespace, "b", local, wall_clock=lambda: time.time() + 3600)
+    assert a.try_acquire_or_renew()
+    for _ in range(5):
+        assert not b.try_acquire_or_renew(), "b took the lease of a leader that renews"
+        local.t += 4
+        assert a.try_acquire_or_renew() and a.leading()
+
+
+def test_a_leader_that_cannot_renew_stops_writing_before_anyone_can_take_over(
+    kube: KubeClient, namespace: str
+) -> None:
+    local = Clock()
+    a, b = elector(kube, namespace, "a", local), elector(kube, namespace, "b", local)
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    # a is cut off from the API server from now on; time passes
+    local.t += 6
+    assert not a.leading(), "a still believes it leads past its renew deadline"
+    assert not b.try_acquire_or_renew()  # and nobody else leads yet either
+    local.t += 4
+    assert b.try_acquire_or_renew()
+
+
+def test_release_hands_the_lease_over_at_once(kube: KubeClient, namespace: str) -> None:
+    local = Clock()
+    a, b = elector(kube, namespace, "a", local), elector(kube, namespace, "b", local)
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    a.release()
+    assert not a.leading() and b.try_acquire_or_renew()
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.4, 0.9])

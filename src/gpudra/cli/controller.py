@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Any
 
 from gpudra.controller.leader import LeaderElector
-from gpudra.controller.reconciler import Reconciler
+from gpudra.controller.reconciler import NotLeader, Reconciler
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import KubeError
 from gpudra.metrics.controller import ControllerMetrics
@@ -59,36 +59,45 @@ def run(args: argparse.Namespace) -> int:
         driver=args.driver_name,
     )
     identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-    elector = (LeaderElector(client, name=args.lease_name, namespace=args.lease_namespace,
-                             identity=identity) if args.leader_elect else None)  # fmt: skip
     stop = threading.Event()
+    lost = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    leading = False
-    while not stop.is_set():
-        if elector is not None:
-            try:
-                leading = elector.try_acquire_or_renew()
-            except KubeError as e:
-                log.warning("lease renewal failed: %s", e)
-                if leading and not elector.still_leader():
-                    log.error("lost leadership; exiting so a standby takes over")
-                    return 1
-            if not leading:
-                stop.wait(args.interval * 2)
+    elector = None
+    if args.leader_elect:
+        elector = LeaderElector(
+            client, name=args.lease_name, namespace=args.lease_namespace, identity=identity
+        )
+        reconciler.may_write = elector.leading  # checked before every write batch
+        threading.Thread(
+            target=elector.run, args=(stop, lost.set), name="leader-election", daemon=True
+        ).start()
+    try:
+        while not stop.is_set():
+            if lost.is_set():
+                log.error("lost leadership; exiting so a standby takes over")
+                return 1
+            if elector is not None and not elector.leading():
+                stop.wait(0.2)
                 continue
-        try:
-            counts = reconciler.run_pass()
-            if counts:
-                log.info("pass: %s", counts)
-        except KubeError as e:
-            log.warning("pass failed: %s", e)
-        if args.once:
-            break
-        stop.wait(args.interval)
-    client.close()
+            try:
+                counts = reconciler.run_pass()
+                if counts:
+                    log.info("pass: %s", counts)
+            except NotLeader as e:
+                log.warning("pass stopped: %s", e)
+                continue
+            except KubeError as e:
+                log.warning("pass failed: %s", e)
+            if args.once:
+                break
+            stop.wait(args.interval)
+    finally:
+        if elector is not None:
+            elector.release()
+        client.close()
     return 0

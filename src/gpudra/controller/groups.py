@@ -39,19 +39,26 @@ def is_gated(pod: dict[str, Any]) -> bool:
     return any(g.get("name") == GATE for g in gates)
 
 
+def is_live(pod: dict[str, Any]) -> bool:
+    """Not finished: a Succeeded or Failed pod (e.g. of an earlier run of the gang) is no
+    member of anything."""
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
 def pod_key(pod: dict[str, Any]) -> str:
     m = pod["metadata"]
     return f"{m.get('namespace', '')}/{m['name']}"
 
 
 def group_pods(pods: list[dict[str, Any]]) -> list[Group]:
-    """Gated, not deleted pods grouped into singles and gangs (stable order)."""
+    """Gated, live, not deleted pods grouped into singles and gangs (stable order); ungated
+    live members count towards their gang's size."""
     gangs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     released: dict[str, int] = defaultdict(int)
     out: list[Group] = []
     for pod in sorted(pods, key=pod_key):
         meta = pod["metadata"]
-        if meta.get("deletionTimestamp"):
+        if meta.get("deletionTimestamp") or not is_live(pod):
             continue
         gang = (meta.get("labels") or {}).get(GANG_LABEL)
         if not is_gated(pod):

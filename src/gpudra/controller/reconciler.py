@@ -10,7 +10,6 @@ condition tell the user what happened; a failure in one group never stops the ot
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -38,6 +37,11 @@ from gpudra.resourceapi import DRIVER_NAME, MANAGED_TAINT_KEY
 log = logging.getLogger(__name__)
 COMPONENT = "gpudra-controller"
 CONDITION = "gpudra.io/Placement"
+
+
+class NotLeader(Exception):
+    """This replica may no longer write (its lease's renew deadline passed): the pass stops
+    before its next write batch."""
 
 
 def _ours(allocation: dict[str, Any] | None) -> bool:
@@ -73,6 +77,13 @@ class Reconciler:
         self._said: dict[str, str] = {}  # pod key -> last message (no duplicate events)
         self._first_seen: dict[str, float] = {}
         self._ignored: set[str] = set()  # reasons already logged for ignored slices
+        # asked before every write batch (leader election sets it): a replica that is no
+        # longer sure it leads must not write what it decided from its snapshot
+        self.may_write: Callable[[], bool] = lambda: True
+
+    def _fence(self) -> None:
+        if not self.may_write():
+            raise NotLeader("not leading any more; no further writes in this pass")
 
     def run_pass(self) -> dict[str, int]:
         """One reconcile pass over every gated group; returns counts per decision kind."""
@@ -111,7 +122,9 @@ class Reconciler:
                     pods_by_node=by_node,
                     timestamp=rfc3339(self._clock()),
                 )
-                self._apply(group, d)
+                self._apply(group, d, claims)
+            except NotLeader:
+                raise
             except KubeError as e:
                 log.warning("group %s: API error, retrying next pass: %s", group.key, e)
                 d = Decision("error", str(e))
@@ -146,7 +159,8 @@ class Reconciler:
             status = c.get("status") or {}
             if key in used or status.get("reservedFor") or not _ours(status.get("allocation")):
                 continue
-            self._release([key])
+            self._fence()
+            self._release([c])
             log.info("released unused claim %s/%s", *key)
             released += 1
         return released
@@ -167,10 +181,12 @@ class Reconciler:
                 continue
             ns = p["metadata"]["namespace"]
             mine = [
-                (ns, n)
+                c
                 for n in claim_names(p)[0]
-                if not ((claims.get((ns, n)) or {}).get("status") or {}).get("reservedFor")
+                if (c := claims.get((ns, n))) is not None
+                and not (c.get("status") or {}).get("reservedFor")
             ]
+            self._fence()
             self._release(mine)
             self._ungated_at.pop(key, None)
             self._tell_pod(
@@ -186,15 +202,22 @@ class Reconciler:
 
     # --- writes ----------------------------------------------------------------------------
 
-    def _apply(self, group: Group, d: Decision) -> None:
+    def _apply(self, group: Group, d: Decision, claims: dict[ClaimKey, dict[str, Any]]) -> None:
+        if d.kind in ("allocate", "ungate", "rollback"):
+            self._fence()
         if d.kind == "allocate":
-            written: list[ClaimKey] = []
+            written: list[dict[str, Any]] = []
             try:
                 for (ns, name), allocation in d.allocations.items():
-                    self._client.patch_status(
-                        RESOURCECLAIMS, name, {"status": {"allocation": allocation}}, namespace=ns
+                    # conditional on the claim being as read: its allocation is decided
+                    # from that snapshot
+                    rv = (claims.get((ns, name)) or {}).get("metadata", {}).get("resourceVersion")
+                    patch: dict[str, Any] = {"status": {"allocation": allocation}}
+                    if rv:
+                        patch["metadata"] = {"resourceVersion": rv}
+                    written.append(
+                        self._client.patch_status(RESOURCECLAIMS, name, patch, namespace=ns)
                     )
-                    written.append((ns, name))
             except (Conflict, Invalid, NotFound) as e:
                 self._release(written)
                 self._tell(
@@ -212,34 +235,71 @@ class Reconciler:
         if d.kind == "ungate":
             self._ungate(group, d)
         elif d.kind == "rollback":
-            self._release(d.claims)
+            self._release([c for k in d.claims if (c := claims.get(k)) is not None])
             self._tell(group, "Normal", "RolledBack", d.message)
         elif d.kind == "wait":
             self._tell(group, "Normal", "Waiting", d.message)
         elif d.kind == "fail":
             self._tell(group, "Warning", "Unplaceable", d.message)
 
-    def _release(self, keys: list[ClaimKey]) -> None:
-        for ns, name in keys:
-            with contextlib.suppress(NotFound):
+    def _release(self, claims: list[dict[str, Any]]) -> None:
+        """Deallocate claims, each only if it is still exactly as read (its resourceVersion):
+        an allocation written meanwhile (by another replica that leads now) is never
+        cleared on the strength of an older snapshot."""
+        for c in claims:
+            meta = c.get("metadata") or {}
+            patch: dict[str, Any] = {"status": {"allocation": None}}
+            if meta.get("resourceVersion"):
+                patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+            try:
                 self._client.patch_status(
-                    RESOURCECLAIMS, name, {"status": {"allocation": None}}, namespace=ns
+                    RESOURCECLAIMS, meta["name"], patch, namespace=meta.get("namespace")
                 )
+            except NotFound:
+                pass
+            except Conflict:
+                log.info(
+                    "claim %s/%s changed since it was read; not releasing it",
+                    meta.get("namespace"),
+                    meta.get("name"),
+                )
+
+    def _remove_gate(self, pod: dict[str, Any]) -> None:
+        """Remove only our gate: a JSON patch that tests the entry is ours at that index (any
+        other gate added or removed meanwhile fails the test), re-read and retried once."""
+        meta = pod["metadata"]
+        for attempt in range(2):
+            gates = pod["spec"].get("schedulingGates") or []
+            index = next((i for i, g in enumerate(gates) if g.get("name") == GATE), None)
+            if index is None:
+                return
+            try:
+                self._client.patch(
+                    PODS,
+                    meta["name"],
+                    [
+                        {"op": "test", "path": "/metadata/uid", "value": meta["uid"]},
+                        {
+                            "op": "test",
+                            "path": f"/spec/schedulingGates/{index}/name",
+                            "value": GATE,
+                        },
+                        {"op": "remove", "path": f"/spec/schedulingGates/{index}"},
+                    ],
+                    namespace=meta["namespace"],
+                    patch_type=PatchType.JSON,
+                )
+                return
+            except Invalid:
+                if attempt:
+                    raise
+                pod = self._client.get(PODS, meta["name"], namespace=meta["namespace"])
+                if pod["metadata"].get("uid") != meta["uid"]:
+                    return
 
     def _ungate(self, group: Group, d: Decision) -> None:
         for pod in group.pods:
-            gates = [g for g in pod["spec"].get("schedulingGates") or [] if g["name"] != GATE]
-            meta = pod["metadata"]
-            self._client.patch(
-                PODS,
-                meta["name"],
-                [
-                    {"op": "test", "path": "/metadata/uid", "value": meta["uid"]},
-                    {"op": "replace", "path": "/spec/schedulingGates", "value": gates},
-                ],
-                namespace=meta["namespace"],
-                patch_type=PatchType.JSON,
-            )
+            self._remove_gate(pod)
             node = d.nodes.get(pod_key(pod), "")
             self._ungated_at[pod_key(pod)] = self._clock()
             self._tell_pod(

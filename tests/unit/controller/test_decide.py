@@ -215,3 +215,16 @@ def test_gang_partly_ungated_by_an_interrupted_pass_is_completed() -> None:
         [claim("ca", allocated=True), claim("cb", allocated=True)],
     )
     assert d.kind == "ungate"
+
+
+def test_finished_pods_of_an_earlier_run_do_not_complete_a_gang() -> None:
+    """Two Succeeded/Failed pods of the gang label from an earlier run plus two new gated
+    ones: a gang of 4 must wait, not place half of itself."""
+    labels = {"gpudra.io/gang": "g", "gpudra.io/gang-size": "4"}
+    done = [pod(f"old{i}", f"o{i}", labels=labels, gated=False) for i in range(2)]
+    for p, phase in zip(done, ("Succeeded", "Failed"), strict=True):
+        p["status"] = {"phase": phase}
+    new = [pod(f"new{i}", f"n{i}", labels=labels) for i in range(2)]
+    claims = [claim(f"o{i}", allocated=True) for i in range(2)] + [claim(f"n{i}") for i in range(2)]
+    (d,) = run(done + new, claims)
+    assert d.kind == "wait", d

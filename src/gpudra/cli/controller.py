@@ -14,9 +14,9 @@ from types import FrameType
 from typing import Any
 
 from gpudra.controller.leader import LeaderElector
-from gpudra.controller.reconciler import NotLeader, Reconciler
+from gpudra.controller.loop import run_loop
+from gpudra.controller.reconciler import Reconciler
 from gpudra.kube.client import KubeClient
-from gpudra.kube.errors import KubeError
 from gpudra.metrics.controller import ControllerMetrics
 from gpudra.resourceapi import DRIVER_NAME
 
@@ -77,27 +77,15 @@ def run(args: argparse.Namespace) -> int:
             target=elector.run, args=(stop, lost.set), name="leader-election", daemon=True
         ).start()
     try:
-        while not stop.is_set():
-            if lost.is_set():
-                log.error("lost leadership; exiting so a standby takes over")
-                return 1
-            if elector is not None and not elector.leading():
-                stop.wait(0.2)
-                continue
-            try:
-                counts = reconciler.run_pass()
-                if counts:
-                    log.info("pass: %s", counts)
-            except NotLeader as e:
-                log.warning("pass stopped: %s", e)
-                continue
-            except KubeError as e:
-                log.warning("pass failed: %s", e)
-            if args.once:
-                break
-            stop.wait(args.interval)
+        return run_loop(
+            reconciler,
+            stop,
+            interval_s=args.interval,
+            leading=elector.leading if elector is not None else lambda: True,
+            lost=lost,
+            once=args.once,
+        )
     finally:
         if elector is not None:
             elector.release()
         client.close()
-    return 0

@@ -126,6 +126,8 @@ class Reconciler:
             except NotLeader:
                 raise
             except KubeError as e:
+                if e.retryable:  # throttled or failing server: end the pass and back off
+                    raise
                 log.warning("group %s: API error, retrying next pass: %s", group.key, e)
                 d = Decision("error", str(e))
             except Exception:  # one bad group must not stop the others

@@ -27,12 +27,15 @@ class KubeError(Exception):
         status: int = 0,
         reason: str = "",
         details: dict[str, Any] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.reason = reason
         self.details: dict[str, Any] = details or {}
+        # seconds the server asked us to wait (Retry-After, details.retryAfterSeconds)
+        self.retry_after = retry_after
 
 
 class BadRequest(KubeError):
@@ -81,10 +84,6 @@ class TooManyRequests(KubeError):
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.retry_after = retry_after
-
 
 class ServerError(KubeError):
     """5xx, or a timeout reported by the server: the server failed, trying again may help."""
@@ -110,8 +109,23 @@ _BY_STATUS: dict[int, type[KubeError]] = {
 }
 
 
-def error_for_status(status: int, body: dict[str, Any] | None, fallback: str = "") -> KubeError:
-    """Build the typed error for an HTTP status and a ``Status`` object (may be None)."""
+def _seconds(raw: Any) -> float | None:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None  # an HTTP date or garbage: fall back to our own back-off
+    return value if value >= 0 else None
+
+
+def error_for_status(
+    status: int,
+    body: dict[str, Any] | None,
+    fallback: str = "",
+    retry_after_header: str | None = None,
+) -> KubeError:
+    """Build the typed error for an HTTP status and a ``Status`` object (may be None); the
+    wait the server asked for (``details.retryAfterSeconds`` or the ``Retry-After`` header)
+    becomes ``retry_after``."""
     body = body or {}
     message = str(body.get("message") or fallback or f"HTTP {status}")
     reason = str(body.get("reason") or "")
@@ -121,13 +135,12 @@ def error_for_status(status: int, body: dict[str, Any] | None, fallback: str = "
         "reason": reason,
         "details": details if isinstance(details, dict) else None,
     }
+    from_body = kw["details"].get("retryAfterSeconds") if kw["details"] else None
+    kw["retry_after"] = _seconds(from_body) if from_body else _seconds(retry_after_header)
     if status == 409 and reason == "AlreadyExists":
         return AlreadyExists(message, **kw)
     if status == 429:
-        retry_after = kw["details"].get("retryAfterSeconds") if kw["details"] else None
-        return TooManyRequests(
-            message, retry_after=float(retry_after) if retry_after else None, **kw
-        )
+        return TooManyRequests(message, **kw)
     if status >= 500 or reason in ("Timeout", "ServerTimeout"):
         return ServerError(message, **kw)
     cls = _BY_STATUS.get(status, KubeError)
@@ -158,12 +171,10 @@ def translate(e: BaseException) -> KubeError:
         return e
     if isinstance(e, ApiException):
         status = int(e.status or 0)
-        err = error_for_status(status, _status_body(e), fallback=str(e.reason or ""))
-        if isinstance(err, TooManyRequests) and err.retry_after is None and e.headers:
-            header = e.headers.get("Retry-After")
-            if header and str(header).isdigit():
-                err.retry_after = float(header)
-        return err
+        header = e.headers.get("Retry-After") if e.headers else None
+        return error_for_status(
+            status, _status_body(e), fallback=str(e.reason or ""), retry_after_header=header
+        )
     if isinstance(e, urllib3.exceptions.HTTPError | OSError):
         return ConnectionFailed(f"{type(e).__name__}: {e}")
     return KubeError(f"{type(e).__name__}: {e}")

@@ -129,7 +129,12 @@ class Transport:
             status_obj = {"message": data.decode("utf-8", "replace").strip()}
         if not isinstance(status_obj, dict):
             status_obj = None
-        raise error_for_status(status, status_obj, fallback=str(response.reason or ""))
+        raise error_for_status(
+            status,
+            status_obj,
+            fallback=str(response.reason or ""),
+            retry_after_header=response.getheader("Retry-After"),
+        )
 
     def request_json(
         self,

@@ -84,6 +84,17 @@ def test_retry_after_from_details_or_header() -> None:
     assert err.retry_after == 7.0
 
 
+def test_a_server_error_carries_its_retry_after_too() -> None:
+    """A 503 with Retry-After (an overloaded or restarting server) used to lose it."""
+    e = ApiException(status=503, body=_status(503, "ServiceUnavailable", "busy"))
+    e.headers = {"Retry-After": "5"}
+    err = errors.translate(e)
+    assert isinstance(err, errors.ServerError) and err.retry_after == 5.0
+    via_response = errors.error_for_status(500, None, retry_after_header="2")
+    assert via_response.retry_after == 2.0
+    assert errors.error_for_status(429, None, retry_after_header="Wed, 21 Oct").retry_after is None
+
+
 def test_non_json_body_becomes_message() -> None:
     err = errors.translate(ApiException(status=500, reason="Oops", body="[-]etcd failed\n"))
     assert isinstance(err, errors.ServerError)

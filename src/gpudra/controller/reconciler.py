@@ -20,6 +20,7 @@ from typing import Any
 from gpudra.allocation.cluster import ClusterView
 from gpudra.controller.decide import ClaimKey, Decision, decide
 from gpudra.controller.groups import GATE, Group, claim_names, group_pods, pod_key
+from gpudra.controller.slim import slim_pod
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import Conflict, Invalid, KubeError, NotFound
 from gpudra.kube.objects import PatchType
@@ -52,6 +53,10 @@ def _ours(allocation: dict[str, Any] | None) -> bool:
     )
 
 
+def _uid(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"].get("uid") or pod_key(pod))
+
+
 def rfc3339(t: float | None = None) -> str:
     return datetime.fromtimestamp(t if t is not None else time.time(), UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
@@ -73,8 +78,10 @@ class Reconciler:
         self._metrics = metrics
         self._clock = clock
         self._deadline = unschedulable_deadline_s
+        # per pod UID (a pod recreated under the same name is a new pod), pruned every pass
+        # to the pods that still exist
         self._ungated_at: dict[str, float] = {}
-        self._said: dict[str, str] = {}  # pod key -> last message (no duplicate events)
+        self._said: dict[str, str] = {}  # last message told (no duplicate events)
         self._first_seen: dict[str, float] = {}
         self._ignored: set[str] = set()  # reasons already logged for ignored slices
         # asked before every write batch (leader election sets it): a replica that is no
@@ -88,7 +95,8 @@ class Reconciler:
     def run_pass(self) -> dict[str, int]:
         """One reconcile pass over every gated group; returns counts per decision kind."""
         c = self._client
-        pods = c.list(PODS).items
+        pods = [slim_pod(p) for p in c.list(PODS).items]
+        self._forget_gone({p["metadata"].get("uid", "") for p in pods})
         claims = {
             (x["metadata"]["namespace"], x["metadata"]["name"]): x
             for x in c.list(RESOURCECLAIMS).items
@@ -112,7 +120,7 @@ class Reconciler:
         for group in groups:
             started = time.perf_counter()
             for p in group.pods:
-                self._first_seen.setdefault(pod_key(p), self._clock())
+                self._first_seen.setdefault(_uid(p), self._clock())
             try:
                 d = decide(
                     group,
@@ -138,6 +146,11 @@ class Reconciler:
         counts["released"] = self._release_unused(pods, claims)
         counts["rescued"] = self._rescue_stuck(pods, claims)
         return {k: v for k, v in counts.items() if v}
+
+    def _forget_gone(self, live: set[str]) -> None:
+        for memo in (self._ungated_at, self._said, self._first_seen):
+            for uid in [u for u in memo if u not in live]:
+                del memo[uid]
 
     def _log_ignored(self, reasons: set[str]) -> None:
         """Warn once per slice the allocator refuses (every pass sees it again)."""
@@ -174,7 +187,7 @@ class Reconciler:
         its (unreserved) claims so the scheduler can allocate them elsewhere, and say so."""
         rescued = 0
         for p in pods:
-            key = pod_key(p)
+            key = _uid(p)
             if p["spec"].get("nodeName") or p["metadata"].get("deletionTimestamp"):
                 self._ungated_at.pop(key, None)
                 continue
@@ -231,7 +244,7 @@ class Reconciler:
                 return
             self._ungate(group, d)
             for p in group.pods:
-                waited = self._clock() - self._first_seen.pop(pod_key(p), self._clock())
+                waited = self._clock() - self._first_seen.pop(_uid(p), self._clock())
                 self._metrics.gang_wait.observe(waited)
             return
         if d.kind == "ungate":
@@ -303,7 +316,7 @@ class Reconciler:
         for pod in group.pods:
             self._remove_gate(pod)
             node = d.nodes.get(pod_key(pod), "")
-            self._ungated_at[pod_key(pod)] = self._clock()
+            self._ungated_at[_uid(pod)] = self._clock()
             self._tell_pod(
                 pod,
                 "Normal",
@@ -319,10 +332,10 @@ class Reconciler:
     def _tell_pod(
         self, pod: dict[str, Any], kind: str, reason: str, message: str, *, status: str
     ) -> None:
-        key = pod_key(pod)
-        if self._said.get(key) == f"{reason}:{message}":
+        key, uid = pod_key(pod), _uid(pod)
+        if self._said.get(uid) == f"{reason}:{message}":
             return
-        self._said[key] = f"{reason}:{message}"
+        self._said[uid] = f"{reason}:{message}"
         meta = pod["metadata"]
         now = rfc3339(self._clock())
         event = {

@@ -157,6 +157,64 @@ def test_gated_pod_gets_max_bandwidth_where_the_scheduler_does_not(
     assert any(e["reason"] == "Allocated" for e in events(kube, namespace, "ctrl"))
 
 
+def test_device_config_in_allocations_is_the_schedulers(
+    classes: None,
+    kube: KubeClient,
+    namespace: str,
+    make_node: Callable[..., str],
+    controller: Callable[[], Any],
+) -> None:
+    """The same claim (class config + claim config) allocated by kube-scheduler and by the
+    controller: ``status.allocation.devices.config`` must be identical."""
+    cls = f"cfg-{namespace}"[:60]
+    kube.create(
+        resources.DEVICECLASSES,
+        {
+            "metadata": {"name": cls},
+            "spec": {
+                "selectors": [{"cel": {"expression": "device.driver == 'gpu.gpudra.io'"}}],
+                "config": [
+                    {"opaque": {"driver": "gpu.gpudra.io", "parameters": {"from": "class"}}}
+                ],
+            },
+        },
+    )
+    n = make_node("cfg")
+    publish(kube, kube.get(resources.NODES, n), "dgx-h100", frozenset({4, 5, 6, 7}))
+    for name, gated in (("sched", False), ("ctrl", True)):
+        c = claim(name, namespace, 1)
+        c["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = cls
+        c["spec"]["devices"]["requests"].append(
+            {"name": "more", "exactly": {"deviceClassName": cls, "count": 1}}
+        )
+        c["spec"]["devices"]["requests"].append(
+            {"name": "extra", "exactly": {"deviceClassName": "gpu.gpudra.io", "count": 1}}
+        )
+        c["spec"]["devices"]["config"] = [
+            {
+                "requests": ["gpus"],
+                "opaque": {"driver": "gpu.gpudra.io", "parameters": {"from": "claim"}},
+            },
+            {"opaque": {"driver": "other.example.com", "parameters": {"x": 1}}},
+        ]
+        kube.create(resources.RESOURCECLAIMS, c)
+        if gated:
+            controller()
+        kube.create(resources.PODS, pod(name, namespace, name, node=n, gated=gated))
+        wait_for(f"{name} bound", lambda name=name: bound(kube, namespace, name))
+    try:
+        got = {
+            name: kube.get(resources.RESOURCECLAIMS, name, namespace=namespace)["status"][
+                "allocation"
+            ]["devices"]
+            for name in ("sched", "ctrl")
+        }
+        assert got["ctrl"]["config"] == got["sched"]["config"], got
+        assert got["sched"]["config"][0]["source"] == "FromClass"
+    finally:
+        kube.delete(resources.DEVICECLASSES, cls)
+
+
 def test_gang_waits_all_or_nothing_then_places_when_a_node_appears(
     kube: KubeClient,
     namespace: str,

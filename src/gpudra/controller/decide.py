@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gpudra.allocation.cluster import ClusterView
+from gpudra.allocation.config import allocation_config
 from gpudra.allocation.engine import Allocator, Placement
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import Claim, Device, InputError, Toleration, parse_claim
@@ -95,7 +96,10 @@ def decide(
     nodes: dict[str, dict[str, Any]],
     pods_by_node: dict[str, list[dict[str, Any]]],
     timestamp: str,
+    omit_all_requests: bool = True,
 ) -> Decision:
+    """``omit_all_requests``: write device config as kube-scheduler 1.37+ does (see
+    ``allocation.config``); False for older servers."""
     if group.problem:
         return Decision("fail", group.problem)
     if not group.complete:
@@ -124,6 +128,7 @@ def decide(
         nodes=nodes,
         pods_by_node=pods_by_node,
         timestamp=timestamp,
+        omit_all_requests=omit_all_requests,
     )
 
 
@@ -136,6 +141,7 @@ def _allocate(
     nodes: dict[str, dict[str, Any]],
     pods_by_node: dict[str, list[dict[str, Any]]],
     timestamp: str,
+    omit_all_requests: bool,
 ) -> Decision:
     allocator = Allocator(view, device_filter=managed_only)
     committed: list[Placement] = []
@@ -169,9 +175,16 @@ def _allocate(
             placed.setdefault(outcome.best.node, []).append(pod)
             decision.nodes[key] = outcome.best.node
             for claim_key, claim in zip(per_pod[key], parsed, strict=True):
-                decision.allocations[claim_key] = outcome.best.allocation(
-                    claim, timestamp=timestamp
+                alloc = outcome.best.allocation(claim, timestamp=timestamp)
+                config = allocation_config(
+                    claims[claim_key],
+                    view.classes,
+                    alloc["devices"]["results"],
+                    omit_all=omit_all_requests,
                 )
+                if config:  # as kube-scheduler: the class's and the claim's device config
+                    alloc["devices"]["config"] = config
+                decision.allocations[claim_key] = alloc
         decision.message = ", ".join(f"{p} -> {n}" for p, n in decision.nodes.items())
         ok = True
         return decision

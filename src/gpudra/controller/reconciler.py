@@ -38,6 +38,9 @@ from gpudra.resourceapi import DRIVER_NAME, MANAGED_TAINT_KEY
 log = logging.getLogger(__name__)
 COMPONENT = "gpudra-controller"
 CONDITION = "gpudra.io/Placement"
+# kube-scheduler writes a class's device config without ``requests`` when the class serves
+# every request of the claim from this minor on (1.34 lists them; see allocation.config)
+CONFIG_OMITS_ALL_FROM = 37
 
 
 class NotLeader(Exception):
@@ -87,6 +90,16 @@ class Reconciler:
         # asked before every write batch (leader election sets it): a replica that is no
         # longer sure it leads must not write what it decided from its snapshot
         self.may_write: Callable[[], bool] = lambda: True
+        self._minor: int | None = None
+
+    def _server_minor(self) -> int:
+        if self._minor is None:
+            try:
+                self._minor = self._client.server_version()[1]
+            except KubeError as e:
+                log.warning("cannot read the server version (%s); assuming the newest", e)
+                return 1 << 10
+        return self._minor
 
     def _fence(self) -> None:
         if not self.may_write():
@@ -129,6 +142,7 @@ class Reconciler:
                     nodes=nodes,
                     pods_by_node=by_node,
                     timestamp=rfc3339(self._clock()),
+                    omit_all_requests=self._server_minor() >= CONFIG_OMITS_ALL_FROM,
                 )
                 self._apply(group, d, claims)
             except NotLeader:

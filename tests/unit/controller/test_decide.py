@@ -228,3 +228,25 @@ def test_finished_pods_of_an_earlier_run_do_not_complete_a_gang() -> None:
     claims = [claim(f"o{i}", allocated=True) for i in range(2)] + [claim(f"n{i}") for i in range(2)]
     (d,) = run(done + new, claims)
     assert d.kind == "wait", d
+
+
+def test_allocations_carry_the_class_and_claim_device_config_as_the_scheduler_writes_it() -> None:
+    view, nodes = setup()
+    cls = view.classes["gpu.gpudra.io"]
+    cls["spec"]["config"] = [{"opaque": {"driver": "gpu.gpudra.io", "parameters": {"a": 1}}}]
+    c = claim("c", count=2)
+    c["spec"]["devices"]["config"] = [
+        {"requests": ["g"], "opaque": {"driver": "gpu.gpudra.io", "parameters": {"b": 2}}},
+        {"opaque": {"driver": "other.example.com", "parameters": {"c": 3}}},
+    ]
+    (d,) = run([pod("p", "c")], [c], setup=(view, nodes))
+    assert d.kind == "allocate"
+    assert d.allocations[("ns", "c")]["devices"]["config"] == [
+        {"source": "FromClass", "opaque": {"driver": "gpu.gpudra.io", "parameters": {"a": 1}}},
+        {
+            "source": "FromClaim",
+            "requests": ["g"],
+            "opaque": {"driver": "gpu.gpudra.io", "parameters": {"b": 2}},
+        },
+        {"source": "FromClaim", "opaque": {"driver": "other.example.com", "parameters": {"c": 3}}},
+    ]

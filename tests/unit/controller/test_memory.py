@@ -33,6 +33,9 @@ class FakeApi:
     def patch_status(self, *a: Any, **kw: Any) -> dict[str, Any]:
         return {}
 
+    def server_version(self) -> tuple[int, int]:
+        return (1, 37)
+
 
 def claimless(name: str, uid: str) -> dict[str, Any]:
     p = pod(name)

@@ -177,7 +177,7 @@ def test_driver_name_flows_to_every_object_that_names_it(tmp_path: Path) -> None
         expr = dc["spec"]["selectors"][0]["cel"]["expression"]
         assert "device.driver == 'gpu.example.com'" in expr
         assert "device.attributes['gpu.example.com']" in expr
-    vap = find(objs, "ValidatingAdmissionPolicy")
+    vap = find(objs, "ValidatingAdmissionPolicy", "kubelet-plugin")
     assert any("gpu.example.com" in v["expression"] for v in vap["spec"]["validations"])
     pod = find(objs, "DaemonSet")["spec"]["template"]["spec"]
     paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
@@ -199,6 +199,34 @@ def test_controller_replicas_run_under_leader_election_in_the_release_namespace(
     role = find(render(namespace="gpu-ops"), "Role")
     assert role["metadata"]["namespace"] == "gpu-ops"
     assert all(r["resources"] == ["leases"] for r in role["rules"])
+
+
+def test_controller_pod_policy_matches_the_controllers_account_and_can_be_turned_off() -> None:
+    objs = render(namespace="gpu-ops")
+    sa = find(objs, "ServiceAccount", "controller")["metadata"]
+    (subject,) = find(objs, "ClusterRoleBinding", "controller")["subjects"]
+    assert (subject["name"], subject["namespace"]) == (sa["name"], "gpu-ops")
+    vap = find(objs, "ValidatingAdmissionPolicy", "controller")
+    (cond,) = vap["spec"]["matchConditions"]
+    user = f"system:serviceaccount:gpu-ops:{sa['name']}"
+    assert cond["expression"] == f'request.userInfo.username == "{user}"'
+    (rule,) = vap["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["apiGroups"] == [""] and rule["resources"] == ["pods", "pods/*"]
+    assert set(rule["operations"]) == {"CREATE", "UPDATE", "DELETE"}
+    assert vap["spec"]["failurePolicy"] == "Fail"
+    text = json.dumps(vap["spec"])
+    assert "gpudra.io/topology" in text and "gpudra.io/Placement" in text
+    binding = find(objs, "ValidatingAdmissionPolicyBinding", "controller")
+    assert binding["spec"] == {"policyName": vap["metadata"]["name"], "validationActions": ["Deny"]}
+    for off in (
+        {"admission": {"controllerPodPolicy": False}},
+        {"controller": {"enabled": False}},
+    ):
+        left = [o for o in render(off) if "AdmissionPolicy" in o["kind"]]
+        assert all(
+            o["metadata"]["labels"]["app.kubernetes.io/component"] != "controller" for o in left
+        )
+    assert find(render({"admission": {"controllerPodPolicy": False}}), "ValidatingAdmissionPolicy")
 
 
 @pytest.mark.parametrize(
@@ -228,7 +256,11 @@ def test_scheduling_gate_policy_only_where_the_server_serves_it(
 def test_components_can_be_turned_off_and_metrics_services_follow() -> None:
     only_ctrl = render({"kubeletPlugin": {"enabled": False}})
     kinds = [o["kind"] for o in only_ctrl]
-    assert "DaemonSet" not in kinds and "ValidatingAdmissionPolicy" not in kinds
+    assert "DaemonSet" not in kinds
+    assert [o["metadata"]["name"] for o in only_ctrl if "AdmissionPolicy" in o["kind"]] == [
+        "gpudra-controller-own-pod-writes",  # the controller's, not the daemon's
+        "gpudra-controller-own-pod-writes",
+    ]
     assert [o["metadata"]["name"] for o in only_ctrl if o["kind"] == "Service"] == [
         "gpudra-controller-metrics"
     ]

@@ -4,7 +4,8 @@
   install`` does) is accepted by server-side apply;
 * with the chart's ServiceAccounts' tokens: the node daemon writes its own node's slices and
   is refused another node's (the chart's ValidatingAdmissionPolicy), the controller allocates
-  claims and removes pod gates, neither reads Secrets;
+  claims and removes pod gates, neither reads Secrets; the controller may change a pod only
+  by removing its gate and writing its condition (another ValidatingAdmissionPolicy);
 * the node daemon and controller processes run with the chart's command, args and config and
   those tokens, and serve a gated pod end to end;
 * the MutatingAdmissionPolicy gates opted-in pods where the server serves it.
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 
 from gpudra.controller.reconciler import Reconciler
-from gpudra.kube import KubeClient, KubeError, NotFound, resources
+from gpudra.kube import KubeClient, KubeError, NotFound, PatchType, resources
 from gpudra.kube.resources import Resource
 from gpudra.localcluster import LocalCluster
 from gpudra.metrics.controller import ControllerMetrics
@@ -40,6 +41,8 @@ from tests.integration.test_controller import pod as gpu_pod
 
 pytestmark = pytest.mark.integration
 MOCK = {"mock": {"enabled": True, "profile": "dgx-h100"}}
+OUR_GATE = "gpudra.io/topology"
+PLACEMENT = "gpudra.io/Placement"
 CLUSTER_KINDS = (
     "ClusterRole",
     "ClusterRoleBinding",
@@ -142,6 +145,36 @@ def refused(action: Callable[[], Any]) -> str:
     except KubeError as e:
         return str(e)
     raise AssertionError("the API server allowed it")
+
+
+def pod_policy_live(kube: KubeClient, ctl: KubeClient, namespace: str) -> str:
+    """Wait until the controller's pod policy is active (admission policies take effect when
+    the API server's informers see them): until ``ctl`` is refused a label change on a probe
+    pod. Returns the refusal."""
+    probe = unique("probe")
+    manifest = {
+        "metadata": {"name": probe, "namespace": namespace},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+    kube.create(resources.PODS, manifest, namespace=namespace)
+    said: list[str] = []
+
+    def refused_yet() -> bool:
+        try:
+            ctl.patch(
+                resources.PODS,
+                probe,
+                {"metadata": {"labels": {"v": unique("v")}}},
+                namespace=namespace,
+            )
+        except KubeError as e:
+            said.append(str(e))
+            return True
+        return False
+
+    wait_for("the controller's pod policy to be active", refused_yet, timeout=30)
+    kube.delete(resources.PODS, probe, namespace=namespace)
+    return said[-1]
 
 
 @pytest.mark.parametrize("values", [{}, MOCK], ids=["defaults", "mock"])
@@ -254,12 +287,17 @@ def test_controller_token_allocates_and_ungates_but_reads_no_secrets(
     ctl = KubeClient.from_kubeconfig(
         token_kubeconfig(cluster.kubeconfig, request_token(kube, namespace, sa), tmp_path / "c")
     )
+    pod_policy_live(kube, ctl, namespace)  # its writes pass the chart's pod policy
     counts = Reconciler(ctl, metrics=ControllerMetrics()).run_pass()
     assert counts, "the controller did nothing"
     claim = kube.get(resources.RESOURCECLAIMS, "two", namespace=namespace)
     results = claim["status"]["allocation"]["devices"]["results"]
     assert len(results) == 2 and {r["pool"] for r in results} == {node}
-    assert not kube.get(resources.PODS, "p", namespace=namespace)["spec"].get("schedulingGates")
+    placed = kube.get(resources.PODS, "p", namespace=namespace)
+    assert not placed["spec"].get("schedulingGates")
+    assert [c["status"] for c in placed["status"]["conditions"] if c["type"] == PLACEMENT] == [
+        "True"
+    ], "the controller's condition was not written (it only logs a refusal)"
 
     lease_name = lease_of(objs)
     lease = {"metadata": {"name": lease_name}, "spec": {"holderIdentity": "x"}}
@@ -283,6 +321,228 @@ def test_controller_token_allocates_and_ungates_but_reads_no_secrets(
         ).lower()
     )
     ctl.close()
+
+
+def condition(kind: str, status: str = "True") -> dict[str, Any]:
+    return {
+        "status": {
+            "conditions": [
+                {
+                    "type": kind,
+                    "status": status,
+                    "reason": "Allocated",
+                    "message": "claims allocated; gate removed",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ]
+        }
+    }
+
+
+def test_controller_token_changes_pods_only_by_removing_its_gate_and_writing_its_condition(
+    install: Callable[..., list[dict[str, Any]]],
+    kube: KubeClient,
+    cluster: LocalCluster,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The controller's ClusterRole may patch any pod; the chart's policy lets its token
+    remove only gpudra.io/topology (whatever the patch looks like) and write only its own
+    condition through pods/status, in every namespace."""
+    objs = install(MOCK, namespace)
+    sa = name_of(objs, "ServiceAccount", "controller")
+    ctl = KubeClient.from_kubeconfig(
+        token_kubeconfig(cluster.kubeconfig, request_token(kube, namespace, sa), tmp_path / "c")
+    )
+    gates = [{"name": "example.com/first"}, {"name": OUR_GATE}, {"name": "example.com/other"}]
+    made: list[tuple[str, str]] = []
+
+    def gated(name: str, ns: str = namespace) -> str:
+        manifest = {
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], "schedulingGates": gates},
+        }
+        made.append((ns, kube.create(resources.PODS, manifest, namespace=ns)["metadata"]["name"]))
+        return name
+
+    def json_patch(name: str, ops: list[dict[str, Any]], ns: str = namespace) -> Any:
+        return ctl.patch(resources.PODS, name, ops, namespace=ns, patch_type=PatchType.JSON)
+
+    def merge(name: str, patch: dict[str, Any], ns: str = namespace) -> Any:
+        return ctl.patch(resources.PODS, name, patch, namespace=ns)
+
+    def status(name: str, patch: dict[str, Any], ns: str = namespace) -> Any:
+        return ctl.patch_status(
+            resources.PODS, name, patch, namespace=ns, patch_type=PatchType.STRATEGIC
+        )
+
+    def gate_names(name: str, ns: str = namespace) -> list[str]:
+        pod = kube.get(resources.PODS, name, namespace=ns)
+        return [g["name"] for g in pod["spec"].get("schedulingGates") or []]
+
+    try:
+        assert "also changes metadata.labels" in pod_policy_live(kube, ctl, namespace)
+
+        # allowed: our gate removed by index, guarded by a test op (other gates kept in order)
+        by_index = gated(unique("index"))
+        json_patch(
+            by_index,
+            [
+                {"op": "test", "path": "/spec/schedulingGates/1/name", "value": OUR_GATE},
+                {"op": "remove", "path": "/spec/schedulingGates/1"},
+            ],
+        )
+        assert gate_names(by_index) == ["example.com/first", "example.com/other"]
+        # allowed: the whole list replaced by itself without our gate (what the controller sends)
+        by_list = gated(unique("list"))
+        uid = kube.get(resources.PODS, by_list, namespace=namespace)["metadata"]["uid"]
+        json_patch(
+            by_list,
+            [
+                {"op": "test", "path": "/metadata/uid", "value": uid},
+                {"op": "replace", "path": "/spec/schedulingGates", "value": [gates[0], gates[2]]},
+            ],
+        )
+        assert gate_names(by_list) == ["example.com/first", "example.com/other"]
+        # allowed: its condition added, then changed, through pods/status
+        status(by_list, condition(PLACEMENT, "False"))
+        status(by_list, condition(PLACEMENT, "True"))
+        conds = kube.get(resources.PODS, by_list, namespace=namespace)["status"]["conditions"]
+        assert [c["status"] for c in conds if c["type"] == PLACEMENT] == ["True"]
+
+        # refused: everything else, each on a fresh gated pod, with what was wrong and what
+        # is allowed
+        probe = gated(unique("tol"))
+        tolerations = kube.get(resources.PODS, probe, namespace=namespace)["spec"].get(
+            "tolerations"
+        )
+        more = [*(tolerations or []), {"operator": "Exists"}]  # past every taint
+        also = "may change a pod only by removing its scheduling gate gpudra.io/topology"
+        order = "may only remove gpudra.io/topology from a pod's schedulingGates, keeping the "
+        order += "other gates in order: [example.com/first, gpudra.io/topology, "
+        order += "example.com/other] may become [example.com/first, example.com/other], not "
+        conditions = "may only write pod conditions of type gpudra.io/Placement; this update "
+        conditions += "also writes conditions of type "
+        kube_system = "kube-system"
+        cases: list[tuple[str, str, Callable[[str, str], Any], str]] = [
+            (
+                "a label",
+                namespace,
+                lambda n, ns: merge(n, {"metadata": {"labels": {"app": "y"}}}, ns),
+                f"{also} (pods) and writing its gpudra.io/Placement condition (pods/status); "
+                "this update of pods also changes metadata.labels",
+            ),
+            (
+                "an annotation",
+                namespace,
+                lambda n, ns: merge(n, {"metadata": {"annotations": {"a": "b"}}}, ns),
+                "this update of pods also changes metadata.annotations",
+            ),
+            (
+                "a finalizer",
+                namespace,
+                lambda n, ns: merge(n, {"metadata": {"finalizers": ["example.com/hold"]}}, ns),
+                "this update of pods also changes metadata.finalizers",
+            ),
+            (
+                "the image",
+                namespace,
+                lambda n, ns: json_patch(
+                    n, [{"op": "replace", "path": "/spec/containers/0/image", "value": "x"}], ns
+                ),
+                "this update of pods also changes spec.containers",
+            ),
+            (
+                "a toleration",
+                namespace,
+                lambda n, ns: json_patch(
+                    n, [{"op": "add", "path": "/spec/tolerations", "value": more}], ns
+                ),
+                "this update of pods also changes spec.tolerations",
+            ),
+            (
+                "another gate removed",
+                namespace,
+                lambda n, ns: json_patch(
+                    n, [{"op": "remove", "path": "/spec/schedulingGates/2"}], ns
+                ),
+                order + "[example.com/first, gpudra.io/topology]",
+            ),
+            (
+                "the gates reordered",
+                namespace,
+                lambda n, ns: json_patch(
+                    n,
+                    [{"op": "replace", "path": "/spec/schedulingGates", "value": gates[::-1]}],
+                    ns,
+                ),
+                order + "[example.com/other, gpudra.io/topology, example.com/first]",
+            ),
+            (
+                "another condition type",
+                namespace,
+                lambda n, ns: status(n, condition("example.com/Ready"), ns),
+                conditions + "example.com/Ready",
+            ),
+            (
+                "a stock condition changed",
+                namespace,
+                lambda n, ns: status(
+                    n, {"status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}}, ns
+                ),
+                conditions + "PodScheduled",
+            ),
+            (
+                "another status field",
+                namespace,
+                lambda n, ns: status(n, {"status": {"message": "hijacked"}}, ns),
+                "this update of pods/status also changes status.message",
+            ),
+            (
+                "a label through pods/status",
+                namespace,
+                lambda n, ns: status(n, {"metadata": {"labels": {"app": "y"}}}, ns),
+                "this update of pods/status also changes metadata.labels",
+            ),
+            (
+                "a label in kube-system",
+                kube_system,
+                lambda n, ns: merge(n, {"metadata": {"labels": {"app": "y"}}}, ns),
+                "this update of pods also changes metadata.labels",
+            ),
+            (
+                "another gate in kube-system",
+                kube_system,
+                lambda n, ns: json_patch(
+                    n, [{"op": "remove", "path": "/spec/schedulingGates/0"}], ns
+                ),
+                order + "[gpudra.io/topology, example.com/other]",
+            ),
+        ]
+        allowed = []
+        for what, ns, action, says in cases:
+            pod = gated(unique("case"), ns)
+            try:
+                action(pod, ns)
+            except KubeError as e:
+                assert "the gpudra controller may" in str(e), (what, str(e))
+                assert str(e).endswith(says), (what, str(e))
+            else:
+                allowed.append(what)
+        assert not allowed, f"the API server let the controller's token change {allowed}"
+        # a gate added is refused by the API server's own validation (which runs before
+        # validating admission): only removal is valid
+        added = [{"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": "n"}}]
+        assert "only deletion is allowed" in refused(lambda: json_patch(probe, added))
+        # ...and ours may be removed from a kube-system pod: the rule is the change, not where
+        system = gated(unique("sys"), kube_system)
+        json_patch(system, [{"op": "remove", "path": "/spec/schedulingGates/1"}], kube_system)
+        assert gate_names(system, kube_system) == ["example.com/first", "example.com/other"]
+    finally:
+        for ns, name in made:
+            with contextlib.suppress(NotFound):
+                kube.delete(resources.PODS, name, namespace=ns)
+        ctl.close()
 
 
 @pytest.fixture

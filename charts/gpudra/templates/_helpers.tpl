@@ -50,6 +50,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "gpudra.kubeletPlugin.name" .) -}}
 {{- end -}}
 
+{{/* The controller's ServiceAccount username, as the API server authenticates it. */}}
+{{- define "gpudra.controller.user" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "gpudra.controller.name" .) -}}
+{{- end -}}
+
 {{/* The API server override (values apiServer), as container env entries. */}}
 {{- define "gpudra.apiServerEnv" -}}
 {{- with .Values.apiServer.host }}

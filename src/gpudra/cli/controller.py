@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from gpudra.controller.cache import ClusterCache
 from gpudra.controller.leader import LeaderElector
 from gpudra.controller.loop import run_loop
 from gpudra.controller.reconciler import Reconciler
@@ -32,7 +33,13 @@ def add_parser(sub: Any) -> None:
         help=f"the node daemons' DRA driver name (default {DRIVER_NAME}): its pools must be "
         "named after their nodes",
     )
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        help="most seconds between passes (a pass also starts on every watched change; "
+        "passes read the watch-fed cache, not the API server)",
+    )
     p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
     p.add_argument("--leader-elect", action="store_true", help="run under a Lease (replicas)")
     p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "kube-system"))
@@ -52,14 +59,19 @@ def run(args: argparse.Namespace) -> int:
     metrics = ControllerMetrics()
     if args.metrics_port:
         metrics.serve(args.metrics_port)
+    stop = threading.Event()
+    cache = ClusterCache(client)
+    cache.start(stop)
+    if not cache.wait_synced(120):
+        log.warning("the watch caches are not all synced after 120s; starting anyway")
     reconciler = Reconciler(
         client,
         metrics=metrics,
         unschedulable_deadline_s=args.unschedulable_deadline,
         driver=args.driver_name,
+        cache=cache,
     )
     identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-    stop = threading.Event()
     lost = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -84,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
             leading=elector.leading if elector is not None else lambda: True,
             lost=lost,
             once=args.once,
+            changed=cache.changed,
         )
     finally:
+        stop.set()
         if elector is not None:
             elector.release()
         client.close()

@@ -1,4 +1,5 @@
-"""The controller's main loop: lead (when elected), reconcile, back off on API errors.
+"""The controller's main loop: lead (when elected), reconcile on every change, back off on
+API errors.
 
 Kept out of the CLI so its timing decisions are testable: passes run only while this replica
 leads; a pass that fails on the API waits as ``Backoff`` says (the server's Retry-After
@@ -28,10 +29,21 @@ def run_loop(
     backoff: Backoff | None = None,
     once: bool = False,
     wait: Callable[[float], object] | None = None,
+    changed: threading.Event | None = None,
 ) -> int:
-    """Run until ``stop`` (0) or until leadership is lost (1: exit so a standby takes over)."""
+    """Run until ``stop`` (0) or until leadership is lost (1: exit so a standby takes over).
+    With ``changed`` (set by the watch-fed cache on any change) the next pass starts as soon
+    as something changed, and at the latest after ``interval_s``."""
     backoff = backoff or Backoff()
     pause = wait or stop.wait
+
+    def idle(seconds: float) -> None:
+        if changed is None:
+            pause(seconds)
+            return
+        changed.wait(seconds)
+        changed.clear()  # before the pass: a change during it wakes the next one
+
     while not stop.is_set():
         if lost is not None and lost.is_set():
             log.error("lost leadership; exiting so a standby takes over")
@@ -54,5 +66,5 @@ def run_loop(
             log.info("pass: %s", counts)
         if once:
             break
-        pause(interval_s)
+        idle(interval_s)
     return 0

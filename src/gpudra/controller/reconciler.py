@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpudra.allocation.cluster import ClusterView
+from gpudra.controller.cache import ClusterCache
 from gpudra.controller.decide import ClaimKey, Decision, decide
 from gpudra.controller.groups import GATE, Group, claim_names, group_pods, pod_key
 from gpudra.controller.slim import slim_pod
@@ -75,8 +76,10 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         unschedulable_deadline_s: float = 120.0,
         driver: str = DRIVER_NAME,
+        cache: ClusterCache | None = None,
     ) -> None:
         self._client = client
+        self._cache = cache
         self._driver = driver
         self._metrics = metrics
         self._clock = clock
@@ -107,17 +110,13 @@ class Reconciler:
 
     def run_pass(self) -> dict[str, int]:
         """One reconcile pass over every gated group; returns counts per decision kind."""
-        c = self._client
-        pods = [slim_pod(p) for p in c.list(PODS).items]
+        pods, raw_claims, raw_nodes, slices, classes = self._read()
         self._forget_gone({p["metadata"].get("uid", "") for p in pods})
-        claims = {
-            (x["metadata"]["namespace"], x["metadata"]["name"]): x
-            for x in c.list(RESOURCECLAIMS).items
-        }
-        nodes = {n["metadata"]["name"]: n for n in c.list(NODES).items}
+        claims = {(x["metadata"]["namespace"], x["metadata"]["name"]): x for x in raw_claims}
+        nodes = {n["metadata"]["name"]: n for n in raw_nodes}
         view = ClusterView.from_objects(
-            slices=c.list(RESOURCESLICES).items,
-            classes=c.list(DEVICECLASSES).items,
+            slices=slices,
+            classes=classes,
             nodes=list(nodes.values()),
             claims=list(claims.values()),
             own_driver=self._driver,
@@ -160,6 +159,26 @@ class Reconciler:
         counts["released"] = self._release_unused(pods, claims)
         counts["rescued"] = self._rescue_stuck(pods, claims)
         return {k: v for k, v in counts.items() if v}
+
+    def _read(self) -> tuple[list[dict[str, Any]], ...]:
+        """Pods (slim), claims, nodes, slices, classes: from the watch-fed cache, or listed."""
+        if self._cache is not None:
+            k = self._cache
+            return (k.pods.items(), k.claims.items(), k.nodes.items(), k.slices.items(),
+                    k.classes.items())  # fmt: skip
+        c = self._client
+        return (
+            [slim_pod(p) for p in c.list(PODS).items],
+            c.list(RESOURCECLAIMS).items,
+            c.list(NODES).items,
+            c.list(RESOURCESLICES).items,
+            c.list(DEVICECLASSES).items,
+        )
+
+    def _wrote(self, resource: Any, obj: dict[str, Any]) -> dict[str, Any]:
+        if self._cache is not None:
+            self._cache.observe(resource, obj)
+        return obj
 
     def _forget_gone(self, live: set[str]) -> None:
         for memo in (self._ungated_at, self._said, self._first_seen):
@@ -245,7 +264,10 @@ class Reconciler:
                     if rv:
                         patch["metadata"] = {"resourceVersion": rv}
                     written.append(
-                        self._client.patch_status(RESOURCECLAIMS, name, patch, namespace=ns)
+                        self._wrote(
+                            RESOURCECLAIMS,
+                            self._client.patch_status(RESOURCECLAIMS, name, patch, namespace=ns),
+                        )
                     )
             except (Conflict, Invalid, NotFound) as e:
                 self._release(written)
@@ -281,8 +303,11 @@ class Reconciler:
             if meta.get("resourceVersion"):
                 patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
             try:
-                self._client.patch_status(
-                    RESOURCECLAIMS, meta["name"], patch, namespace=meta.get("namespace")
+                self._wrote(
+                    RESOURCECLAIMS,
+                    self._client.patch_status(
+                        RESOURCECLAIMS, meta["name"], patch, namespace=meta.get("namespace")
+                    ),
                 )
             except NotFound:
                 pass
@@ -303,7 +328,7 @@ class Reconciler:
             if index is None:
                 return
             try:
-                self._client.patch(
+                done = self._client.patch(
                     PODS,
                     meta["name"],
                     [
@@ -318,6 +343,7 @@ class Reconciler:
                     namespace=meta["namespace"],
                     patch_type=PatchType.JSON,
                 )
+                self._wrote(PODS, done)
                 return
             except Invalid:
                 if attempt:

@@ -60,7 +60,8 @@ demo-real: install cluster-binaries node-prereqs ## the examples as real contain
 node-prereqs: ## host packages of the real node: runc, CNI plugins, static busybox, iptables, nft (root; apt)
 	deploy/realnode/prereqs.sh
 
-bench: install cluster-binaries ## allocator benchmark vs kube-scheduler; writes bench/RESULTS.md
+bench: install cluster-binaries ## end to end (controller path vs kube-scheduler) and allocator benchmarks; writes bench/RESULTS.md
+	PYTHONUNBUFFERED=1 $(PY) bench/e2e/run.py
 	PYTHONUNBUFFERED=1 $(PY) bench/allocator/run.py
 
 image: ## build the container image $(IMAGE) from the Dockerfile (needs Docker)

@@ -13,12 +13,17 @@ lookup that fails on a key that is not a domain of the device is retried with th
 an empty domain, which gives upstream's verdict and message unless the same expression also
 tests for that domain's presence.
 
-Cost guard (upstream: 1,000,000 cost units per evaluation, estimated when the apiserver admits a
-selector and counted again at run time): expressions over 10 KiB are refused at compile time;
-cel-cpp stops an evaluation after 9,999 comprehension iterations (stricter than upstream only for
-long literal lists); a selector whose evaluation took longer than its ``time_limit_s`` is refused
-from then on.  Growth within one evaluation (nested ``cel.bind`` doubling a string) is not
-interrupted: the apiserver's static estimate keeps such selectors out of stored objects.
+Cost guard, per evaluation and deterministic, as kube-scheduler's.  Upstream allows 1,000,000
+cost units per evaluation: the apiserver refuses a selector whose static estimate exceeds that,
+and the scheduler's CEL program stops an evaluation whose actual cost does (``cel.CostLimit``),
+failing that evaluation only.  cel-cpp counts no cost units; what it counts per evaluation is
+comprehension iterations, and it stops an evaluation after 9,999 of them (stricter than upstream
+only for long literal lists).  That error is this one evaluation's: nothing is remembered, and
+the next device, or the same device again, is evaluated afresh.  Wall-clock time is never
+measured (a GC pause must not change a verdict).  The rest of an evaluation's work is bounded
+by the 10 KiB expression limit, refused at compile time, except growth within one evaluation
+(nested ``cel.bind`` doubling a string), which is not interrupted: the apiserver's static
+estimate keeps such selectors out of stored objects.
 
 Known differences (tests/data/cel-conformance.yaml shows some against the real scheduler):
 ``isInteger``/``asInteger`` follow the value, not Go's representation (see `quantity`); a Semver
@@ -33,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +61,6 @@ from gpudra.allocation.semver import Semver, SemverError, is_semver
 
 MAX_EXPRESSION_BYTES = 10 * 1024  # CELSelectorExpressionMaxLength
 ITERATION_BUDGET = 9_999  # cel-expr-python's fixed comprehension budget per evaluation
-DEFAULT_TIME_LIMIT_S = 0.5
 _MAX_PADDED_DOMAINS = 8
 _POSITION = re.compile(r"<input>:(\d+):(\d+): ([^\n]*)")
 _STATUS = re.compile(r"^[A-Z_]+: |\s*\[[A-Z_]+\]$")
@@ -339,33 +342,25 @@ def _cel(value: AttributeValue) -> Any:
 
 
 class Selector:
-    """One compiled selector; `matches` raises `CelRuntimeError` when it fails on a device."""
+    """One compiled selector; `matches` raises `CelRuntimeError` when it fails on a device.
 
-    def __init__(self, expression: str, program: Any, *, time_limit_s: float) -> None:
+    Stateless: a verdict depends on the expression and the device only, never on an earlier
+    evaluation.
+    """
+
+    def __init__(self, expression: str, program: Any) -> None:
         self.expression = expression
-        self.time_limit_s = time_limit_s
         self._program = program
-        self._too_expensive: str | None = None
 
     def matches(self, device: DeviceInput) -> bool:
         if device.error:
             raise CelRuntimeError(device.error)
-        if self._too_expensive:
-            raise CelRuntimeError(self._too_expensive)
         padded: frozenset[str] = frozenset()
         while True:
-            start = time.perf_counter()
             try:
                 result = self._program.eval(device.activation(padded))
-            except Exception as e:  # the budget, or anything else: this device only
+            except Exception as e:  # the budget, or anything else: this evaluation only
                 raise CelRuntimeError(_reason(str(e))) from e
-            elapsed = time.perf_counter() - start
-            if elapsed > self.time_limit_s:
-                self._too_expensive = (
-                    f"actual cost limit exceeded: one evaluation took {elapsed:.3f}s, "
-                    f"more than the {self.time_limit_s}s allowed"
-                )
-                raise CelRuntimeError(self._too_expensive)
             kind = result.type().name()
             if kind == "BOOL":
                 return bool(result.value())
@@ -387,17 +382,17 @@ def _reason(message: str) -> str:
     return _STATUS.sub("", message.strip())
 
 
-def compile_selector(expression: str, *, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> Selector:
+def compile_selector(expression: str) -> Selector:
     """Compile (or fetch from the cache) a DeviceClass or request selector."""
     size = len(expression.encode())
     if size > MAX_EXPRESSION_BYTES:
         detail = f"{size} bytes, more than the {MAX_EXPRESSION_BYTES} (10 KiB) the API allows"
         raise CelCompileError(expression, detail, None, None)
-    return _compile(expression, time_limit_s)
+    return _compile(expression)
 
 
 @functools.lru_cache(maxsize=2048)
-def _compile(expression: str, time_limit_s: float) -> Selector:
+def _compile(expression: str) -> Selector:
     try:
         output = _env("kubernetes.DRADevice").compile(expression).return_type().name()
         program = _env("map").compile(expression)
@@ -411,7 +406,7 @@ def _compile(expression: str, time_limit_s: float) -> Selector:
     if output not in ("BOOL", "DYN"):
         detail = f"must evaluate to bool or the unknown type, not {output.lower()}"
         raise CelCompileError(expression, detail, 1, 1)
-    return Selector(expression, program, time_limit_s=time_limit_s)
+    return Selector(expression, program)
 
 
 def evaluate(selector: Selector, device: DeviceInput) -> tuple[bool, str | None]:

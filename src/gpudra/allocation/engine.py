@@ -3,7 +3,9 @@
 Pure (no IO).  For every candidate node it runs the exhaustive combination search; in
 ``first`` mode it stops at the scheduler's own first-fit answer, in ``best`` mode it scores up
 to ``max_solutions`` feasible solutions per node and keeps the best and the runner-up.
-Selector results are cached per (expression, device, pool generation).
+Selector results are cached per (expression, device, pool generation).  Nodes in the same
+state share one search, and a node's failed verdict is remembered across decisions until its
+inputs change (``allocation.memo``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from gpudra.allocation.cel import CelCompileError, compile_selector, evaluate
 from gpudra.allocation.cel import DeviceInput as CelDevice
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.inputs import Claim, Device, InputError, class_selectors
+from gpudra.allocation.memo import REMEMBERED, FailedVerdicts, failure_key, signature
 from gpudra.allocation.nodeselect import node_name_selector
 from gpudra.allocation.pools import IgnoredSlices
 from gpudra.allocation.score import W_BANDWIDTH, W_LEFT, W_PACK, Score, score
@@ -59,6 +62,8 @@ class Outcome:
     nodes_tried: int = 0
     selector_error: str = ""
     ignored: list[IgnoredSlices] = field(default_factory=list)  # slices in no pool, and why
+    search_steps: int = 0  # placement attempts made by the searches of this decision
+    remembered: int = 0  # nodes answered by a failed verdict remembered from before
 
     @property
     def feasible(self) -> bool:
@@ -118,13 +123,17 @@ class Allocator:
         max_solutions: int = 256,
         budget: int = 200_000,
         device_filter: DeviceFilter | None = None,
+        failures: FailedVerdicts | None = None,
     ) -> None:
+        """``failures``: where failed verdicts are remembered (default: the process-wide
+        `memo.REMEMBERED`, which outlives the allocator a controller pass builds)."""
         self.view = view
         self.cache = cache or SelectorCache()
         self.cache.bind(view)
         self.max_solutions = max_solutions
         self.budget = budget
         self.device_filter = device_filter
+        self.failures = REMEMBERED if failures is None else failures
 
     def allocate(
         self, claims: list[Claim], nodes: list[str] | None = None, *, best: bool = True
@@ -163,7 +172,7 @@ class Allocator:
                 )
                 out.diagnoses.append(short)
                 continue
-            found, diag = self._node(node, claims, memo, best)
+            found, diag = self._node(node, claims, memo, best, out)
             ranked.extend(found)
             ranked.sort(key=lambda p: -p.score.total)
             del ranked[2:]
@@ -192,55 +201,28 @@ class Allocator:
         used = self.view.in_use_count(node)
         return W_BANDWIDTH + W_LEFT + W_PACK * min(1.0, (used + need) / len(devices))
 
-    def _signature(self, node: str, claims: list[Claim]) -> tuple[object, ...]:
-        """What decides the node's answer: per device its name, whether it is in use, the
-        selector verdicts, the constraint attributes and what scoring reads."""
-        exprs = sorted(
-            {
-                e
-                for c in claims
-                for cr in c.requests
-                for r in cr.alternatives
-                for e in (
-                    *r.selectors,
-                    *class_selectors(self.view.classes.get(r.device_class) or {}),
-                )
-            }
-        )
-        attrs = sorted(
-            {
-                a
-                for c in claims
-                for k in c.constraints
-                for a in (k.match_attribute, k.distinct_attribute)
-                if a
-            }
-        )
-        return tuple(
-            (
-                d.name,
-                d.key in self.view.in_use,
-                d.attr_signature,
-                tuple(d.attrs.get(a) for a in attrs),
-                tuple(self.cache(e, d) for e in exprs),
-            )
-            for d in self.view.devices_for(node)
-        )
-
     def _node(
         self,
         node: str,
         claims: list[Claim],
         memo: dict[tuple[object, ...], tuple[list[Placement], Diagnosis | None]],
         best: bool,
+        out: Outcome,
     ) -> tuple[list[Placement], Diagnosis | None]:
-        has_counters = any(d.consumes for d in self.view.devices_for(node))
-        sig = None if has_counters else self._signature(node, claims)
-        if sig is not None and sig in memo:
+        key = failure_key(
+            self.view, node, claims, budget=self.budget, device_filter=self.device_filter
+        )
+        remembered = self.failures.get(key)
+        if remembered is not None:
+            out.remembered += 1
+            return [], remembered
+        sig = signature(self.view, node, claims, self.cache, self.device_filter)
+        if sig in memo:
             cached, diag = memo[sig]
-            return [self._rebase(p, node) for p in cached], (
-                replace(diag, node=node) if diag is not None else None
-            )
+            if diag is not None:
+                diag = replace(diag, node=node)
+                self.failures.put(key, diag)
+            return [self._rebase(p, node) for p in cached], diag
         search = NodeSearch(
             self.view,
             node,
@@ -260,11 +242,13 @@ class Allocator:
         except SelectorError as e:
             search.diag.gave_up = f"selector error: {e}"
             search.diag.selector_error = str(e)
+        out.search_steps += search.steps
         found.sort(key=lambda p: -p.score.total)
         top = found[:2]
         diag = None if found else search.diag
-        if sig is not None:
-            memo[sig] = (top, diag)
+        memo[sig] = (top, diag)
+        if diag is not None:
+            self.failures.put(key, diag)
         return top, diag
 
     def _rebase(self, p: Placement, node: str) -> Placement:

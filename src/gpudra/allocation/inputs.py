@@ -8,6 +8,7 @@ controller can report bad claims instead of crashing.  Slices are grouped into p
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -58,6 +59,13 @@ class Device:
             "nvlinkGroup",
         )
         return tuple(self.attrs.get(f"{self.driver}/{k}") for k in keep)
+
+    @cached_property
+    def content(self) -> bytes:
+        """Everything the slice says about the device, canonical (remembered verdicts key
+        on it: equal content, equal device)."""
+        body = {"driver": self.driver, "pool": self.pool, "node": self.node, "raw": self.raw}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
 
     def attr(self, qualified: str) -> tuple[str, Any] | None:
         return self.attrs.get(qualified)

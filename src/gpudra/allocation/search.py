@@ -3,7 +3,9 @@
 Depth-first over claims -> requests -> device slots, like kube-scheduler's structured
 allocator, but over *combinations* (a request's devices in increasing candidate order, never
 permutations), with matchAttribute pruning (candidates are split by the attribute's value
-and groups too small for the request are skipped) and counter checks on each add.  Yields
+and groups too small for the request are skipped), counting bounds before each request's
+combinations (``allocation.counting``: a request no choice can fill is refused without
+trying them) and counter checks on each add.  Yields
 every complete solution in first-fit order, so the first one is what the scheduler would
 pick, and a scorer can look further.  Every rejection is recorded for explanations.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpudra.allocation.cluster import ClusterView
+from gpudra.allocation.counting import shortfall
 from gpudra.allocation.inputs import Claim, Constraint, Device, Request, class_selectors
 from gpudra.allocation.quantity import Quantity
 
@@ -121,6 +124,7 @@ class NodeSearch:
         self._chosen: list[Choice] = []
         self._taken: set[tuple[str, str, str]] = set()
         self._counters: dict[tuple[str, str, str], dict[str, Quantity]] = {}
+        self._avail: dict[tuple[str, str, str], dict[str, Quantity]] = {}
         self._match: dict[tuple[int, int], tuple[str, Any]] = {}
         self._distinct: dict[tuple[int, int], set[Any]] = defaultdict(set)
 
@@ -198,9 +202,7 @@ class NodeSearch:
                     return False
         if dev.consumes and not req.admin_access:
             for counter_set, amounts in dev.consumes:
-                avail = self.view.available_counters(dev, counter_set)
-                taken = self._counters.get((dev.driver, dev.pool, counter_set), {})
-                if any(avail.get(n, ZERO) - taken.get(n, ZERO) < a for n, a in amounts.items()):
+                if any(self._free(dev, counter_set, n) < a for n, a in amounts.items()):
                     return False
         return True
 
@@ -260,7 +262,38 @@ class NodeSearch:
                 )
                 continue
             for group in self._groups(ci, req, cands):
+                why = self._bound(ci, req, group)
+                if why is not None:
+                    self.diag.shortfalls.setdefault(req.name, why)
+                    continue
                 yield from self._pick(ci, ri, req, group, start=0, need=req.count)
+
+    def _bound(self, ci: int, req: Request, group: list[Device]) -> str | None:
+        """Why no ``req.count`` of ``group`` can be chosen now, by counting (None: search)."""
+        if any(d.key in self._errored for d in group):
+            return None  # first-fit reaches the failing selector: the search must raise it
+        cons = self._constraints(ci, req)
+        return shortfall(
+            req.count,
+            [d for d in group if self._fits(ci, req, d)],
+            candidates=len(group),
+            distinct=[c.distinct_attribute for _, c in cons if c.distinct_attribute],
+            match=[
+                c.match_attribute
+                for k, c in cons
+                if c.match_attribute and (ci, k) not in self._match
+            ],
+            free=None if req.admin_access else self._free,
+        )
+
+    def _free(self, dev: Device, counter_set: str, counter: str) -> Quantity:
+        """What is free of one counter of the device's pool, after the choices made so far."""
+        key = (dev.driver, dev.pool, counter_set)
+        avail = self._avail.get(key)
+        if avail is None:  # the view's usage does not change during a search
+            avail = self._avail[key] = self.view.available_counters(dev, counter_set)
+        left, taken = avail.get(counter, ZERO), self._counters.get(key)
+        return left if not taken else left - taken.get(counter, ZERO)
 
     def _groups(self, ci: int, req: Request, cands: list[Device]) -> Iterator[list[Device]]:
         """Split candidates by the first unfixed matchAttribute, dropping too-small groups."""

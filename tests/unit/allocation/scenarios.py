@@ -15,6 +15,20 @@ def profile_slices(profile: str, node: str) -> list[dict[str, Any]]:
     return desired_slices(inv, driver=DRIVER, generation=1)
 
 
+def mig_slices(node_name: str, profile: str = "dgx-h100-mig") -> list[dict[str, Any]]:
+    """The node's slices with dynamic MIG on every GPU: each GPU's placements as devices
+    drawing on its memory-slice counters."""
+    inv = MockBackend(load_named(profile), node_name=node_name).inventory()
+    gpus = frozenset(range(len(inv.gpus)))
+    return desired_slices(inv, driver=DRIVER, generation=1, dynamic_mig=gpus)
+
+
+def mig_profiles(*profiles: str) -> list[dict[str, Any]]:
+    """Selectors for MIG devices of the given profiles."""
+    a = f"device.attributes['{DRIVER}']"
+    return [{"cel": {"expression": f"{a}.type == 'mig' && {a}.profile in {list(profiles)!r}"}}]
+
+
 def device_class(name: str = "gpu.gpudra.io", *exprs: str) -> dict[str, Any]:
     return {
         "metadata": {"name": name},
@@ -41,6 +55,14 @@ def exactly(name: str, count: int = 1, cls: str = "gpu.gpudra.io", **kw: Any) ->
 
 def nvlink(*requests: str) -> dict[str, Any]:
     return {"requests": list(requests), "matchAttribute": "gpu.gpudra.io/nvlinkGroup"}
+
+
+def same(attribute: str, *requests: str) -> dict[str, Any]:
+    return {"requests": list(requests), "matchAttribute": f"{DRIVER}/{attribute}"}
+
+
+def distinct(attribute: str, *requests: str) -> dict[str, Any]:
+    return {"requests": list(requests), "distinctAttribute": f"{DRIVER}/{attribute}"}
 
 
 def allocated(claim_name: str, node_name: str, *devices: str) -> dict[str, Any]:

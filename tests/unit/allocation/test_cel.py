@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from gpudra.allocation.cel import (
+    ITERATION_BUDGET,
     MAX_EXPRESSION_BYTES,
     CelCompileError,
     CelRuntimeError,
@@ -228,13 +230,37 @@ def test_iteration_budget_is_a_runtime_error() -> None:
         costly.matches(DEVICES["bare"])
 
 
-def test_a_too_slow_selector_is_refused_from_then_on() -> None:
-    selector = compile_selector("device.driver != ''", time_limit_s=0.0)
+def test_the_cost_budget_is_per_evaluation() -> None:
+    """Over budget on one device is an error for that evaluation only: the same selector
+    still selects a device it is cheap on, before and after, and fails again on the first."""
+    hundred = "[" + ", ".join(str(i) for i in range(100)) + "]"
+    costly = f"{hundred}.all(x, {hundred}.all(y, x + y >= 0))"
+    selector = compile_selector(f"{A}.index == 0 || {costly}")
+    cheap = DeviceInput.from_slice_device(
+        DRIVER, {"name": "g0", "attributes": {"index": {"int": 0}}}
+    )
+    over = (
+        False,
+        f"actual cost limit exceeded: more than {ITERATION_BUDGET} comprehension iterations",
+    )
     for _ in range(2):
-        selected, reason = evaluate(selector, DEVICES["h100"])
-        assert not selected
-        assert reason is not None
-        assert "actual cost limit exceeded" in reason
+        assert evaluate(selector, cheap) == (True, None)
+        assert evaluate(selector, DEVICES["h100"]) == over
+
+
+def test_a_slow_evaluation_is_not_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: one evaluation that took long (a GC pause) disabled the selector for the life
+    of the process.  The verdict must not depend on time at all."""
+    ticks = iter([0.0, 10.0])  # the first evaluation seems to take 10 s, then time stands still
+
+    def slow_once() -> float:
+        return next(ticks, 10.0)
+
+    monkeypatch.setattr(time, "perf_counter", slow_once)
+    monkeypatch.setattr(time, "monotonic", slow_once)
+    selector = compile_selector(f"{A}.index == 2 && device.driver != 'slow-once'")
+    for _ in range(3):
+        assert evaluate(selector, DEVICES["h100"]) == (True, None)
 
 
 @pytest.mark.parametrize(

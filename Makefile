@@ -62,6 +62,7 @@ node-prereqs: ## host packages of the real node: runc, CNI plugins, static busyb
 
 bench: install cluster-binaries ## end to end (controller path vs kube-scheduler) and allocator benchmarks; writes bench/RESULTS.md
 	PYTHONUNBUFFERED=1 $(PY) bench/e2e/run.py
+	PYTHONUNBUFFERED=1 $(PY) bench/e2e/scale.py
 	PYTHONUNBUFFERED=1 $(PY) bench/allocator/run.py
 
 image: ## build the container image $(IMAGE) from the Dockerfile (needs Docker)

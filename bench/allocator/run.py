@@ -430,7 +430,32 @@ latency = create call -> nodeName seen by a watch.
 
 | size | controller path, pods/s | kube-scheduler, pods/s | ratio | controller p50 / p99 | scheduler p50 / p99 | controller RSS |
 |---|---|---|---|---|---|---|
-{rows}"""
+{rows}
+
+Latencies here are of a burst: every pod is created at once, so they include the wait in
+the queue behind the others; see the steady-arrival numbers below.
+{scale_section()}"""
+
+
+def scale_section() -> str:
+    path = REPO / "bench" / "e2e" / "scale.json"
+    if not path.exists():
+        return "\n(bench/e2e/scale.json missing: run `make bench`)"
+    x = json.loads(path.read_text())
+    return f"""
+## The controller at scale: {x["nodes"]} kwok nodes x 8 GPUs, {x["pods"]} pods
+
+bench/e2e/scale.py on {x["date"]}: {x["machine"]}, Kubernetes {x["k8s_version"]};
+{x["pods"] - x["gated"]} ordinary pods (bound, not gated) plus {x["gated"]} gated 1-GPU pods
+arriving at {x["rate"]:.0f}/s.
+
+| | |
+|---|---|
+| controller RSS, idle with everything cached | {x["rss_idle_mib"]:.0f} MiB (after the arrivals: {x["rss_after_mib"]:.0f} MiB) |
+| API requests while idle | {x["idle_lists_per_s"]:.2f} LIST/s, {x["idle_watches_per_s"]:.2f} WATCH/s |
+| gated pod created -> claim allocated | p50 {x["allocated_p50_s"]:.3f} s, p99 {x["allocated_p99_s"]:.3f} s ({x["allocated"]} of {x["gated"]}) |
+| gated pod created -> bound | p50 {x["bound_p50_s"]:.3f} s, p99 {x["bound_p99_s"]:.3f} s ({x["bound"]} of {x["gated"]}) |
+"""
 
 
 def write_results(r: dict[str, Any]) -> None:

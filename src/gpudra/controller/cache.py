@@ -10,7 +10,7 @@ import threading
 
 from gpudra.controller.slim import slim_pod
 from gpudra.kube.client import KubeClient
-from gpudra.kube.informer import Informer
+from gpudra.kube.informer import Informer, compact
 from gpudra.kube.objects import KubeObject
 from gpudra.kube.resources import (
     DEVICECLASSES,
@@ -26,11 +26,11 @@ class ClusterCache:
     def __init__(self, client: KubeClient) -> None:
         self.changed = threading.Event()
         wake = self.changed.set
-        self.pods = Informer(client, PODS, transform=slim_pod, on_change=wake)
-        self.claims = Informer(client, RESOURCECLAIMS, on_change=wake)
-        self.nodes = Informer(client, NODES, on_change=wake)
-        self.slices = Informer(client, RESOURCESLICES, on_change=wake)
-        self.classes = Informer(client, DEVICECLASSES, on_change=wake)
+        self.pods = Informer(client, PODS, transform=lambda p: compact(slim_pod(p)), on_change=wake)
+        self.claims = Informer(client, RESOURCECLAIMS, transform=compact, on_change=wake)
+        self.nodes = Informer(client, NODES, transform=compact, on_change=wake)
+        self.slices = Informer(client, RESOURCESLICES, transform=compact, on_change=wake)
+        self.classes = Informer(client, DEVICECLASSES, transform=compact, on_change=wake)
         self._all = (self.pods, self.claims, self.nodes, self.slices, self.classes)
         self._by_resource = {i.resource: i for i in self._all}
 

@@ -10,6 +10,8 @@ condition tell the user what happened; a failure in one group never stops the ot
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections import defaultdict
@@ -57,6 +59,32 @@ def _ours(allocation: dict[str, Any] | None) -> bool:
     )
 
 
+def world_digest(
+    slices: list[dict[str, Any]],
+    nodes: list[dict[str, Any]],
+    claims: list[dict[str, Any]],
+    classes: list[dict[str, Any]],
+    pods: list[dict[str, Any]],
+) -> str:
+    """What every decision depends on beyond the group itself: slices, claims and classes
+    (by resourceVersion), nodes as fit sees them (labels, taints, cordon, allocatable; not
+    their heartbeats), and which pods run where."""
+    h = hashlib.blake2b(digest_size=16)
+    for objs in (slices, claims, classes):
+        for o in sorted(str(m.get("uid")) + str(m.get("resourceVersion")) for m in
+                        (x.get("metadata") or {} for x in objs)):  # fmt: skip
+            h.update(o.encode())
+        h.update(b"|")
+    for n in sorted(nodes, key=lambda n: str(n["metadata"].get("name"))):
+        spec, status = n.get("spec") or {}, n.get("status") or {}
+        part = (n["metadata"].get("name"), n["metadata"].get("labels"), spec.get("taints"),
+                spec.get("unschedulable"), status.get("allocatable"))  # fmt: skip
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    for p in sorted(f"{_uid(p)}@{p['spec'].get('nodeName') or ''}" for p in pods):
+        h.update(p.encode())
+    return h.hexdigest()
+
+
 def _uid(pod: dict[str, Any]) -> str:
     return str(pod["metadata"].get("uid") or pod_key(pod))
 
@@ -94,6 +122,9 @@ class Reconciler:
         # longer sure it leads must not write what it decided from its snapshot
         self.may_write: Callable[[], bool] = lambda: True
         self._minor: int | None = None
+        # group key -> the inputs it last waited or failed on: such a group is decided again
+        # only when its pods or the world it is decided against changed
+        self._settled: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     def _server_minor(self) -> int:
         if self._minor is None:
@@ -129,10 +160,16 @@ class Reconciler:
         groups = group_pods(pods)
         self._metrics.queue_depth.set(len(groups))
         counts: dict[str, int] = defaultdict(int)
+        world = world_digest(slices, raw_nodes, raw_claims, classes, pods)
+        self._settled = {g.key: v for g in groups if (v := self._settled.get(g.key))}
         for group in groups:
             started = time.perf_counter()
             for p in group.pods:
                 self._first_seen.setdefault(_uid(p), self._clock())
+            inputs = (world, tuple(str(p["metadata"].get("resourceVersion")) for p in group.pods))
+            if self._settled.get(group.key) == inputs:
+                counts["unchanged"] += 1  # waited or failed on exactly these inputs
+                continue
             try:
                 d = decide(
                     group,
@@ -156,6 +193,10 @@ class Reconciler:
                 d = Decision("error", "internal error")
             counts[d.kind] += 1
             self._metrics.observe(d.kind, time.perf_counter() - started)
+            if d.kind in ("wait", "fail"):
+                self._settled[group.key] = inputs
+            else:
+                self._settled.pop(group.key, None)
         counts["released"] = self._release_unused(pods, claims)
         counts["rescued"] = self._rescue_stuck(pods, claims)
         return {k: v for k, v in counts.items() if v}

@@ -12,8 +12,10 @@ change, so a reader can wake at once instead of polling.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import Gone, KubeError
@@ -23,6 +25,19 @@ from gpudra.kube.resources import Resource
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # namespace ("" for cluster-scoped), name
+
+
+def compact(value: Any) -> Any:
+    """The same JSON value with its keys and short strings interned: thousands of cached
+    objects repeat the same field names and values ("string", driver names, product names),
+    and one shared copy each keeps a large cache small."""
+    if isinstance(value, dict):
+        return {sys.intern(k): compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= 64:
+        return sys.intern(value)
+    return value
 
 
 def key_of(obj: KubeObject) -> Key:

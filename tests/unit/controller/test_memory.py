@@ -10,7 +10,7 @@ from gpudra.controller.groups import group_pods
 from gpudra.controller.reconciler import Reconciler
 from gpudra.controller.slim import slim_pod
 from gpudra.kube.objects import ObjectList
-from gpudra.kube.resources import EVENTS, PODS
+from gpudra.kube.resources import EVENTS, NODES, PODS
 from gpudra.metrics.controller import ControllerMetrics
 from tests.unit.controller.test_decide import claim, pod, run
 
@@ -20,10 +20,13 @@ class FakeApi:
 
     def __init__(self) -> None:
         self.pods: list[dict[str, Any]] = []
+        self.extra: list[dict[str, Any]] = []  # nodes
         self.events: list[dict[str, Any]] = []
 
     def list(self, res: Any, **kw: Any) -> ObjectList:
-        return ObjectList(list(self.pods) if res is PODS else [], "1")
+        if res is PODS:
+            return ObjectList(list(self.pods), "1")
+        return ObjectList(list(self.extra) if res is NODES else [], "1")
 
     def create(self, res: Any, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
         if res is EVENTS:
@@ -83,3 +86,18 @@ def test_a_slim_pod_is_a_fraction_of_the_size_and_decides_the_same() -> None:
     (a,) = run([full], [claim("c")])
     (b,) = run([slim], [claim("c")])
     assert (a.kind, a.allocations, a.nodes) == (b.kind, b.allocations, b.nodes)
+
+
+def test_a_group_is_decided_again_only_when_its_inputs_change() -> None:
+    api = FakeApi()
+    r = Reconciler(api, metrics=ControllerMetrics())  # type: ignore[arg-type]
+    api.pods = [claimless(f"p{i}", f"uid-{i}") for i in range(3)]
+    for p in api.pods:
+        p["metadata"]["resourceVersion"] = "1"
+    assert r.run_pass() == {"fail": 3}
+    assert r.run_pass() == {"unchanged": 3}
+    api.pods[0]["metadata"]["resourceVersion"] = "2"  # the pod changed
+    assert r.run_pass() == {"fail": 1, "unchanged": 2}
+    node = {"metadata": {"name": "n", "uid": "n", "labels": {}}, "spec": {}, "status": {}}
+    api.extra = [node]  # the world changed: a node appeared
+    assert r.run_pass() == {"fail": 3}

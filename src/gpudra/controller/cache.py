@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from gpudra.controller.slim import slim_pod
+from gpudra.controller.slim import slim_node, slim_pod
 from gpudra.kube.client import KubeClient
 from gpudra.kube.informer import Informer, compact
 from gpudra.kube.objects import KubeObject
@@ -28,7 +28,9 @@ class ClusterCache:
         wake = self.changed.set
         self.pods = Informer(client, PODS, transform=lambda p: compact(slim_pod(p)), on_change=wake)
         self.claims = Informer(client, RESOURCECLAIMS, transform=compact, on_change=wake)
-        self.nodes = Informer(client, NODES, transform=compact, on_change=wake)
+        self.nodes = Informer(
+            client, NODES, transform=lambda n: compact(slim_node(n)), on_change=wake
+        )
         self.slices = Informer(client, RESOURCESLICES, transform=compact, on_change=wake)
         self.classes = Informer(client, DEVICECLASSES, transform=compact, on_change=wake)
         self._all = (self.pods, self.claims, self.nodes, self.slices, self.classes)

@@ -38,3 +38,16 @@ def slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
         "spec": out_spec,
         "status": {k: status[k] for k in _STATUS if k in status},
     }
+
+
+def slim_node(node: dict[str, Any]) -> dict[str, Any]:
+    """A node as fit and the allocator read it: identity and labels, taints and cordon,
+    allocatable (not its conditions, images or heartbeats)."""
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    return {
+        "metadata": {k: meta[k] for k in ("name", "uid", "labels", "resourceVersion") if k in meta},
+        "spec": {k: spec[k] for k in ("taints", "unschedulable") if k in spec},
+        "status": {"allocatable": status.get("allocatable") or {}},
+    }

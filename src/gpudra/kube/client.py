@@ -95,6 +95,29 @@ class KubeClient:
     ) -> ObjectList:
         """All objects matching the selectors (following ``continue`` pages)."""
         items: list[KubeObject] = []
+        rv = ""
+        for page, page_rv in self.list_pages(
+            res,
+            namespace=namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            page_size=page_size,
+        ):
+            items.extend(page)
+            rv = page_rv
+        return ObjectList(items, rv)
+
+    def list_pages(
+        self,
+        res: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+    ) -> Iterator[tuple[builtins.list[KubeObject], str]]:
+        """The list one page at a time, with the list's resourceVersion (the same for every
+        page of one list), so a caller can cut each page down before the next one arrives."""
         token: str | None = None
         while True:
             query = {
@@ -104,10 +127,10 @@ class KubeClient:
                 "continue": token,
             }
             page = self.transport.request_json("GET", res.path(namespace=namespace), query=query)
-            items.extend(page.get("items") or [])
+            yield page.get("items") or [], resource_version_of(page)
             token = (page.get("metadata") or {}).get("continue") or None
             if not token:
-                return ObjectList(items, resource_version_of(page))
+                return
 
     def create(self, res: Resource, obj: KubeObject, *, namespace: str | None = None) -> KubeObject:
         """Create ``obj``; ``namespace`` defaults to ``obj.metadata.namespace``."""

@@ -105,11 +105,14 @@ class Informer:
         return True
 
     def _relist(self) -> None:
-        listed = self._client.list(self.resource)
+        fresh: dict[Key, KubeObject] = {}
+        rv = ""
+        for page, page_rv in self._client.list_pages(self.resource):  # cut down page by page
+            fresh.update((key_of(o), self._transform(o)) for o in page)
+            rv = page_rv
         self.lists += 1
-        fresh = {key_of(o): self._transform(o) for o in listed.items}
         with self._lock:
-            self._store, self._rv = fresh, listed.resource_version
+            self._store, self._rv = fresh, rv
         self.synced.set()
         self._on_change()
 

@@ -53,6 +53,14 @@ def exactly(name: str, count: int = 1, cls: str = "gpu.gpudra.io", **kw: Any) ->
     return {"name": name, "exactly": {"deviceClassName": cls, "count": count, **kw}}
 
 
+MIG_CLASS = "mig.gpudra.io"
+
+
+def mig(name: str, count: int, *profiles: str) -> dict[str, Any]:
+    """A request for ``count`` MIG devices of the given profiles."""
+    return exactly(name, count, cls=MIG_CLASS, selectors=mig_profiles(*profiles))
+
+
 def nvlink(*requests: str) -> dict[str, Any]:
     return {"requests": list(requests), "matchAttribute": "gpu.gpudra.io/nvlinkGroup"}
 

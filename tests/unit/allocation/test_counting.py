@@ -12,38 +12,32 @@ from gpudra.allocation.engine import SelectorCache
 from gpudra.allocation.inputs import parse_claim
 from gpudra.allocation.search import NodeSearch
 from tests.unit.allocation.scenarios import (
+    MIG_CLASS,
     allocated,
     claim,
     device_class,
     distinct,
-    exactly,
-    mig_profiles,
+    mig,
     mig_slices,
     node,
     same,
 )
 
-MIG = "mig.gpudra.io"
-
-
-def mig(name: str, count: int, *profiles: str) -> dict[str, Any]:
-    return exactly(name, count, cls=MIG, selectors=mig_profiles(*profiles))
-
 
 def search(raw: dict[str, Any], in_use: tuple[str, ...]) -> NodeSearch:
     v = ClusterView.from_objects(
         slices=mig_slices("n1"),
-        classes=[device_class(MIG)],
+        classes=[device_class(MIG_CLASS)],
         nodes=[node("n1")],
         claims=[allocated("x", "n1", *in_use)] if in_use else [],
     )
     return NodeSearch(v, "n1", [parse_claim(raw)], matcher=SelectorCache())
 
 
-WHOLE = tuple(f"gpu-{i}-mig-7g80gb-0-0" for i in range(7))  # GPUs 0-6 fully used by MIG
+WHOLE = tuple(f"gpu-{i}-mig-7g80gb-0-0" for i in range(7))  # GPUs 0-6 fully used by MIG_CLASS
 
 # (claim, devices in use, search steps, the request's shortfall): none of these fits on a
-# dgx-h100-mig node with dynamic MIG on its 8 GPUs (7 x 1g.10gb placements each).
+# dgx-h100-mig node with dynamic MIG_CLASS on its 8 GPUs (7 x 1g.10gb placements each).
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...], int, str]] = {
     "9 x 1g.10gb on distinct GPUs (issue 14: 200,001 steps, then gave up)": (
         claim(mig("g", 9, "1g.10gb"), constraints=[distinct("parentIndex", "g")]),

@@ -1,6 +1,6 @@
 """Failed verdicts remembered across decisions until the node's inputs change, and nodes in the
 same state sharing one search, counters included (issue 14: an unplaceable claim on
-dynamic-MIG nodes searched every node to the step budget in every pass)."""
+dynamic-MIG_CLASS nodes searched every node to the step budget in every pass)."""
 
 from __future__ import annotations
 
@@ -13,24 +13,19 @@ from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import Claim, parse_claim
 from gpudra.allocation.memo import REMEMBERED, FailedVerdicts
 from tests.unit.allocation.scenarios import (
+    MIG_CLASS,
     allocated,
     claim,
     device_class,
     distinct,
-    exactly,
-    mig_profiles,
+    mig,
     mig_slices,
     node,
     same,
 )
 
-MIG = "mig.gpudra.io"
 NODES = ("n1", "n2")
 SLICES = [s for n in NODES for s in mig_slices(n)]
-
-
-def mig(name: str, count: int, *profiles: str) -> dict[str, Any]:
-    return exactly(name, count, cls=MIG, selectors=mig_profiles(*profiles))
 
 
 # 9 x 1g.10gb on distinct GPUs of 8-GPU nodes: counting refuses it without a search
@@ -60,7 +55,7 @@ def decide(
     """One pass: a view built afresh from the API objects, and a new allocator."""
     view = ClusterView.from_objects(
         slices=slices,
-        classes=[device_class(MIG)],
+        classes=[device_class(MIG_CLASS)],
         nodes=[node(n) for n in NODES],
         claims=[allocated("x", "n1", *in_use)] if in_use else [],
     )
@@ -146,5 +141,5 @@ def test_remembered_verdicts_are_bounded() -> None:
 
 
 def test_allocators_share_the_process_wide_memory_by_default() -> None:
-    view = ClusterView.from_objects(slices=SLICES, classes=[device_class(MIG)], nodes=[])
+    view = ClusterView.from_objects(slices=SLICES, classes=[device_class(MIG_CLASS)], nodes=[])
     assert Allocator(view).failures is REMEMBERED

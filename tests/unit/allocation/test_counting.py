@@ -34,10 +34,10 @@ def search(raw: dict[str, Any], in_use: tuple[str, ...]) -> NodeSearch:
     return NodeSearch(v, "n1", [parse_claim(raw)], matcher=SelectorCache())
 
 
-WHOLE = tuple(f"gpu-{i}-mig-7g80gb-0-0" for i in range(7))  # GPUs 0-6 fully used by MIG_CLASS
+WHOLE = tuple(f"gpu-{i}-mig-7g80gb-0-0" for i in range(7))  # GPUs 0-6 fully used by MIG
 
 # (claim, devices in use, search steps, the request's shortfall): none of these fits on a
-# dgx-h100-mig node with dynamic MIG_CLASS on its 8 GPUs (7 x 1g.10gb placements each).
+# dgx-h100-mig node with dynamic MIG on its 8 GPUs (7 x 1g.10gb placements each).
 REFUSED: dict[str, tuple[dict[str, Any], tuple[str, ...], int, str]] = {
     "9 x 1g.10gb on distinct GPUs (issue 14: 200,001 steps, then gave up)": (
         claim(mig("g", 9, "1g.10gb"), constraints=[distinct("parentIndex", "g")]),

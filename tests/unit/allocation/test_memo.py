@@ -1,6 +1,6 @@
 """Failed verdicts remembered across decisions until the node's inputs change, and nodes in the
 same state sharing one search, counters included (issue 14: an unplaceable claim on
-dynamic-MIG_CLASS nodes searched every node to the step budget in every pass)."""
+dynamic-MIG nodes searched every node to the step budget in every pass)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from bench.allocator.run import GPU_CLASS  # noqa: E402
 from gpudra.kube import KubeClient, resources  # noqa: E402
 from gpudra.kube.informer import Informer  # noqa: E402
 from gpudra.localcluster import LocalCluster, fake_node, locate  # noqa: E402
@@ -45,21 +46,8 @@ SIZES = [
 SEED = int(os.environ.get("BENCH_SEED", "1"))
 NS = "e2e"
 GATE = "gpudra.io/topology"
-CLASS = {
-    "apiVersion": "resource.k8s.io/v1",
-    "kind": "DeviceClass",
-    "metadata": {"name": "gpu.gpudra.io"},
-    "spec": {
-        "selectors": [
-            {
-                "cel": {
-                    "expression": "device.driver == 'gpu.gpudra.io' && "
-                    "device.attributes['gpu.gpudra.io'].type == 'gpu'"
-                }
-            }
-        ]
-    },
-}
+# the allocator benchmark's GPU class, as an object the API server takes
+CLASS = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", **GPU_CLASS}
 
 
 def claims(rng: random.Random, n: int, prefix: str) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from gpudra.localcluster import LocalCluster, fake_node, locate  # noqa: E402
 from gpudra.nvml.mock import MockBackend, load_named  # noqa: E402
 from gpudra.resourceapi import DRIVER_NAME  # noqa: E402
 from gpudra.resourceslices.builder import desired_slices  # noqa: E402
+from tests.harness.apimetrics import served  # noqa: E402
 
 NODES = int(os.environ.get("BENCH_SCALE_NODES", "1000"))
 PODS = int(os.environ.get("BENCH_SCALE_PODS", "10000"))
@@ -46,15 +46,7 @@ WATCHED = ("pods", "resourceclaims", "nodes", "resourceslices", "deviceclasses")
 
 
 def requests_by_verb(kube: KubeClient) -> dict[str, int]:
-    out: dict[str, int] = {"LIST": 0, "WATCH": 0}
-    for line in kube.get_text("/metrics").splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        verb = re.search(r'verb="([A-Z]+)"', line)
-        res = re.search(r'resource="([^"]+)"', line)
-        if verb and res and verb.group(1) in out and res.group(1) in WATCHED:
-            out[verb.group(1)] += int(float(line.rsplit(" ", 1)[1]))
-    return out
+    return served(kube, ["LIST", "WATCH"], WATCHED)
 
 
 def setup(kube: KubeClient) -> list[str]:

@@ -3,7 +3,6 @@ cluster costs no LISTs, and a change wakes the controller at once."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +12,7 @@ import pytest
 
 from gpudra.kube import KubeClient, resources
 from gpudra.kube.informer import Informer
+from tests.harness.apimetrics import served
 from tests.harness.waiting import wait_for
 from tests.integration.test_allocator_differential import publish
 from tests.integration.test_controller import bound, claim, classes, controller, pod  # noqa: F401
@@ -25,16 +25,7 @@ WATCHED = ("pods", "resourceclaims", "nodes", "resourceslices", "deviceclasses")
 def lists(kube: KubeClient) -> int:
     """Cluster-wide LIST requests the API server has served for the resources the controller
     reads (the namespace controller, deleting earlier tests' namespaces, lists per namespace)."""
-    total = 0
-    for line in kube.get_text("/metrics").splitlines():
-        if not line.startswith("apiserver_request_total{") or 'verb="LIST"' not in line:
-            continue
-        if 'scope="cluster"' not in line:
-            continue
-        m = re.search(r'resource="([^"]+)"', line)
-        if m and m.group(1) in WATCHED:
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+    return served(kube, ["LIST"], WATCHED, scope="cluster")["LIST"]
 
 
 def test_an_idle_controller_lists_nothing_and_a_gated_pod_is_served(

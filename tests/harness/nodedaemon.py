@@ -96,15 +96,27 @@ class NodeDaemon:
     def argv(self) -> list[str]:
         return self.launch().argv
 
-    def start(self, timeout: float = 30.0) -> NodeDaemon:
+    def start(
+        self,
+        timeout: float = 30.0,
+        *,
+        how: Launch | None = None,
+        env: dict[str, str] | None = None,
+    ) -> NodeDaemon:
+        """Start and wait for the registration socket.  ``how``: a launch rendered before
+        (rendering the chart takes a while; the crash suite restarts hundreds of times);
+        ``env``: variables on top of the launch's."""
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.boot_id_file.exists():
             self.boot_id_file.write_text(Path("/proc/sys/kernel/random/boot_id").read_text())
         self.reg_socket.unlink(missing_ok=True)
         log = self.log_file.open("ab")
-        how = self.launch()
+        how = how or self.launch()
         self.proc = subprocess.Popen(
-            how.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **how.env}
+            how.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **how.env, **(env or {})},
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -47,6 +47,7 @@ from gpudra.kubeletplugin.prepare import NodeDevice, node_devices
 from gpudra.nvml.mock import MockBackend, load_named
 from gpudra.resourceapi import DRIVER_NAME
 from gpudra.resourceslices.builder import gpu_device_name
+from tests.harness.chart import Launch
 from tests.harness.nodedaemon import NodeDaemon
 from tests.integration.test_kubelet_plugin import allocated_claim
 
@@ -118,29 +119,14 @@ class Driver:
     calls: int = 0
     namespace: str = ""
     proc: subprocess.Popen[bytes] | None = None
-    _argv: list[str] = field(default_factory=list)
-    _env: dict[str, str] = field(default_factory=dict)
+    _how: Launch | None = None
 
     # --- the daemon ---------------------------------------------------------------------
 
     def start(self, crash_at: str | None) -> None:
-        if not self._argv:
-            how = self.daemon.launch()  # renders the chart once
-            self._argv, self._env = how.argv, {**os.environ, **how.env}
-        env = dict(self._env)
-        env.pop(CRASH_ENV, None)
-        if crash_at:
-            env[CRASH_ENV] = crash_at
-        self.daemon.reg_socket.unlink(missing_ok=True)
-        with self.daemon.log_file.open("ab") as log:
-            self.proc = subprocess.Popen(self._argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while not self.daemon.reg_socket.exists():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.daemon.logs()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"daemon did not start:\n{self.daemon.logs()}")
-            time.sleep(0.02)
+        self._how = self._how or self.daemon.launch()  # renders the chart once
+        self.daemon.start(how=self._how, env={CRASH_ENV: crash_at or ""})  # "": no crash
+        self.proc = self.daemon.proc
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

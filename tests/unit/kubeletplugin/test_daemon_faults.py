@@ -83,6 +83,14 @@ def black_hole() -> Iterator[BlackHole]:
         c.close()
 
 
+@pytest.fixture
+def client(tmp_path: Path, black_hole: BlackHole) -> Iterator[KubeClient]:
+    """gpudra's API client pointed at the black hole."""
+    client = KubeClient.from_kubeconfig(kubeconfig(tmp_path, black_hole.port))
+    yield client
+    client.close()
+
+
 def kubeconfig(tmp_path: Path, port: int) -> Path:
     path = tmp_path / "kubeconfig"
     path.write_text(
@@ -147,7 +155,7 @@ def healthz(port: int, path: str = "/healthz") -> tuple[int, str]:
 
 
 def test_a_hung_api_server_neither_blocks_unprepare_nor_outlives_the_kubelet_deadline(
-    tmp_path: Path, black_hole: BlackHole
+    tmp_path: Path, black_hole: BlackHole, client: KubeClient
 ) -> None:
     s = settings(tmp_path)
     backend = MockBackend(load_named("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
@@ -159,7 +167,6 @@ def test_a_hung_api_server_neither_blocks_unprepare_nor_outlives_the_kubelet_dea
     for uid, i in (("held-0", 0), ("held-1", 1)):
         store.put(prepared_claim(uid, f"gpu-{i}", gpus[i].uuid))
         CdiWriter(s.cdi_dir).write(uid, {"cdiVersion": "0.6.0", "kind": "k8s.gpu.gpudra.io/claim"})
-    client = KubeClient.from_kubeconfig(kubeconfig(tmp_path, black_hole.port))
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)
     daemon.start()
     try:
@@ -192,7 +199,6 @@ def test_a_hung_api_server_neither_blocks_unprepare_nor_outlives_the_kubelet_dea
         total_s = time.monotonic() - started
     finally:
         daemon.stop()
-        client.close()
     assert un.claims["held-0"].error == "" and unprepare_s < 5, unprepare_s
     assert not hit.claims["held-1"].error and hit_s < 5, hit_s
     for i, a in enumerate(answers):
@@ -201,11 +207,10 @@ def test_a_hung_api_server_neither_blocks_unprepare_nor_outlives_the_kubelet_dea
 
 
 def test_healthz_fails_while_the_api_server_does_not_answer_and_while_nvml_hangs(
-    tmp_path: Path, black_hole: BlackHole
+    tmp_path: Path, black_hole: BlackHole, client: KubeClient
 ) -> None:
     s = settings(tmp_path, api_unreachable_s=1.0, nvml_wedged_s=1.0, nvml_probe_interval_s=0.2)
     backend = MockBackend(load_named("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
-    client = KubeClient.from_kubeconfig(kubeconfig(tmp_path, black_hole.port))
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)
     port = daemon.serve_http(0, "127.0.0.1").server_address[1]
     daemon.start()
@@ -227,7 +232,6 @@ def test_healthz_fails_while_the_api_server_does_not_answer_and_while_nvml_hangs
     finally:
         backend.hang(0)
         daemon.stop()
-        client.close()
 
 
 class DeadEvents(MockBackend):
@@ -236,11 +240,10 @@ class DeadEvents(MockBackend):
 
 
 def test_a_background_thread_that_dies_makes_the_daemon_unhealthy(
-    tmp_path: Path, black_hole: BlackHole
+    tmp_path: Path, black_hole: BlackHole, client: KubeClient
 ) -> None:
     s = settings(tmp_path)
     backend = DeadEvents(load_named("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
-    client = KubeClient.from_kubeconfig(kubeconfig(tmp_path, black_hole.port))
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)
     port = daemon.serve_http(0, "127.0.0.1").server_address[1]
     daemon.start()
@@ -249,15 +252,13 @@ def test_a_background_thread_that_dies_makes_the_daemon_unhealthy(
         assert "thread health-events died: SystemExit" in healthz(port)[1]
     finally:
         daemon.stop()
-        client.close()
 
 
 def test_a_second_daemon_on_the_same_plugin_dir_stops_with_a_clear_message(
-    tmp_path: Path, black_hole: BlackHole
+    tmp_path: Path, black_hole: BlackHole, client: KubeClient
 ) -> None:
     s = settings(tmp_path)
     backend = MockBackend(load_named("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
-    client = KubeClient.from_kubeconfig(kubeconfig(tmp_path, black_hole.port))
     first = KubeletPluginDaemon(s, client=client, backend=backend)
     first.start()
     try:
@@ -269,11 +270,10 @@ def test_a_second_daemon_on_the_same_plugin_dir_stops_with_a_clear_message(
         first.stop()
     # the lock goes with its holder: a successor starts
     KubeletPluginDaemon(s, client=client, backend=backend).stop()
-    client.close()
 
 
 def test_remove_unknown_mig_leaves_an_instance_in_use_and_starts(
-    tmp_path: Path, black_hole: BlackHole
+    tmp_path: Path, black_hole: BlackHole, client: KubeClient
 ) -> None:
     s = settings(tmp_path, profile="dgx-h100-mig", dynamic_mig_gpus="all", remove_unknown_mig=True)
     backend = MockBackend(load_named("dgx-h100-mig"), node_name=NODE, state_file=s.mock_state_file)
@@ -281,9 +281,7 @@ def test_remove_unknown_mig_leaves_an_instance_in_use_and_starts(
     busy = backend.create_mig_device(gpu, "1g.10gb", 0)
     idle = backend.create_mig_device(gpu, "1g.10gb", 1)
     backend.run_process(busy.uuid)
-    client = KubeClient.from_kubeconfig(kubeconfig(tmp_path, black_hole.port))
     KubeletPluginDaemon(s, client=client, backend=backend).stop()  # does not raise
-    client.close()
     left = {m.uuid for m in backend.inventory().mig_devices}
     assert busy.uuid in left and idle.uuid not in left
 

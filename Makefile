@@ -15,12 +15,12 @@ OLDEST_K8S := $(shell sed -n 's/^OLDEST_K8S_VERSION=//p' deploy/controlplane/ver
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## create .venv and install gpudra with its dev tools
+install: $(VENV)/.installed ## create .venv and install gpudra (with its dev tools) and the test kit, editable
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml testkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e ./testkit
 	touch $@
 
 test: install cluster-binaries node-prereqs ## the full test suite: unit + integration (kwok and a real kubelet node)
@@ -38,15 +38,15 @@ proto: install ## regenerate src/gpudra/_proto from proto/ (generated files are 
 	@git diff --quiet -- src/gpudra/_proto || echo "src/gpudra/_proto changed: commit it"
 
 lint: install ## ruff, formatting, mypy --strict, import-linter contracts, generated stubs current
-	$(BIN)/ruff check src tests deploy bench
-	$(BIN)/ruff format --check src tests deploy bench
-	$(BIN)/mypy src
+	$(BIN)/ruff check src testkit/src tests deploy bench
+	$(BIN)/ruff format --check src testkit/src tests deploy bench
+	$(BIN)/mypy src testkit/src
 	$(BIN)/lint-imports
 	$(PY) proto/generate.py && git diff --exit-code --stat -- src/gpudra/_proto
 
 fmt: install ## format and autofix
-	$(BIN)/ruff format src tests deploy
-	$(BIN)/ruff check --fix src tests deploy
+	$(BIN)/ruff format src testkit/src tests deploy bench
+	$(BIN)/ruff check --fix src testkit/src tests deploy bench
 
 gpu-check: install ## on a GPU machine: real NVML discovery vs nvidia-smi (read-only)
 	$(PY) tests/gpu/gpu_check.py
@@ -61,9 +61,9 @@ node-prereqs: ## host packages of the real node: runc, CNI plugins, static busyb
 	deploy/realnode/prereqs.sh
 
 bench: install cluster-binaries ## end to end (controller path vs kube-scheduler) and allocator benchmarks; writes bench/RESULTS.md
-	PYTHONUNBUFFERED=1 $(PY) bench/e2e/run.py
-	PYTHONUNBUFFERED=1 $(PY) bench/e2e/scale.py
-	PYTHONUNBUFFERED=1 $(PY) bench/allocator/run.py
+	PYTHONUNBUFFERED=1 $(PY) -m bench.e2e.run
+	PYTHONUNBUFFERED=1 $(PY) -m bench.e2e.scale
+	PYTHONUNBUFFERED=1 $(PY) -m bench.allocator.run
 
 image: ## build the container image $(IMAGE) from the Dockerfile (needs Docker)
 	docker build -t $(IMAGE) .
@@ -89,6 +89,6 @@ kind-down: ## delete the kind cluster
 	K=$$(deploy/controlplane/build.sh kind | tail -1)/kind && $$K delete cluster --name $(KIND_CLUSTER)
 
 clean: ## remove build outputs (not the cached control-plane binaries)
-	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis src/*.egg-info
+	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis src/*.egg-info testkit/src/*.egg-info
 
 -include deploy/controlplane/cluster.mk

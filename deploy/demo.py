@@ -21,14 +21,13 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from gpudra.kube import KubeClient, resources
+from gpudra.resourceapi import DRIVER_NAME
+from gpudra_testkit.harness.kubelet import KubeletHarness
+from gpudra_testkit.harness.nodedaemon import NodeDaemon
+from gpudra_testkit.localcluster import LocalCluster, create_fake_node, locate
 
-from gpudra.kube import KubeClient, resources  # noqa: E402
-from gpudra.localcluster import LocalCluster, create_fake_node, locate  # noqa: E402
-from gpudra.resourceapi import DRIVER_NAME  # noqa: E402
-from tests.harness.kubelet import KubeletHarness  # noqa: E402
-from tests.harness.nodedaemon import NodeDaemon  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 NODES = {"demo-dgx-h100": "dgx-h100", "demo-dgx1-v100": "dgx1-v100"}
 KINDS = {

@@ -15,15 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from gpudra.kube import resources
+from gpudra_testkit.harness import examples
+from gpudra_testkit.harness.nodedaemon import NodeDaemon
+from gpudra_testkit.harness.waiting import wait_for
+from gpudra_testkit.localcluster import LocalCluster, locate
+from gpudra_testkit.localcluster.realnode import check_host
 
-from gpudra.kube import resources  # noqa: E402
-from gpudra.localcluster import LocalCluster, locate  # noqa: E402
-from gpudra.localcluster.realnode import check_host  # noqa: E402
-from tests.harness import examples  # noqa: E402
-from tests.harness.nodedaemon import NodeDaemon  # noqa: E402
-from tests.harness.waiting import wait_for  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 PROFILE = "dgx-h100"
 

@@ -27,37 +27,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from gpudra.allocation.cluster import ClusterView
+from gpudra.allocation.engine import Allocator, Assignment
+from gpudra.allocation.inputs import parse_claim
+from gpudra.allocation.score import is_whole_gpu, topology_of
+from gpudra.catalogue.catalogue import build_catalogue
+from gpudra.kube import KubeClient, resources
+from gpudra.nvml.mock import MockBackend, load_machine
+from gpudra.resourceapi import DRIVER_NAME
+from gpudra.resourceslices.builder import desired_slices
+from gpudra_testkit.builders import claim, counter_slice, device_class, exactly, node
+from gpudra_testkit.deviceclasses import shipped_class
+from gpudra_testkit.localcluster import LocalCluster, fake_node, locate
 
-from gpudra.allocation.cluster import ClusterView  # noqa: E402
-from gpudra.allocation.engine import Allocator, Placement  # noqa: E402
-from gpudra.allocation.inputs import parse_claim  # noqa: E402
-from gpudra.allocation.score import is_whole_gpu, topology_of  # noqa: E402
-from gpudra.kube import KubeClient, resources  # noqa: E402
-from gpudra.localcluster import LocalCluster, fake_node, locate  # noqa: E402
-from gpudra.nvml.mock import MockBackend, load_named  # noqa: E402
-from gpudra.resourceapi import DRIVER_NAME  # noqa: E402
-from gpudra.resourceslices.builder import desired_slices  # noqa: E402
-from tests.unit.allocation.scenarios import claim, counter_slice, device_class, exactly, node  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 NODES = int(os.environ.get("BENCH_NODES", "500"))
 CLAIMS = int(os.environ.get("BENCH_CLAIMS", "4000"))
 SEED = int(os.environ.get("BENCH_SEED", "1"))
 PROFILES = ("dgx-h100", "dgx1-v100", "dgx-a100", "hgx-h200")
-GPU_CLASS = {
-    "metadata": {"name": "gpu.gpudra.io"},
-    "spec": {
-        "selectors": [
-            {
-                "cel": {
-                    "expression": "device.driver == 'gpu.gpudra.io' && "
-                    "device.attributes['gpu.gpudra.io'].type == 'gpu'"
-                }
-            }
-        ]
-    },
-}
+GPU_CLASS = shipped_class("gpu.gpudra.io")
 SELECTORS = (
     "device.capacity['gpu.gpudra.io'].memory.compareTo(quantity('40Gi')) >= 0",
     "device.attributes['gpu.gpudra.io'].architecture == 'Hopper'",
@@ -108,9 +97,8 @@ def micro() -> dict[str, Any]:
         s
         for i in range(2)
         for s in desired_slices(
-            MockBackend(load_named("dgx-h100"), node_name=f"n{i}").inventory(),
+            build_catalogue(MockBackend(load_machine("dgx-h100"), node_name=f"n{i}").inventory()),
             driver=DRIVER_NAME,
-            generation=1,
         )
     ]
     v2 = ClusterView.from_objects(slices=h100, classes=[GPU_CLASS], nodes=[node("n0"), node("n1")])
@@ -161,14 +149,14 @@ def setup_nodes(kube: KubeClient, rng: random.Random) -> list[str]:
         name, profile = args
         labels = {"gpudra.io/profile": profile, "gpudra.io/bench": "throughput"}
         created = kube.create(resources.NODES, fake_node(name, labels=labels))
-        inv = MockBackend(load_named(profile), node_name=name).inventory()
+        inv = MockBackend(load_machine(profile), node_name=name).inventory()
         owner = {
             "apiVersion": "v1",
             "kind": "Node",
             "name": name,
             "uid": created["metadata"]["uid"],
         }
-        for s in desired_slices(inv, driver=DRIVER_NAME, generation=1, owner=owner):
+        for s in desired_slices(build_catalogue(inv), driver=DRIVER_NAME, owner=owner):
             kube.create(resources.RESOURCESLICES, s)
 
     with ThreadPoolExecutor(8) as pool:
@@ -297,14 +285,14 @@ def quality(kube: KubeClient, rng: random.Random) -> dict[str, Any]:
         created = kube.create(
             resources.NODES, fake_node(name, labels={"gpudra.io/bench": "quality"})
         )
-        inv = MockBackend(load_named("dgx1-v100"), node_name=name).inventory()
+        inv = MockBackend(load_machine("dgx1-v100"), node_name=name).inventory()
         owner = {
             "apiVersion": "v1",
             "kind": "Node",
             "name": name,
             "uid": created["metadata"]["uid"],
         }
-        for s in desired_slices(inv, driver=DRIVER_NAME, generation=1, owner=owner):
+        for s in desired_slices(build_catalogue(inv), driver=DRIVER_NAME, owner=owner):
             kube.create(resources.RESOURCESLICES, s)
     kube.create(resources.NAMESPACES, {"metadata": {"name": "quality"}})
     seq = [rng.choice([2, 2, 4]) for _ in range(16)]
@@ -323,7 +311,7 @@ def quality(kube: KubeClient, rng: random.Random) -> dict[str, Any]:
         if out.best is None:
             continue
         free = {d.key for n in names for d in mine.devices_for(n) if d.key not in mine.in_use}
-        p: Placement = out.best
+        p: Assignment = out.best
         share = max_share(p.solution.devices_of(c), mine.devices_for(p.node), free)
         our_max += share >= 0.999
         alloc.commit(p)
@@ -381,7 +369,7 @@ def main() -> int:
         kube = cluster.client()
         kube.apply(
             resources.DEVICECLASSES,
-            {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", **GPU_CLASS},
+            GPU_CLASS,
             field_manager="bench",
         )
         results["quality"] = quality(kube, rng)

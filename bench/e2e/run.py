@@ -28,16 +28,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from bench.allocator.run import GPU_CLASS
+from gpudra.catalogue.catalogue import build_catalogue
+from gpudra.kube import KubeClient, resources
+from gpudra.kube.informer import Informer
+from gpudra.nvml.mock import MockBackend, load_machine
+from gpudra.resourceapi import DRIVER_NAME
+from gpudra.resourceslices.builder import desired_slices
+from gpudra_testkit.localcluster import LocalCluster, fake_node, locate
 
-from bench.allocator.run import GPU_CLASS  # noqa: E402
-from gpudra.kube import KubeClient, resources  # noqa: E402
-from gpudra.kube.informer import Informer  # noqa: E402
-from gpudra.localcluster import LocalCluster, fake_node, locate  # noqa: E402
-from gpudra.nvml.mock import MockBackend, load_named  # noqa: E402
-from gpudra.resourceapi import DRIVER_NAME  # noqa: E402
-from gpudra.resourceslices.builder import desired_slices  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 SIZES = [
     tuple(int(x) for x in s.split(":"))
@@ -47,7 +47,7 @@ SEED = int(os.environ.get("BENCH_SEED", "1"))
 NS = "e2e"
 GATE = "gpudra.io/topology"
 # the allocator benchmark's GPU class, as an object the API server takes
-CLASS = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", **GPU_CLASS}
+CLASS = GPU_CLASS  # the shipped class: apiVersion, kind and all
 
 
 def claims(rng: random.Random, n: int, prefix: str) -> list[dict[str, Any]]:
@@ -76,7 +76,7 @@ def setup_nodes(kube: KubeClient, n: int) -> None:
         name = f"e2e-{i:04d}"
         pool = "ctrl" if i % 2 else "sched"
         created = kube.create(resources.NODES, fake_node(name, labels={"gpudra.io/e2e": pool}))
-        inv = MockBackend(load_named("dgx-h100"), node_name=name).inventory()
+        inv = MockBackend(load_machine("dgx-h100"), node_name=name).inventory()
         owner = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -85,7 +85,7 @@ def setup_nodes(kube: KubeClient, n: int) -> None:
         }
         managed = frozenset(range(8)) if pool == "ctrl" else frozenset()
         for s in desired_slices(
-            inv, driver=DRIVER_NAME, generation=1, owner=owner, managed=managed
+            build_catalogue(inv, managed=managed), driver=DRIVER_NAME, owner=owner
         ):
             kube.create(resources.RESOURCESLICES, s)
 

@@ -25,17 +25,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from bench.e2e.run import CLASS, NS, controller, rss_mib
+from gpudra.catalogue.catalogue import build_catalogue
+from gpudra.kube import KubeClient, resources
+from gpudra.kube.informer import Informer
+from gpudra.nvml.mock import MockBackend, load_machine
+from gpudra.resourceapi import DRIVER_NAME
+from gpudra.resourceslices.builder import desired_slices
+from gpudra_testkit.harness.apimetrics import served
+from gpudra_testkit.localcluster import LocalCluster, fake_node, locate
 
-from bench.e2e.run import CLASS, NS, controller, rss_mib  # noqa: E402
-from gpudra.kube import KubeClient, resources  # noqa: E402
-from gpudra.kube.informer import Informer  # noqa: E402
-from gpudra.localcluster import LocalCluster, fake_node, locate  # noqa: E402
-from gpudra.nvml.mock import MockBackend, load_named  # noqa: E402
-from gpudra.resourceapi import DRIVER_NAME  # noqa: E402
-from gpudra.resourceslices.builder import desired_slices  # noqa: E402
-from tests.harness.apimetrics import served  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 NODES = int(os.environ.get("BENCH_SCALE_NODES", "1000"))
 PODS = int(os.environ.get("BENCH_SCALE_PODS", "10000"))
@@ -54,7 +54,7 @@ def setup(kube: KubeClient) -> list[str]:
 
     def one(name: str) -> None:
         created = kube.create(resources.NODES, fake_node(name))
-        inv = MockBackend(load_named("dgx-h100"), node_name=name).inventory()
+        inv = MockBackend(load_machine("dgx-h100"), node_name=name).inventory()
         owner = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -62,7 +62,7 @@ def setup(kube: KubeClient) -> list[str]:
             "uid": created["metadata"]["uid"],
         }
         for s in desired_slices(
-            inv, driver=DRIVER_NAME, generation=1, owner=owner, managed=frozenset(range(8))
+            build_catalogue(inv, managed=frozenset(range(8))), driver=DRIVER_NAME, owner=owner
         ):
             kube.create(resources.RESOURCESLICES, s)
 

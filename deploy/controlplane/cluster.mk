@@ -12,10 +12,10 @@ cluster-binaries:
 	$(if $(K8S_VERSION),K8S_VERSION=$(K8S_VERSION)) $(CONTROLPLANE_DIR)build.sh all
 
 cluster-up:
-	$(PY) -m gpudra.localcluster up --dir "$(CLUSTER_DIR)" $(if $(K8S_VERSION),--version $(K8S_VERSION))
+	$(PY) -m gpudra_testkit.localcluster up --dir "$(CLUSTER_DIR)" $(if $(K8S_VERSION),--version $(K8S_VERSION))
 
 cluster-down:
-	$(PY) -m gpudra.localcluster down --dir "$(CLUSTER_DIR)"
+	$(PY) -m gpudra_testkit.localcluster down --dir "$(CLUSTER_DIR)"
 
 cluster-status:
-	$(PY) -m gpudra.localcluster status --dir "$(CLUSTER_DIR)"
+	$(PY) -m gpudra_testkit.localcluster status --dir "$(CLUSTER_DIR)"

@@ -2,8 +2,8 @@
 
 The Dockerfile stays the recipe for registry builds; this is its equivalent for machines with
 no image builder, written so that ``ctr -n k8s.io images import`` accepts the result (the
-tarball itself is written by `gpudra.localcluster.ociimage`).  The stages mirror the
-Dockerfile's:
+tarball itself is written by `gpudra_testkit.localcluster.ociimage`, so the test kit must be
+installed: ``make install``).  The stages mirror the Dockerfile's:
 
 1. *wheel*: ``pip wheel --no-deps --no-build-isolation`` over a copy of exactly what the
    Dockerfile copies (pyproject.toml, README.md, src/ without ``__pycache__``).
@@ -46,16 +46,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "src") not in sys.path:  # this checkout's ociimage, installed or not
-    sys.path.insert(0, str(REPO / "src"))
-
-from gpudra.localcluster.ociimage import (  # noqa: E402
+from gpudra_testkit.localcluster import ociimage
+from gpudra_testkit.localcluster.ociimage import (
     ImageConfig,
     LayerWriter,
     WrittenImage,
     write_image,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 CACHE = Path(os.environ.get("GPUDRA_CACHE") or Path.home() / ".cache" / "gpudra")
 DEFAULT_OUT = CACHE / "images" / "gpudra-local.tar"
@@ -435,7 +434,7 @@ def build(out: Path, name: str) -> dict[str, Any]:
     if sys.version_info[:2] != (3, 11):
         raise BuildError(f"run with Python 3.11 (the image's), not {sys.version.split()[0]}")
     versions = base_packages()
-    me = [Path(__file__).resolve(), REPO / "src/gpudra/localcluster/ociimage.py"]
+    me = [Path(__file__).resolve(), Path(ociimage.__file__).resolve()]
     base_key = digest(
         [*(f"{n}={v}".encode() for n, v in sorted(versions.items())), me[0].read_bytes()]
     )

@@ -19,11 +19,12 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from gpudra_testkit.harness.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "deploy" / "examples"
@@ -122,13 +123,14 @@ def run(cluster: str, keep: bool) -> int:
         for n in kube.list(resources.NODES).items
         if "gpudra.io/mock-profile" in n["metadata"].get("labels", {})
     ]
-    wait(
+    wait_for(
         "every worker publishes slices",
         lambda: all(
             kube.list(resources.RESOURCESLICES, field_selector=f"spec.nodeName={w}").items
             for w in workers
         ),
         120,
+        interval=2.0,
     )
     failures = []
     for path in sorted(EXAMPLES.glob("*.yaml")):
@@ -162,25 +164,17 @@ def run_example(kube: Any, path: Path, *, keep: bool) -> list[str]:
         def phase() -> str:
             return str(kube.get(resources.PODS, pod, namespace=ns).get("status", {}).get("phase"))
 
-        wait(f"{ns}/{pod} running", lambda: phase() == "Running", 180)
-        log = wait(
-            f"{ns}/{pod} log", lambda: kube.get_text(f"/api/v1/namespaces/{ns}/pods/{pod}/log"), 60
+        wait_for(f"{ns}/{pod} running", lambda: phase() == "Running", 180, interval=2.0)
+        log = wait_for(
+            f"{ns}/{pod} log",
+            lambda: kube.get_text(f"/api/v1/namespaces/{ns}/pods/{pod}/log"),
+            60,
+            interval=2.0,
         )
         return check_env(log, expected_devices(docs))
     finally:
         if not keep:
             kube.delete(resources.NAMESPACES, ns)
-
-
-def wait(what: str, check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s: {what}")
-        time.sleep(2)
 
 
 def main() -> int:

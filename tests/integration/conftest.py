@@ -10,6 +10,17 @@
 * ``real_node`` (module): a real kubelet + containerd node (`RealNode`) in that cluster.
 * ``make_node`` (function): ``make_node(prefix="node", **fake_node_kwargs) -> name`` creates a
   kwok-managed Ready node with a unique name; all are deleted after the test.
+* ``device_classes`` (session): deploy/deviceclasses.yaml applied (``gpu.gpudra.io``,
+  ``mig.gpudra.io``).
+* ``node_daemon`` (function): ``node_daemon(profile, prefix=None, extra_args=None) -> (daemon,
+  kubelet)`` starts ``gpudra kubelet-plugin`` as the chart runs it, on a new kwok node with a
+  mock profile, and a kubelet harness it has registered with; all are stopped afterwards.
+* ``controller`` (function): ``controller(*extra_args) -> Popen`` starts ``gpudra controller``
+  as the chart runs it (one replica, fast passes); all are stopped afterwards.
+
+Objects and helpers shared by the test modules live in the test kit, not here and not in each
+other: `gpudra_testkit.builders` (claims, pods, slices as dicts) and
+`gpudra_testkit.harness.objects` (applying manifests, publishing slices, reading back).
 
 Component logs stay in pytest's temporary directory (printed on a failed start).
 """
@@ -18,16 +29,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
+import shutil
+import subprocess
+import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gpudra.kube import KubeClient, NotFound, resources
-from gpudra.localcluster import (
+from gpudra.resourceapi import DRIVER_NAME
+from gpudra_testkit.builders import unique
+from gpudra_testkit.checkout import REPO
+from gpudra_testkit.harness.chart import Launch, launch, render
+from gpudra_testkit.harness.kubelet import KubeletHarness
+from gpudra_testkit.harness.nodedaemon import NodeDaemon
+from gpudra_testkit.harness.objects import apply_file
+from gpudra_testkit.localcluster import (
     BinariesMissing,
     ClusterStartError,
     LocalCluster,
@@ -35,8 +55,8 @@ from gpudra.localcluster import (
     default_k8s_version,
     locate,
 )
-from gpudra.localcluster.binaries import locate_node
-from gpudra.localcluster.realnode import RealNode, check_host
+from gpudra_testkit.localcluster.binaries import locate_node
+from gpudra_testkit.localcluster.realnode import RealNode, check_host
 
 SKIP_ENV = "GPUDRA_SKIP_INTEGRATION"
 REAL_NODE_SKIP_ENV = "GPUDRA_SKIP_REAL_NODE"
@@ -51,12 +71,6 @@ def _integration_opt_out() -> None:
 
 def k8s_version() -> str:
     return os.environ.get(VERSION_ENV) or default_k8s_version()
-
-
-def unique(prefix: str) -> str:
-    """A DNS-label-safe name that no other test (or earlier run) uses."""
-    base = re.sub(r"[^a-z0-9-]+", "-", prefix.lower()).strip("-")[:40]
-    return f"{base}-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="session")
@@ -155,3 +169,71 @@ def wait_pods(kube: KubeClient) -> Callable[..., list[dict[str, Any]]]:
             time.sleep(0.2)
 
     return wait
+
+
+@pytest.fixture(scope="session")
+def device_classes(kube: KubeClient) -> None:
+    apply_file(kube, REPO / "deploy" / "deviceclasses.yaml")
+
+
+@pytest.fixture
+def node_daemon(
+    cluster: LocalCluster,
+    kube: KubeClient,
+    make_node: Callable[..., str],
+    device_classes: None,
+) -> Iterator[Callable[..., tuple[NodeDaemon, KubeletHarness]]]:
+    started: list[tuple[NodeDaemon, KubeletHarness]] = []
+    # unix socket paths must stay under 108 bytes: pytest's tmp_path is too deep
+    root = Path(tempfile.mkdtemp(prefix="gpudra-", dir="/tmp"))
+
+    def start(
+        profile: str, prefix: str | None = None, extra_args: list[str] | None = None
+    ) -> tuple[NodeDaemon, KubeletHarness]:
+        node = make_node(prefix or profile)
+        d = NodeDaemon(node, profile, cluster.kubeconfig, root / node, list(extra_args or []))
+        d.start()
+        h = KubeletHarness(node_name=node, registry_dir=d.registry_dir, kube=kube)
+        h.wait_for_plugin(DRIVER_NAME)
+        started.append((d, h))
+        return d, h
+
+    yield start
+    for d, h in started:
+        h.close()
+        d.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def controller_launch(files_dir: Path) -> Launch:
+    """The controller as the chart deploys it (one replica, fast passes, no metrics port)."""
+    values = {
+        "kubeletPlugin": {"enabled": False},
+        "controller": {"replicas": 1, "interval": 0.3, "metricsPort": 0},
+    }
+    return launch(render(values), "Deployment", node_name="", files_dir=files_dir)
+
+
+@pytest.fixture
+def controller(
+    cluster: LocalCluster, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*extra: str) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"controller-{len(procs)}.log").open("wb")
+        how = controller_launch(tmp_path)
+        p = subprocess.Popen(
+            [*how.argv, "--kubeconfig", str(cluster.kubeconfig), *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **how.env},
+        )
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(10)

@@ -27,11 +27,10 @@ from gpudra.allocation.engine import Allocator
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import parse_claim
 from gpudra.kube import KubeClient, NotFound, resources
-from gpudra.nvml.mock import MockBackend, load_named
-from gpudra.resourceapi import DRIVER_NAME
-from gpudra.resourceslices.builder import desired_slices
-from tests.harness.claimgen import random_claim, random_profiles
-from tests.integration.test_kubelet_plugin import REPO, apply_file
+from gpudra_testkit.builders import pod
+from gpudra_testkit.checkout import REPO
+from gpudra_testkit.harness.claimgen import random_claim, random_profiles
+from gpudra_testkit.harness.objects import apply_file, publish
 
 pytestmark = pytest.mark.integration
 SEED = int(os.environ.get("GPUDRA_DIFF_SEED", "20261127"))
@@ -41,38 +40,6 @@ NODES = 5
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def publish(
-    kube: KubeClient,
-    node: dict[str, Any],
-    profile: str,
-    managed: frozenset[int] = frozenset(),
-    dynamic_mig: frozenset[int] = frozenset(),
-) -> None:
-    """Publish a node's slices as its daemon would (``managed``: controller-managed GPUs)."""
-    name = node["metadata"]["name"]
-    inv = MockBackend(load_named(profile), node_name=name).inventory()
-    owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
-    for s in desired_slices(
-        inv,
-        driver=DRIVER_NAME,
-        generation=1,
-        owner=owner,
-        managed=managed,
-        dynamic_mig=dynamic_mig,
-    ):
-        kube.create(resources.RESOURCESLICES, s)
-
-
-def pod(name: str, namespace: str, claim: str, node: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "containers": [{"name": "c", "image": "busybox", "resources": {"claims": [{"name": "g"}]}}],
-        "resourceClaims": [{"name": "g", "resourceClaimName": claim}],
-    }
-    if node:
-        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
-    return {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 def verdict(kube: KubeClient, namespace: str, name: str, timeout: float = 30.0) -> str | None:

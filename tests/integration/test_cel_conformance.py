@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ import yaml
 
 from gpudra.allocation.cel import CelCompileError, DeviceInput, compile_selector, evaluate
 from gpudra.kube import Invalid, KubeClient, NotFound, resources
+from gpudra_testkit import builders
+from gpudra_testkit.builders import unique
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +31,6 @@ DRIVER: str = TABLE["driver"]
 DEVICES: dict[str, dict[str, Any]] = {n: d or {} for n, d in TABLE["devices"].items()}
 CASES: list[dict[str, Any]] = TABLE["cases"]
 Verdict = bool | str  # True, False, "error" or "invalid"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def expected(case: dict[str, Any], *, gpudra: bool) -> dict[str, Verdict]:
@@ -76,19 +73,9 @@ def conformance_objects(kube: KubeClient) -> Iterator[Callable[[Any, dict[str, A
 
 def _slice(node: dict[str, Any], device: dict[str, Any], copies: int) -> dict[str, Any]:
     name = node["metadata"]["name"]
-    owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
     devices = [{**device, "name": f"dev-{i}"} for i in range(copies)]
-    return {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceSlice",
-        "metadata": {"name": f"{name}-cel", "ownerReferences": [owner]},
-        "spec": {
-            "driver": DRIVER,
-            "nodeName": name,
-            "pool": {"name": name, "generation": 1, "resourceSliceCount": 1},
-            "devices": devices,
-        },
-    }
+    owner = builders.node_owner(node)
+    return builders.resource_slice(name, devices, name=f"{name}-cel", driver=DRIVER, owner=owner)
 
 
 def _claim(name: str, namespace: str, device_class: str, expression: str) -> dict[str, Any]:
@@ -110,20 +97,9 @@ def _claim(name: str, namespace: str, device_class: str, expression: str) -> dic
 
 
 def _pod(name: str, namespace: str, node: str, claim: str) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "namespace": namespace, "labels": {"cell": name}},
-        "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": node},
-            "resourceClaims": [{"name": "dev", "resourceClaimName": claim}],
-            "containers": [
-                {
-                    "name": "c",
-                    "image": "example.invalid/cel",
-                    "resources": {"claims": [{"name": "dev"}]},
-                }
-            ],
-        },
-    }
+    labels = {"cell": name}
+    image = "example.invalid/cel"
+    return builders.pod(name, namespace, claim, node=node, labels=labels, image=image)
 
 
 def _pod_verdict(pod: dict[str, Any]) -> Verdict | None:

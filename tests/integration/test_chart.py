@@ -27,17 +27,16 @@ import pytest
 from gpudra.controller.reconciler import Reconciler
 from gpudra.kube import KubeClient, KubeError, NotFound, PatchType, resources
 from gpudra.kube.resources import Resource
-from gpudra.localcluster import LocalCluster
 from gpudra.metrics.controller import ControllerMetrics
 from gpudra.resourceapi import DRIVER_NAME
-from tests.harness.chart import find, launch, render
-from tests.harness.kubelet import KubeletHarness
-from tests.harness.satoken import pod_on_node, request_token, token_kubeconfig
-from tests.harness.waiting import wait_for
-from tests.integration.conftest import unique
-from tests.integration.test_allocator_differential import publish
-from tests.integration.test_controller import claim as gpu_claim
-from tests.integration.test_controller import pod as gpu_pod
+from gpudra_testkit.builders import gpu_claim, resource_slice, unique
+from gpudra_testkit.builders import pod as gpu_pod
+from gpudra_testkit.harness.chart import find, launch, render
+from gpudra_testkit.harness.kubelet import KubeletHarness
+from gpudra_testkit.harness.objects import publish
+from gpudra_testkit.harness.satoken import pod_on_node, request_token, token_kubeconfig
+from gpudra_testkit.harness.waiting import wait_for
+from gpudra_testkit.localcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 MOCK = {"mock": {"enabled": True, "profile": "dgx-h100"}}
@@ -126,17 +125,8 @@ def lease_of(objs: list[dict[str, Any]]) -> str:
 
 
 def slice_for(node: str, name: str, driver: str = DRIVER_NAME) -> dict[str, Any]:
-    return {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceSlice",
-        "metadata": {"name": name},
-        "spec": {
-            "driver": driver,
-            "nodeName": node,
-            "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
-            "devices": [{"name": "gpu-0"}],
-        },
-    }
+    """A one-device slice of ``node``: what the admission policy is tested with."""
+    return resource_slice(node, [{"name": "gpu-0"}], name=name, driver=driver)
 
 
 def refused(action: Callable[[], Any]) -> str:

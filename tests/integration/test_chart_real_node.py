@@ -25,17 +25,16 @@ import pytest
 
 from gpudra.cdi.spec import spec_file_name
 from gpudra.kube import KubeClient, NotFound, resources
-from gpudra.localcluster import LocalCluster
-from gpudra.localcluster.binaries import cache_dir
-from gpudra.localcluster.realnode import RealNode
 from gpudra.resourceapi import DRIVER_NAME
-from tests.harness import examples
-from tests.harness.chart import CHART, helm
-from tests.harness.waiting import wait_for
-from tests.integration.conftest import unique
-from tests.integration.test_controller import claim as gpu_claim
-from tests.integration.test_controller import pod as gpu_pod
-from tests.integration.test_real_node import gone, node_slices, run_example
+from gpudra_testkit.builders import gpu_claim, unique
+from gpudra_testkit.builders import pod as gpu_pod
+from gpudra_testkit.harness import examples
+from gpudra_testkit.harness.chart import CHART, helm
+from gpudra_testkit.harness.objects import gone, node_slices
+from gpudra_testkit.harness.waiting import wait_for
+from gpudra_testkit.localcluster import LocalCluster
+from gpudra_testkit.localcluster.binaries import cache_dir
+from gpudra_testkit.localcluster.realnode import RealNode
 
 pytestmark = pytest.mark.integration
 RELEASE = "gpudra"
@@ -147,7 +146,7 @@ def test_chart_on_the_real_node_serves_the_examples_and_the_controller(
     kube.create(resources.NAMESPACES, {"metadata": {"name": ns}})
     try:
         for path in examples.EXAMPLES:
-            _, log = run_example(kube, real_node, path, ns)
+            _, log = examples.run_example(kube, real_node.name, path, ns)
             print(f"{path.name} (chart install):\n{log}")
         # a gated pod: the controller in its container allocates one of its GPUs and ungates
         kube.create(resources.RESOURCECLAIMS, gpu_claim("gated", ns, 1), namespace=ns)
@@ -164,7 +163,7 @@ def test_chart_on_the_real_node_serves_the_examples_and_the_controller(
         assert examples.printed_uuids(log) == examples.allocated_uuids(kube, ns, "gated")
     finally:
         kube.delete(resources.NAMESPACES, ns)
-        wait_for(f"namespace {ns} gone", lambda: gone(kube, ns), 120)
+        wait_for(f"namespace {ns} gone", lambda: gone(kube, resources.NAMESPACES, ns), 120)
 
 
 def test_helm_uninstall_leaves_nothing_behind(

@@ -3,95 +3,20 @@ restart safety and bad input.  The controller runs as a real ``gpudra controller
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from gpudra.kube import KubeClient, resources
-from gpudra.localcluster import LocalCluster
-from gpudra.nvml.mock import MockBackend, load_named
-from tests.harness.chart import Launch, launch, render
-from tests.harness.waiting import allocation, wait_for
-from tests.integration.test_allocator_differential import publish
-from tests.integration.test_kubelet_plugin import REPO, apply_file
+from gpudra.nvml.mock import MockBackend, load_machine
+from gpudra_testkit.builders import gpu_claim, pod
+from gpudra_testkit.harness.objects import bound, publish
+from gpudra_testkit.harness.waiting import allocation, wait_for
 
 pytestmark = pytest.mark.integration
-GATE = [{"name": "gpudra.io/topology"}]
 ALL = frozenset(range(8))
-
-
-@pytest.fixture
-def controller(
-    cluster: LocalCluster, tmp_path: Path
-) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*extra: str) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"controller-{len(procs)}.log").open("wb")
-        how = controller_launch(tmp_path)
-        p = subprocess.Popen(
-            [*how.argv, "--kubeconfig", str(cluster.kubeconfig), *extra],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **how.env},
-        )
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            p.wait(10)
-
-
-def controller_launch(files_dir: Path) -> Launch:
-    """The controller as the chart deploys it (one replica, fast passes, no metrics port)."""
-    values = {
-        "kubeletPlugin": {"enabled": False},
-        "controller": {"replicas": 1, "interval": 0.3, "metricsPort": 0},
-    }
-    return launch(render(values), "Deployment", node_name="", files_dir=files_dir)
-
-
-def claim(name: str, ns: str, count: int, selector: str | None = None) -> dict[str, Any]:
-    exactly: dict[str, Any] = {"deviceClassName": "gpu.gpudra.io", "count": count}
-    if selector:
-        exactly["selectors"] = [{"cel": {"expression": selector}}]
-    return {
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"devices": {"requests": [{"name": "gpus", "exactly": exactly}]}},
-    }
-
-
-def pod(
-    name: str,
-    ns: str,
-    claim_name: str,
-    *,
-    node: str | None = None,
-    gated: bool = False,
-    labels: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "c", "image": "busybox"}
-    spec: dict[str, Any] = {"containers": [container]}
-    if claim_name:
-        container["resources"] = {"claims": [{"name": "g"}]}
-        spec["resourceClaims"] = [{"name": "g", "resourceClaimName": claim_name}]
-    if node:
-        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
-    if gated:
-        spec["schedulingGates"] = GATE
-    return {"metadata": {"name": name, "namespace": ns, "labels": labels or {}}, "spec": spec}
-
-
-def bound(kube: KubeClient, ns: str, name: str) -> str | None:
-    return kube.get(resources.PODS, name, namespace=ns)["spec"].get("nodeName")
 
 
 def allocated_gpus(kube: KubeClient, ns: str, claim_name: str) -> list[int]:
@@ -111,20 +36,15 @@ def events(kube: KubeClient, ns: str, pod_name: str) -> list[dict[str, Any]]:
 
 
 def dgx1_bandwidth(gpus: list[int]) -> float:
-    topo = MockBackend(load_named("dgx1-v100"), node_name="x").inventory().topology
+    topo = MockBackend(load_machine("dgx1-v100"), node_name="x").inventory().topology
     return topo.set_bandwidth(gpus)
-
-
-@pytest.fixture
-def classes(kube: KubeClient) -> None:
-    apply_file(kube, REPO / "deploy" / "deviceclasses.yaml")
 
 
 def test_gated_pod_gets_max_bandwidth_where_the_scheduler_does_not(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,
+    device_classes: None,
     controller: Callable[[], Any],
 ) -> None:
     a, b = make_node("dgx1-a"), make_node("dgx1-b")
@@ -135,16 +55,16 @@ def test_gated_pod_gets_max_bandwidth_where_the_scheduler_does_not(
         # one GPU already in use on each node: first fit then breaks the first quad
         kube.create(
             resources.RESOURCECLAIMS,
-            claim(f"busy-{n}", namespace, 1, "device.attributes['gpu.gpudra.io'].index == 1"),
+            gpu_claim(f"busy-{n}", namespace, 1, "device.attributes['gpu.gpudra.io'].index == 1"),
         )
         kube.create(resources.PODS, pod(f"busy-{n}", namespace, f"busy-{n}", node=n))
         wait_for("busy pod bound", lambda n=n: bound(kube, namespace, f"busy-{n}"))
-    kube.create(resources.RESOURCECLAIMS, claim("sched", namespace, 4))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("sched", namespace, 4))
     kube.create(resources.PODS, pod("sched", namespace, "sched", node=a))
     wait_for("scheduler pod bound", lambda: bound(kube, namespace, "sched"))
     theirs = allocated_gpus(kube, namespace, "sched")
     controller()
-    kube.create(resources.RESOURCECLAIMS, claim("ctrl", namespace, 4))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("ctrl", namespace, 4))
     kube.create(resources.PODS, pod("ctrl", namespace, "ctrl", node=b, gated=True))
     assert wait_for("controller pod bound", lambda: bound(kube, namespace, "ctrl")) == b
     ours = allocated_gpus(kube, namespace, "ctrl")
@@ -158,7 +78,7 @@ def test_gated_pod_gets_max_bandwidth_where_the_scheduler_does_not(
 
 
 def test_device_config_in_allocations_is_the_schedulers(
-    classes: None,
+    device_classes: None,
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
@@ -182,7 +102,7 @@ def test_device_config_in_allocations_is_the_schedulers(
     n = make_node("cfg")
     publish(kube, kube.get(resources.NODES, n), "dgx-h100", frozenset({4, 5, 6, 7}))
     for name, gated in (("sched", False), ("ctrl", True)):
-        c = claim(name, namespace, 1)
+        c = gpu_claim(name, namespace, 1)
         c["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = cls
         c["spec"]["devices"]["requests"].append(
             {"name": "more", "exactly": {"deviceClassName": cls, "count": 1}}
@@ -219,7 +139,7 @@ def test_gang_waits_all_or_nothing_then_places_when_a_node_appears(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,
+    device_classes: None,
     controller: Callable[[], Any],
 ) -> None:
     nodes = [make_node("gang") for _ in range(3)]
@@ -228,7 +148,7 @@ def test_gang_waits_all_or_nothing_then_places_when_a_node_appears(
     controller()
     labels = {"gpudra.io/gang": "train", "gpudra.io/gang-size": "4"}
     for i in range(4):
-        kube.create(resources.RESOURCECLAIMS, claim(f"w{i}", namespace, 8))
+        kube.create(resources.RESOURCECLAIMS, gpu_claim(f"w{i}", namespace, 8))
         kube.create(resources.PODS, pod(f"w{i}", namespace, f"w{i}", gated=True, labels=labels))
     ev = wait_for(
         "unplaceable event",
@@ -259,7 +179,7 @@ def test_restart_mid_gang_ends_fully_allocated(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,
+    device_classes: None,
     controller: Callable[[], Any],
 ) -> None:
     nodes = [make_node("crash") for _ in range(2)]
@@ -267,7 +187,7 @@ def test_restart_mid_gang_ends_fully_allocated(
         publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
     labels = {"gpudra.io/gang": "g", "gpudra.io/gang-size": "2"}
     for i in range(2):
-        kube.create(resources.RESOURCECLAIMS, claim(f"m{i}", namespace, 4))
+        kube.create(resources.RESOURCECLAIMS, gpu_claim(f"m{i}", namespace, 4))
         kube.create(resources.PODS, pod(f"m{i}", namespace, f"m{i}", gated=True, labels=labels))
     # what a controller killed after its first claim write leaves behind
     kube.patch_status(
@@ -293,13 +213,13 @@ def test_bad_input_gets_events_and_others_are_still_served(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,
+    device_classes: None,
     controller: Callable[[], Any],
 ) -> None:
     n = make_node("bad")
     publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
-    kube.create(resources.RESOURCECLAIMS, claim("c1", namespace, 1))
-    kube.create(resources.RESOURCECLAIMS, claim("c2", namespace, 1))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("c1", namespace, 1))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("c2", namespace, 1))
     kube.create(
         resources.PODS,
         pod(
@@ -321,11 +241,11 @@ def test_bad_input_gets_events_and_others_are_still_served(
         ),
     )
     kube.create(resources.PODS, pod("noclaims", namespace, "", gated=True))
-    bad_class = claim("c3", namespace, 1)
+    bad_class = gpu_claim("c3", namespace, 1)
     bad_class["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = "tpu.example.com"
     kube.create(resources.RESOURCECLAIMS, bad_class)
     kube.create(resources.PODS, pod("badclass", namespace, "c3", gated=True))
-    kube.create(resources.RESOURCECLAIMS, claim("ok", namespace, 2))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("ok", namespace, 2))
     kube.create(resources.PODS, pod("good", namespace, "ok", gated=True))
     controller()
     assert wait_for("good pod bound", lambda: bound(kube, namespace, "good")) == n
@@ -353,7 +273,7 @@ def test_scheduler_and_controller_never_share_a_device(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,
+    device_classes: None,
     controller: Callable[[], Any],
 ) -> None:
     """Ungated pods (kube-scheduler) and gated pods (controller) compete for the same nodes:
@@ -363,10 +283,10 @@ def test_scheduler_and_controller_never_share_a_device(
         publish(kube, kube.get(resources.NODES, n), "dgx-h100", frozenset({4, 5, 6, 7}))
     controller()
     for i in range(12):  # exactly the scheduler's 12 GPUs
-        kube.create(resources.RESOURCECLAIMS, claim(f"s{i}", namespace, 1))
+        kube.create(resources.RESOURCECLAIMS, gpu_claim(f"s{i}", namespace, 1))
         kube.create(resources.PODS, pod(f"s{i}", namespace, f"s{i}"))
         if i % 2 == 0:  # and the controller's 12 GPUs, interleaved
-            kube.create(resources.RESOURCECLAIMS, claim(f"c{i}", namespace, 2))
+            kube.create(resources.RESOURCECLAIMS, gpu_claim(f"c{i}", namespace, 2))
             kube.create(resources.PODS, pod(f"c{i}", namespace, f"c{i}", gated=True))
     names = [f"s{i}" for i in range(12)] + [f"c{i}" for i in range(0, 12, 2)]
     wait_for("every pod bound", lambda: all(bound(kube, namespace, n) for n in names), 90)
@@ -392,13 +312,13 @@ def test_unused_allocations_are_released_and_stuck_pods_rescued(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,
+    device_classes: None,
     controller: Callable[..., Any],
 ) -> None:
     n = make_node("life")
     publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
     # a claim the controller allocated for a gated pod that was deleted before it ran
-    kube.create(resources.RESOURCECLAIMS, claim("orphan", namespace, 1))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("orphan", namespace, 1))
     kube.patch_status(
         resources.RESOURCECLAIMS,
         "orphan",
@@ -422,7 +342,7 @@ def test_unused_allocations_are_released_and_stuck_pods_rescued(
     late["spec"]["affinity"] = {
         "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
     }
-    kube.create(resources.RESOURCECLAIMS, claim("late", namespace, 1))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("late", namespace, 1))
     kube.create(resources.PODS, late)
     wait_for("allocated", lambda: allocated_gpus(kube, namespace, "late"))
     ev = wait_for(
@@ -514,7 +434,7 @@ def test_sigkill_during_a_gang_then_restart_converges(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,
+    device_classes: None,
     controller: Callable[..., Any],
     delay: float,
 ) -> None:
@@ -526,7 +446,7 @@ def test_sigkill_during_a_gang_then_restart_converges(
     labels = {"gpudra.io/gang": "k", "gpudra.io/gang-size": "8"}
     first = controller()
     for i in range(8):
-        kube.create(resources.RESOURCECLAIMS, claim(f"k{i}", namespace, 2))
+        kube.create(resources.RESOURCECLAIMS, gpu_claim(f"k{i}", namespace, 2))
         kube.create(resources.PODS, pod(f"k{i}", namespace, f"k{i}", gated=True, labels=labels))
     time.sleep(delay)
     first.kill()
@@ -547,7 +467,7 @@ def test_controller_places_mig_slices_without_overlap(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,
+    device_classes: None,
     controller: Callable[..., Any],
 ) -> None:
     if kube.server_version()[1] < 35:
@@ -557,7 +477,7 @@ def test_controller_places_mig_slices_without_overlap(
     controller()
     for name, profile in (("a", "3g.40gb"), ("b", "3g.40gb"), ("c", "1g.10gb")):
         sel = f"device.attributes['gpu.gpudra.io'].profile == '{profile}'"
-        c = claim(name, namespace, 1, sel)
+        c = gpu_claim(name, namespace, 1, sel)
         c["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = "mig.gpudra.io"
         kube.create(resources.RESOURCECLAIMS, c)
         kube.create(resources.PODS, pod(name, namespace, name, gated=True))

@@ -12,10 +12,10 @@ import pytest
 
 from gpudra.kube import KubeClient, resources
 from gpudra.kube.informer import Informer
-from tests.harness.apimetrics import served
-from tests.harness.waiting import wait_for
-from tests.integration.test_allocator_differential import publish
-from tests.integration.test_controller import bound, claim, classes, controller, pod  # noqa: F401
+from gpudra_testkit.builders import gpu_claim, pod
+from gpudra_testkit.harness.apimetrics import served
+from gpudra_testkit.harness.objects import bound, publish
+from gpudra_testkit.harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 ALL = frozenset(range(8))
@@ -32,13 +32,13 @@ def test_an_idle_controller_lists_nothing_and_a_gated_pod_is_served(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,  # noqa: F811
-    controller: Callable[[], Any],  # noqa: F811
+    device_classes: None,
+    controller: Callable[[], Any],
 ) -> None:
     n = make_node("idle")
     publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
     controller()
-    kube.create(resources.RESOURCECLAIMS, claim("first", namespace, 1))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("first", namespace, 1))
     kube.create(resources.PODS, pod("first", namespace, "first", gated=True))
     assert wait_for("first pod bound", lambda: bound(kube, namespace, "first"), 60) == n
     before = lists(kube)
@@ -47,7 +47,7 @@ def test_an_idle_controller_lists_nothing_and_a_gated_pod_is_served(
     idle = lists(kube) - before
     # the polling controller listed 5 resources every 0.3 s pass: ~80 LISTs here
     assert idle <= 2, f"{idle} LISTs in 5 idle seconds"
-    kube.create(resources.RESOURCECLAIMS, claim("second", namespace, 1))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("second", namespace, 1))
     kube.create(resources.PODS, pod("second", namespace, "second", gated=True))
     assert wait_for("second pod bound", lambda: bound(kube, namespace, "second"), 60) == n
 

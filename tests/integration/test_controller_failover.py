@@ -19,9 +19,9 @@ from gpudra.controller.reconciler import NotLeader, Reconciler
 from gpudra.kube import KubeClient, resources
 from gpudra.kube.objects import PatchType
 from gpudra.metrics.controller import ControllerMetrics
-from tests.harness.waiting import allocation, wait_for
-from tests.integration.test_allocator_differential import publish
-from tests.integration.test_controller import claim, classes, pod  # noqa: F401
+from gpudra_testkit.builders import gpu_claim, pod
+from gpudra_testkit.harness.objects import publish
+from gpudra_testkit.harness.waiting import allocation, wait_for
 
 pytestmark = pytest.mark.integration
 ALL = frozenset(range(8))
@@ -60,7 +60,7 @@ def test_only_our_gate_is_removed_while_another_controller_removes_its_own(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,  # noqa: F811
+    device_classes: None,
 ) -> None:
     """The pod carries another controller's gate before ours; that controller removes it
     between our read and our write.  Replacing the whole list (the old code) re-added it, which
@@ -68,7 +68,7 @@ def test_only_our_gate_is_removed_while_another_controller_removes_its_own(
     and retried once, ungates it in the same pass."""
     n = make_node("gates")
     publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
-    kube.create(resources.RESOURCECLAIMS, claim("c", namespace, 1))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("c", namespace, 1))
     body = pod("p", namespace, "c", gated=True)
     body["spec"]["schedulingGates"] = [
         {"name": "example.com/other"},
@@ -98,14 +98,14 @@ def test_a_stale_release_never_clears_a_newer_allocation(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,  # noqa: F811
+    device_classes: None,
 ) -> None:
     """A claim this controller allocated is unused when the pass reads it; before the pass
     releases it, another replica (leading now) allocates it afresh.  The release was decided
     from the old snapshot and must not clear the new allocation."""
     n = make_node("stale")
     publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
-    kube.create(resources.RESOURCECLAIMS, claim("orphan", namespace, 1))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("orphan", namespace, 1))
     old = allocation(n, ["gpu-0"], tolerate_managed=True)
     kube.patch_status(
         resources.RESOURCECLAIMS, "orphan", {"status": {"allocation": old}}, namespace=namespace
@@ -134,11 +134,11 @@ def test_a_replica_that_may_not_write_writes_nothing(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,  # noqa: F811
+    device_classes: None,
 ) -> None:
     n = make_node("fenced")
     publish(kube, kube.get(resources.NODES, n), "pcie-l4", ALL)
-    kube.create(resources.RESOURCECLAIMS, claim("c", namespace, 1))
+    kube.create(resources.RESOURCECLAIMS, gpu_claim("c", namespace, 1))
     kube.create(resources.PODS, pod("p", namespace, "c", gated=True))
     r = reconciler(kube)
     r.may_write = lambda: False
@@ -196,7 +196,7 @@ def test_two_replicas_with_skewed_clocks_and_a_slow_pass_never_double_allocate(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    classes: None,  # noqa: F811
+    device_classes: None,
     replicas: list[Replica],
 ) -> None:
     """Replica a leads; its passes are slowed beyond the lease duration; b's wall clock runs
@@ -241,7 +241,7 @@ def test_two_replicas_with_skewed_clocks_and_a_slow_pass_never_double_allocate(
     b = replica("b", slow=False, wall=lambda: time.time() + 3600)
     b.start()
     for i in range(6):  # 6 pods x 1 GPU for 4 GPUs
-        kube.create(resources.RESOURCECLAIMS, claim(f"c{i}", namespace, 1))
+        kube.create(resources.RESOURCECLAIMS, gpu_claim(f"c{i}", namespace, 1))
         kube.create(resources.PODS, pod(f"p{i}", namespace, f"c{i}", gated=True))
     both = 0
     deadline = time.monotonic() + 20

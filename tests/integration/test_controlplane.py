@@ -25,8 +25,8 @@ from gpudra.kube import (
     Resource,
     resources,
 )
-from gpudra.localcluster import ClusterStartError, LocalCluster
-from gpudra.localcluster.process import is_running
+from gpudra_testkit.localcluster import ClusterStartError, LocalCluster
+from gpudra_testkit.localcluster.process import is_running
 
 pytestmark = pytest.mark.integration
 
@@ -179,7 +179,7 @@ CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
     from pathlib import Path
-    from gpudra.localcluster import ClusterStartError, LocalCluster
+    from gpudra_testkit.localcluster import ClusterStartError, LocalCluster
     out, work, version, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     with LocalCluster(version=version, work_dir=work) as c:
         out.write_text(json.dumps(c.pids()))
@@ -221,7 +221,7 @@ def test_no_process_survives_the_owner(cluster: LocalCluster, tmp_path: Path, mo
 
 
 def test_up_and_down_cli(cluster: LocalCluster, tmp_path: Path) -> None:
-    run = [sys.executable, "-m", "gpudra.localcluster"]
+    run = [sys.executable, "-m", "gpudra_testkit.localcluster"]
     directory = tmp_path / "cli"
     up = subprocess.run(
         [*run, "up", "--dir", str(directory), "--version", str(cluster.version)],

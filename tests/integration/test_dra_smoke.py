@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from gpudra.kube import KubeClient, NotFound, resources
-from gpudra.localcluster import LocalCluster
+from gpudra_testkit import builders
+from gpudra_testkit.localcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +24,7 @@ DRIVER = "gpu.smoke.gpudra.io"
 
 
 def _slice(name: str, node: str, devices: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    pool = spec.pop("pool", {"name": node, "generation": 1, "resourceSliceCount": 1})
-    body = {"driver": DRIVER, "pool": pool, "nodeName": node, "devices": devices, **spec}
-    return {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceSlice",
-        "metadata": {"name": name},
-        "spec": body,
-    }
+    return builders.resource_slice(node, devices, name=name, driver=DRIVER, **spec)
 
 
 def _gpu(name: str) -> dict[str, Any]:
@@ -57,20 +51,7 @@ def dra_objects(kube: KubeClient) -> Any:
 
 
 def _pod(name: str, namespace: str, node: str, template: str) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": node},
-            "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": template}],
-            "containers": [
-                {
-                    "name": "c",
-                    "image": "example.invalid/cuda",
-                    "resources": {"claims": [{"name": "gpu"}]},
-                }
-            ],
-        },
-    }
+    return builders.pod(name, namespace, template=template, node=node, image="example.invalid/cuda")
 
 
 def _one_gpu_template(namespace: str, device_class: str) -> dict[str, Any]:

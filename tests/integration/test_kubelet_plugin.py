@@ -8,82 +8,28 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import yaml
 
 from gpudra.cdi.spec import spec_file_name
-from gpudra.kube import KubeClient, NotFound, resources
-from gpudra.localcluster import LocalCluster
+from gpudra.kube import KubeClient, resources
 from gpudra.resourceapi import DRIVER_NAME
-from tests.harness.kubelet import KubeletHarness
-from tests.harness.nodedaemon import NodeDaemon
-from tests.harness.waiting import allocation, wait_for
+from gpudra_testkit.builders import pod
+from gpudra_testkit.checkout import REPO
+from gpudra_testkit.harness.kubelet import KubeletHarness
+from gpudra_testkit.harness.nodedaemon import NodeDaemon
+from gpudra_testkit.harness.objects import allocated_claim, apply_file, gone, node_slices
+from gpudra_testkit.harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-
-
-def apply_file(kube: KubeClient, path: Path, namespace: str | None = None) -> None:
-    kinds = {
-        "DeviceClass": resources.DEVICECLASSES,
-        "ResourceClaimTemplate": resources.RESOURCECLAIMTEMPLATES,
-        "ResourceClaim": resources.RESOURCECLAIMS,
-        "Pod": resources.PODS,
-    }
-    for doc in yaml.safe_load_all(path.read_text()):
-        if doc:
-            kube.apply(kinds[doc["kind"]], doc, field_manager="gpudra-tests", namespace=namespace)
-
-
-@pytest.fixture(scope="session")
-def device_classes(kube: KubeClient) -> None:
-    apply_file(kube, REPO / "deploy" / "deviceclasses.yaml")
-
-
-@pytest.fixture
-def node_daemon(
-    cluster: LocalCluster,
-    kube: KubeClient,
-    make_node: Callable[..., str],
-    device_classes: None,
-) -> Iterator[Callable[..., tuple[NodeDaemon, KubeletHarness]]]:
-    started: list[tuple[NodeDaemon, KubeletHarness]] = []
-    # unix socket paths must stay under 108 bytes: pytest's tmp_path is too deep
-    root = Path(tempfile.mkdtemp(prefix="gpudra-", dir="/tmp"))
-
-    def start(
-        profile: str, prefix: str | None = None, extra_args: list[str] | None = None
-    ) -> tuple[NodeDaemon, KubeletHarness]:
-        node = make_node(prefix or profile)
-        d = NodeDaemon(node, profile, cluster.kubeconfig, root / node, list(extra_args or []))
-        d.start()
-        h = KubeletHarness(node_name=node, registry_dir=d.registry_dir, kube=kube)
-        h.wait_for_plugin(DRIVER_NAME)
-        started.append((d, h))
-        return d, h
-
-    yield start
-    for d, h in started:
-        h.close()
-        d.stop()
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def node_slices(kube: KubeClient, node: str) -> list[dict[str, Any]]:
-    return kube.list(
-        resources.RESOURCESLICES, field_selector=f"spec.nodeName={node},spec.driver={DRIVER_NAME}"
-    ).items
 
 
 def devices_of(kube: KubeClient, node: str) -> dict[str, dict[str, Any]]:
-    return {d["name"]: d for s in node_slices(kube, node) for d in s["spec"].get("devices", [])}
+    slices = node_slices(kube, node, DRIVER_NAME)
+    return {d["name"]: d for s in slices for d in s["spec"].get("devices", [])}
 
 
 @pytest.mark.parametrize(
@@ -102,7 +48,7 @@ def test_profiles_publish_slices_the_api_server_accepts(
     assert attrs["type"] == {"string": "gpu"}
     assert attrs["uuid"]["string"].startswith("GPU-")
     assert "version" in attrs["driverVersion"] and "resource.kubernetes.io/pciBusID" in attrs
-    (slice_,) = node_slices(kube, d.node_name)
+    (slice_,) = node_slices(kube, d.node_name, DRIVER_NAME)
     assert slice_["metadata"]["ownerReferences"][0]["kind"] == "Node"
     assert slice_["spec"]["pool"] == {"name": d.node_name, "generation": 1, "resourceSliceCount": 1}
     if profile == "pcie-l4":
@@ -112,19 +58,7 @@ def test_profiles_publish_slices_the_api_server_accepts(
 
 
 def make_pod(kube: KubeClient, namespace: str, name: str, template: str, node: str) -> None:
-    kube.create(
-        resources.PODS,
-        {
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "nodeSelector": {"kubernetes.io/hostname": node},
-                "containers": [
-                    {"name": "main", "image": "busybox", "resources": {"claims": [{"name": "g"}]}}
-                ],
-                "resourceClaims": [{"name": "g", "resourceClaimTemplateName": template}],
-            },
-        },
-    )
+    kube.create(resources.PODS, pod(name, namespace, template=template, node=node))
 
 
 def nvlink_pair_template(kube: KubeClient, namespace: str) -> None:
@@ -177,19 +111,11 @@ def test_nvlink_pair_is_allocated_by_the_scheduler_prepared_and_unprepared(
         f"k8s.gpu.gpudra.io/claim={uid}-{c}" for c in chosen
     )
     kube.delete(resources.PODS, "trainer", namespace=namespace, grace_period_seconds=0)
-    wait_for("pod gone", lambda: _gone(kube, namespace, "trainer"))
+    wait_for("pod gone", lambda: gone(kube, resources.PODS, "trainer", namespace))
     harness.sync(DRIVER_NAME)
     assert not (d.cdi_dir / spec_file_name(uid)).exists()
     checkpoint = json.loads((d.plugin_dir / "checkpoint.json").read_text())
     assert uid not in checkpoint["claims"]
-
-
-def _gone(kube: KubeClient, namespace: str, name: str) -> bool:
-    try:
-        kube.get(resources.PODS, name, namespace=namespace)
-    except NotFound:
-        return True
-    return False
 
 
 def test_sigkill_after_prepare_then_restart_is_idempotent(
@@ -229,35 +155,6 @@ def test_kubelet_restart_slices_come_back_within_5s(
     devices = wait_for("republished slices", lambda: devices_of(kube, d.node_name), timeout=5.0)
     assert len(devices) == 4
     assert time.monotonic() - started < 5.0
-
-
-def allocated_claim(
-    kube: KubeClient,
-    namespace: str,
-    name: str,
-    *,
-    driver: str,
-    pool: str,
-    device: str,
-    node: str,
-) -> tuple[str, str, str]:
-    """A claim whose allocation we write by hand (as an allocator would) to feed bad input."""
-    claim = kube.create(
-        resources.RESOURCECLAIMS,
-        {
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "devices": {
-                    "requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.gpudra.io"}}]
-                }
-            },
-        },
-    )
-    body = allocation(node, [device], request="gpu", driver=driver, pool=pool)
-    kube.patch_status(
-        resources.RESOURCECLAIMS, name, {"status": {"allocation": body}}, namespace=namespace
-    )
-    return namespace, name, claim["metadata"]["uid"]
 
 
 def test_bad_claims_get_specific_errors_and_good_ones_still_prepare(

@@ -16,13 +16,13 @@ from gpudra.allocation.engine import Allocator
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import parse_claim
 from gpudra.kube import KubeClient, resources
-from gpudra.localcluster.probes import free_port
-from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceapi import DRIVER_NAME
-from tests.harness.kubelet import KubeletHarness
-from tests.harness.nodedaemon import NodeDaemon
-from tests.harness.waiting import allocation, wait_for
-from tests.integration.test_kubelet_plugin import device_classes, node_daemon  # noqa: F401
+from gpudra_testkit.builders import pod
+from gpudra_testkit.harness.kubelet import KubeletHarness
+from gpudra_testkit.harness.nodedaemon import NodeDaemon
+from gpudra_testkit.harness.waiting import allocation, wait_for
+from gpudra_testkit.localcluster.probes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -49,26 +49,13 @@ def mig_claim(name: str, ns: str, profile: str, parent: str | None = None) -> di
     }
 
 
-def pod(name: str, ns: str, node: str) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": node},
-            "containers": [
-                {"name": "c", "image": "busybox", "resources": {"claims": [{"name": "m"}]}}
-            ],
-            "resourceClaims": [{"name": "m", "resourceClaimName": name}],
-        },
-    }
-
-
 def results(kube: KubeClient, ns: str, name: str) -> list[dict[str, Any]]:
     c = kube.get(resources.RESOURCECLAIMS, name, namespace=ns)
     return ((c.get("status") or {}).get("allocation") or {}).get("devices", {}).get("results", [])
 
 
 def test_dynamic_mig_placements_scheduler_prepare_and_refusal(
-    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],  # noqa: F811 - a fixture
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
     kube: KubeClient,
     namespace: str,
 ) -> None:
@@ -113,7 +100,7 @@ def test_dynamic_mig_placements_scheduler_prepare_and_refusal(
     ):
         parent = parent_of(same_gpu_as) if same_gpu_as else None
         kube.create(resources.RESOURCECLAIMS, mig_claim(name, namespace, profile, parent))
-        kube.create(resources.PODS, pod(name, namespace, node))
+        kube.create(resources.PODS, pod(name, namespace, name, node=node))
         wait_for(f"{name} allocated", lambda n=name: results(kube, namespace, n))
     placed = {n: results(kube, namespace, n)[0]["device"] for n in "abc"}
     spans = []
@@ -177,14 +164,14 @@ def allocated(kube: KubeClient, ns: str, name: str, node: str, device: str) -> t
 
 
 def test_mig_bad_input_is_a_per_claim_error(
-    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],  # noqa: F811 - a fixture
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
     kube: KubeClient,
     namespace: str,
 ) -> None:
     d, harness = node_daemon("dgx-h100-mig", extra_args=["--dynamic-mig-gpus", "0-3"])
     node = d.node_name
     plugin = harness.plugins[DRIVER_NAME]
-    mock = MockBackend(load_named("dgx-h100-mig"), node_name=node, state_file=d.state_file)
+    mock = MockBackend(load_machine("dgx-h100-mig"), node_name=node, state_file=d.state_file)
     external = mock.create_mig_device(mock.inventory().gpus[1].uuid, "3g.40gb", 0)
     unsupported = allocated(kube, namespace, "u", node, "gpu-0-mig-5g50gb-99-0")
     taken = allocated(kube, namespace, "t", node, "gpu-1-mig-3g40gb-9-0")
@@ -197,7 +184,7 @@ def test_mig_bad_input_is_a_per_claim_error(
 
 
 def test_mig_disabled_gpu_refuses_with_the_reason(
-    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],  # noqa: F811 - a fixture
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
     kube: KubeClient,
     namespace: str,
 ) -> None:
@@ -208,7 +195,7 @@ def test_mig_disabled_gpu_refuses_with_the_reason(
 
 
 def test_crash_between_create_and_record_and_between_destroy_and_record(
-    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],  # noqa: F811 - a fixture
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
     kube: KubeClient,
     namespace: str,
 ) -> None:
@@ -233,7 +220,7 @@ def test_crash_between_create_and_record_and_between_destroy_and_record(
     assert [m["uuid"] for m in state] == [mig_uuid]  # adopted, not created twice
     # killed right after the instance was destroyed, before the claim was forgotten
     d.kill()
-    mock = MockBackend(load_named("dgx-h100-mig"), node_name=node, state_file=d.state_file)
+    mock = MockBackend(load_machine("dgx-h100-mig"), node_name=node, state_file=d.state_file)
     mock.destroy_mig_device(mig_uuid)
     d.start()
     plugin = harness.wait_for_plugin(DRIVER_NAME)
@@ -243,12 +230,12 @@ def test_crash_between_create_and_record_and_between_destroy_and_record(
 
 
 def test_unknown_instances_are_reported_and_removed_when_asked(
-    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],  # noqa: F811 - a fixture
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
     kube: KubeClient,
 ) -> None:
     d, _ = node_daemon("dgx-h100-mig", extra_args=["--dynamic-mig-gpus", "all"])
     d.stop()
-    mock = MockBackend(load_named("dgx-h100-mig"), node_name=d.node_name, state_file=d.state_file)
+    mock = MockBackend(load_machine("dgx-h100-mig"), node_name=d.node_name, state_file=d.state_file)
     stray = mock.create_mig_device(mock.inventory().gpus[5].uuid, "2g.20gb", 2)
     d.start()
     wait_for("report", lambda: stray.uuid in d.logs() and "held by no claim" in d.logs())

@@ -1,4 +1,4 @@
-"""The node daemon with a real kubelet and containerd (`gpudra.localcluster.realnode`).
+"""The node daemon with a real kubelet and containerd (`gpudra_testkit.localcluster.realnode`).
 
 No stand-in: the kubelet registers the daemon through its plugin watcher, calls
 NodePrepareResources itself, and containerd applies the CDI spec to a real container.  Each
@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,16 +23,16 @@ import yaml
 
 from gpudra.cdi.spec import spec_file_name
 from gpudra.kube import KubeClient, NotFound, resources
-from gpudra.localcluster import LocalCluster
-from gpudra.localcluster.realnode import RealNode
-from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceapi import DRIVER_NAME
-from tests.harness import examples
-from tests.harness.nodedaemon import NodeDaemon
-from tests.harness.tcpproxy import HangingProxy
-from tests.harness.waiting import wait_for
-from tests.integration.conftest import unique
-from tests.integration.test_kubelet_plugin import device_classes  # noqa: F401
+from gpudra_testkit.builders import unique
+from gpudra_testkit.harness import examples
+from gpudra_testkit.harness.nodedaemon import NodeDaemon
+from gpudra_testkit.harness.objects import gone, node_slices
+from gpudra_testkit.harness.tcpproxy import HangingProxy
+from gpudra_testkit.harness.waiting import wait_for
+from gpudra_testkit.localcluster import LocalCluster
+from gpudra_testkit.localcluster.realnode import RealNode
 
 pytestmark = pytest.mark.integration
 PROFILE = "dgx-h100"
@@ -44,7 +43,7 @@ def daemon(
     real_node: RealNode,
     cluster: LocalCluster,
     kube: KubeClient,
-    device_classes: None,  # noqa: F811
+    device_classes: None,
 ) -> Iterator[NodeDaemon]:
     """``gpudra kubelet-plugin`` as a host process in the real kubelet's plugin dirs."""
     d = NodeDaemon.on_real_node(real_node, PROFILE, cluster.kubeconfig).start()
@@ -64,19 +63,7 @@ def ns(kube: KubeClient, request: pytest.FixtureRequest) -> Iterator[str]:
     with contextlib.suppress(NotFound):
         kube.delete(resources.NAMESPACES, name)
     # the pods' claims are unprepared by the kubelet once the pods are gone
-    wait_for(f"namespace {name} gone", lambda: gone(kube, name), 90)
-
-
-def gone(kube: KubeClient, namespace: str) -> bool:
-    try:
-        kube.get(resources.NAMESPACES, namespace)
-    except NotFound:
-        return True
-    return False
-
-
-def node_slices(kube: KubeClient, node: str) -> list[dict[str, Any]]:
-    return kube.list(resources.RESOURCESLICES, field_selector=f"spec.nodeName={node}").items
+    wait_for(f"namespace {name} gone", lambda: gone(kube, resources.NAMESPACES, name), 90)
 
 
 def registrations(node: RealNode) -> int:
@@ -101,17 +88,6 @@ def claim_uid(kube: KubeClient, namespace: str, pod: str) -> str:
     return str(kube.get(resources.RESOURCECLAIMS, name, namespace=namespace)["metadata"]["uid"])
 
 
-def run_example(kube: KubeClient, node: RealNode, path: Path, namespace: str) -> tuple[str, str]:
-    """Apply an example, wait until it runs, check what it printed; returns (pod, log)."""
-    pod = examples.apply_example(kube, path, namespace, node.name)
-    examples.wait_running(kube, namespace, pod)
-    log = examples.pod_log(kube, namespace, pod, lines=3)
-    problems = examples.e2e().check_env(log, examples.e2e().expected_devices(examples.docs(path)))
-    assert not problems, f"{path.name}: {problems}\n{log}"
-    assert examples.printed_uuids(log) == examples.allocated_uuids(kube, namespace, pod)
-    return pod, log
-
-
 def container_ids(kube: KubeClient, namespace: str, pod: str) -> list[tuple[str, int]]:
     p = kube.get(resources.PODS, pod, namespace=namespace)
     return [
@@ -124,7 +100,7 @@ def container_ids(kube: KubeClient, namespace: str, pod: str) -> list[tuple[str,
 def test_example_runs_with_exactly_its_gpus(
     kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str, example: Path
 ) -> None:
-    pod, log = run_example(kube, real_node, example, ns)
+    pod, log = examples.run_example(kube, real_node.name, example, ns)
     print(f"{example.name} on {real_node.name} ({kube.server_version()}):\n{log}")
     uid = claim_uid(kube, ns, pod)
     assert cdi_spec(real_node, uid).exists()
@@ -137,7 +113,7 @@ def test_kubelet_restart_wipes_slices_and_the_daemon_recovers(
     kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str
 ) -> None:
     single = examples.example("single-gpu")
-    pod, _ = run_example(kube, real_node, single, ns)
+    pod, _ = examples.run_example(kube, real_node.name, single, ns)
     before = container_ids(kube, ns, pod)
     slice_uids = {s["metadata"]["uid"] for s in node_slices(kube, real_node.name)}
     connected = registrations(real_node)
@@ -157,14 +133,14 @@ def test_kubelet_restart_wipes_slices_and_the_daemon_recovers(
     assert container_ids(kube, ns, pod) == before, "the running pod was disturbed"
     # a new pod is still prepared
     pair = examples.example("nvlink-pair")
-    run_example(kube, real_node, pair, ns)
+    examples.run_example(kube, real_node.name, pair, ns)
 
 
 def test_daemon_crash_while_pods_run(
     kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str
 ) -> None:
     single = examples.example("single-gpu")
-    pod, _ = run_example(kube, real_node, single, ns)
+    pod, _ = examples.run_example(kube, real_node.name, single, ns)
     uid = claim_uid(kube, ns, pod)
     before = container_ids(kube, ns, pod)
     daemon.kill()
@@ -177,13 +153,13 @@ def test_daemon_crash_while_pods_run(
     wait_for("the pod gone", lambda: examples.phase(kube, ns, pod) == "Gone", 60)
     assert before
     pair = examples.example("nvlink-pair")
-    run_example(kube, real_node, pair, ns)
+    examples.run_example(kube, real_node.name, pair, ns)
 
 
 def mock_of(daemon: NodeDaemon) -> MockBackend:
     """The daemon's mock node, through the state file it shares with the daemon."""
     return MockBackend(
-        load_named(PROFILE), node_name=daemon.node_name, state_file=daemon.state_file
+        load_machine(PROFILE), node_name=daemon.node_name, state_file=daemon.state_file
     )
 
 
@@ -212,7 +188,7 @@ def test_pod_deleted_while_its_prepare_is_slow(
     log = daemon_log(daemon)
     assert log.index(f"prepared {ns}/") < log.index(f"unprepared {ns}/"), log
     # the GPU is free again: a claim for all eight still fits
-    run_example(kube, real_node, examples.example("nvlink-pair"), ns)
+    examples.run_example(kube, real_node.name, examples.example("nvlink-pair"), ns)
 
 
 def test_prepare_past_the_kubelets_deadline_is_retried(
@@ -287,7 +263,7 @@ def test_reboot_brings_pods_back_with_their_devices(
     kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str
 ) -> None:
     pair = examples.example("nvlink-pair")
-    pod, log_before = run_example(kube, real_node, pair, ns)
+    pod, log_before = examples.run_example(kube, real_node.name, pair, ns)
     before = container_ids(kube, ns, pod)
     daemon.stop()
     real_node.power_off()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gpudra.cdi.spec import CdiDevice, claim_spec
-from tests.harness.examples import EXAMPLES, docs, e2e
+from gpudra_testkit.harness.examples import EXAMPLES, docs, e2e
 
 
 def test_expected_devices_of_the_examples() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.chart import REPO
+from gpudra_testkit.checkout import REPO
 
 DEBIAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from gpudra.localcluster import probes
+from gpudra_testkit.localcluster import probes
 
 
 def test_ports_are_free_and_below_the_ephemeral_range() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpudra.localcluster.hoststate import HostState, diff, snapshot
+from gpudra_testkit.localcluster.hoststate import HostState, diff, snapshot
 
 
 def state(**kw: object) -> HostState:

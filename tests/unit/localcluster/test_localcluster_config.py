@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from gpudra.kube import KubeClient
-from gpudra.localcluster import binaries, commandlines, kubeconfig
-from gpudra.localcluster.featuregates import KubeVersion, api_settings
-from gpudra.localcluster.nodes import fake_node, is_ready
-from gpudra.localcluster.pki import Pki
+from gpudra_testkit.localcluster import binaries, commandlines, kubeconfig
+from gpudra_testkit.localcluster.featuregates import KubeVersion, api_settings
+from gpudra_testkit.localcluster.nodes import fake_node, is_ready
+from gpudra_testkit.localcluster.pki import Pki
 
 OLD_GATES = "DRADeviceTaints=true,DRAPartitionableDevices=true"
 

@@ -9,8 +9,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from gpudra.localcluster.pki import generate
-from gpudra.localcluster.process import Component, is_running, start_time, terminate
+from gpudra_testkit.localcluster.pki import generate
+from gpudra_testkit.localcluster.process import Component, is_running, start_time, terminate
 
 
 def _wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
@@ -69,7 +69,7 @@ def test_children_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
         f"""
         import os, signal, sys
         from pathlib import Path
-        from gpudra.localcluster.process import Component
+        from gpudra_testkit.localcluster.process import Component
         c = Component("sleep", ["sleep", "300"], Path({str(tmp_path)!r}) / "sleep.log")
         c.start()
         Path({str(tmp_path)!r}, "pid").write_text(str(c.pid))
@@ -86,7 +86,7 @@ def test_detached_children_outlive_the_parent(tmp_path: Path) -> None:
     parent = textwrap.dedent(
         f"""
         from pathlib import Path
-        from gpudra.localcluster.process import Component
+        from gpudra_testkit.localcluster.process import Component
         c = Component("sleep", ["sleep", "300"], Path({str(tmp_path)!r}) / "s.log", detach=True)
         c.start()
         Path({str(tmp_path)!r}, "pid").write_text(f"{{c.pid}} {{c.started_at}}")

@@ -1,5 +1,5 @@
 """The real node's config files carry the settings that make it run on the CI VM
-(shared/reference/real-node/README.md) and keep it inside its work dir."""
+(docs/DESIGN.md, "Real node") and keep it inside its work dir."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from gpudra.localcluster import nodeconfig
-from gpudra.localcluster.binaries import NodeBinaries
+from gpudra_testkit.localcluster import nodeconfig
+from gpudra_testkit.localcluster.binaries import NodeBinaries
 
 LAY = nodeconfig.NodeLayout("n1", Path("/w/n1"), kubelet_port=21000, kubelet_healthz_port=21001)
 BINS = NodeBinaries(

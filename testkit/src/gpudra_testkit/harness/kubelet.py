@@ -1,11 +1,12 @@
 """A kubelet stand-in for tests: it speaks the real gRPC contracts over unix sockets.
 
-What it does is what the kubelet does for DRA (shared/reference/kubelet-grpc.md §6):
-watch the plugin registry directory (ignoring dot files), call ``GetInfo`` with a 1 s
-timeout, pick the first service version *in the plugin's order* that it knows, confirm with
-``NotifyRegistrationStatus``, then call NodePrepareResources / NodeUnprepareResources for
-the claims of pods bound to its node, one call per driver per pod.  ``restart()`` simulates
-a kubelet restart: it wipes the node's ResourceSlices and registers the plugins again.
+What it does is what the kubelet does for DRA (``pkg/kubelet/cm/dra`` and
+``pkg/kubelet/pluginmanager`` in https://github.com/kubernetes/kubernetes): watch the plugin
+registry directory (ignoring dot files), call ``GetInfo`` with a 1 s timeout, pick the first
+service version *in the plugin's order* that it knows, confirm with
+``NotifyRegistrationStatus``, then call NodePrepareResources / NodeUnprepareResources for the
+claims of pods bound to its node, one call per driver per pod. ``restart()`` simulates a kubelet
+restart: it wipes the node's ResourceSlices and registers the plugins again.
 """
 
 from __future__ import annotations

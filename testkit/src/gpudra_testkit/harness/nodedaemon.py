@@ -1,6 +1,6 @@
 """Run ``gpudra kubelet-plugin`` as a real process for a test node, with its own directories.
 
-The daemon is started as the Helm chart deploys it (`tests.harness.chart`: the DaemonSet's
+The daemon is started as the Helm chart deploys it (`gpudra_testkit.harness.chart`: the DaemonSet's
 command, args, env and config file, rendered in mock mode with this node's directories), plus
 a kubeconfig and any test flags, and stopped with SIGTERM, or SIGKILL to simulate a crash.
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpudra.localcluster.realnode import RealNode
 from gpudra.resourceapi import DRIVER_NAME
-from tests.harness.chart import Launch, launch, render
+from gpudra_testkit.harness.chart import Launch, launch, render
+from gpudra_testkit.localcluster.realnode import RealNode
 
 
 @dataclass

@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from gpudra.localcluster.binaries import cache_dir, read_versions
+from gpudra_testkit.checkout import REPO
+from gpudra_testkit.localcluster.binaries import cache_dir, read_versions
 
-REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "gpudra"
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from gpudra.kube import KubeClient, NotFound, resources
-from tests.harness.waiting import wait_for
+from gpudra_testkit.checkout import REPO
+from gpudra_testkit.harness.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DIR = REPO / "deploy" / "examples"
 EXAMPLES = sorted(EXAMPLE_DIR.glob("*.yaml"))
 KINDS = {
@@ -123,3 +123,15 @@ def printed_uuids(log: str) -> set[str]:
         if line.startswith("NVIDIA_VISIBLE_DEVICES="):
             return {u for u in line.partition("=")[2].split(",") if u}
     return set()
+
+
+def run_example(kube: KubeClient, node: str, path: Path, namespace: str) -> tuple[str, str]:
+    """Apply an example with its pod on ``node``, wait until it runs and check what it printed
+    (the GPUs its claim asked for, the UUIDs allocated); returns (pod, log)."""
+    pod = apply_example(kube, path, namespace, node)
+    wait_running(kube, namespace, pod)
+    log = pod_log(kube, namespace, pod, lines=3)
+    problems = e2e().check_env(log, e2e().expected_devices(docs(path)))
+    assert not problems, f"{path.name}: {problems}\n{log}"
+    assert printed_uuids(log) == allocated_uuids(kube, namespace, pod)
+    return pod, log

@@ -7,8 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``check`` every 0.1 s; return its first truthy value or fail naming ``what``."""
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = 30.0, *, interval: float = 0.1
+) -> Any:
+    """Poll ``check`` every ``interval`` s; return its first truthy value or fail naming
+    ``what``."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -16,7 +19,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(interval)
 
 
 def allocation(

@@ -1,7 +1,7 @@
 """What a real node (kubelet, containerd, CNI) changes on the host, recorded and put back.
 
 The kubelet, containerd, runc and the CNI plugins write outside any work directory whatever
-their configuration says (shared/reference/real-node/README.md): a ``kubepods`` tree in every
+their configuration says (docs/DESIGN.md, "Real node"): a ``kubepods`` tree in every
 cgroup hierarchy, ``/var/lib/kubelet/device-plugins`` (hard-coded), shim sockets under
 ``/run/containerd``, the CNI cache ``/var/lib/cni``, network namespaces in ``/run/netns``, the
 bridge and veth links, iptables chains (``KUBE-FIREWALL``, ``KUBE-KUBELET-CANARY``,

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gpudra.kube import KubeClient, KubeObject, resources
-from gpudra.localcluster.commandlines import KWOK_NODE_ANNOTATION
+from gpudra_testkit.localcluster.commandlines import KWOK_NODE_ANNOTATION
 
 
 def fake_node(

@@ -4,7 +4,7 @@ Decisions encoded here: everything binds to 127.0.0.1 (most components default t
 interfaces); the apiserver, kcm and scheduler get the same ``--feature-gates``; no leader
 election (one replica each); the apiserver's rate limits and endpoint reconciler are off (a
 test cluster, loopback address); kwok manages only nodes annotated ``kwok.x-k8s.io/node=fake``
-(a real node's kubelet, `gpudra.localcluster.realnode`, joins beside them).
+(a real node's kubelet, `gpudra_testkit.localcluster.realnode`, joins beside them).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpudra.localcluster.binaries import Binaries
-from gpudra.localcluster.featuregates import ApiSettings
-from gpudra.localcluster.pki import Pki
+from gpudra_testkit.localcluster.binaries import Binaries
+from gpudra_testkit.localcluster.featuregates import ApiSettings
+from gpudra_testkit.localcluster.pki import Pki
 
 LOOPBACK = "127.0.0.1"
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")

@@ -3,12 +3,12 @@
 Beside kwok's fake nodes, a real node runs pods for real: containerd (built from the Go module
 proxy) with Debian's runc and CNI plugins, the kubelet of the cluster's version with its own
 ``system:node`` credentials, a pause image and workload images made locally from a static
-busybox (`gpudra.localcluster.ociimage`; nothing is pulled).  DRA kubelet plugins register in
-``layout.registry_dir``; containerd reads CDI specs from ``layout.cdi_dir``.
+busybox (`gpudra_testkit.localcluster.ociimage`; nothing is pulled).  DRA kubelet plugins
+register in ``layout.registry_dir``; containerd reads CDI specs from ``layout.cdi_dir``.
 
 Ownership: everything lives in one work dir, except what the kubelet, containerd and CNI write
-elsewhere whatever their config says; `gpudra.localcluster.hoststate` records the host before
-start and `stop` puts it back (containers killed, mounts, netns, links, iptables chains,
+elsewhere whatever their config says; `gpudra_testkit.localcluster.hoststate` records the host
+before start and `stop` puts it back (containers killed, mounts, netns, links, iptables chains,
 cgroups, sysctls, the /etc/hosts line).  Needs root.  One real node per host: the kubelet's
 device-plugin socket path and the ``kubepods`` cgroup tree are host-wide.
 """
@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from gpudra.kube import KubeClient, NotFound, resources
-from gpudra.localcluster import hoststate, kubeconfig, nodeconfig, ociimage, pki, probes
-from gpudra.localcluster.binaries import NodeBinaries, locate_node
-from gpudra.localcluster.featuregates import ApiSettings
-from gpudra.localcluster.nodes import wait_node_ready
-from gpudra.localcluster.process import Component, is_running, terminate
+from gpudra_testkit.localcluster import hoststate, kubeconfig, nodeconfig, ociimage, pki, probes
+from gpudra_testkit.localcluster.binaries import NodeBinaries, locate_node
+from gpudra_testkit.localcluster.featuregates import ApiSettings
+from gpudra_testkit.localcluster.nodes import wait_node_ready
+from gpudra_testkit.localcluster.process import Component, is_running, terminate
 
 STATE_FILE = "realnode.json"
 HOSTS_MARK = "# gpudra-real-node"

@@ -1,7 +1,7 @@
 """The configuration files and command lines of a real node (pure: layout in, text out).
 
 The settings that make a kubelet + containerd run on this project's CI VM are recorded in
-shared/reference/real-node/README.md; the ones that matter:
+docs/DESIGN.md ("Real node"); the ones that matter:
 
 * containerd: everything under the node's work dir (root, state, sockets, runc root, CNI
   config and IPAM); CDI specs read from the node's CDI dir; the sandbox image is a local
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from gpudra.localcluster.binaries import NodeBinaries
+from gpudra_testkit.localcluster.binaries import NodeBinaries
 
 PAUSE_IMAGE = "localhost/pause:local"
 BRIDGE = "gpudrabr0"
@@ -91,7 +91,7 @@ def _toml_str(value: str | Path) -> str:
 
 def containerd_toml(lay: NodeLayout, bins: NodeBinaries) -> str:
     w = lay.work_dir
-    return f"""# containerd of the gpudra local real node {lay.name} (gpudra.localcluster)
+    return f"""# containerd of the gpudra local real node {lay.name} (gpudra_testkit.localcluster)
 version = 3
 root = {_toml_str(w / "containerd-root")}
 state = {_toml_str(w / "containerd-state")}

@@ -2,11 +2,12 @@
 
 etcd -> kube-apiserver -> (kube-controller-manager, kube-scheduler, kwok), each a child process
 with its log in the work directory, free ports picked at start (command lines:
-`gpudra.localcluster.commandlines`).  kwok makes annotated fake nodes Ready and pods bound to
-them Running, while the real scheduler allocates DRA claims from ResourceSlices and kcm creates
-claims from templates; ``real_nodes=1`` (or `add_real_node`) adds a real kubelet + containerd
-node (`gpudra.localcluster.realnode`) that runs pods for real.  One feature-gate string,
-chosen from the version (`gpudra.localcluster.featuregates`), goes to every component.
+`gpudra_testkit.localcluster.commandlines`).  kwok makes annotated fake nodes Ready and pods
+bound to them Running, while the real scheduler allocates DRA claims from ResourceSlices and
+kcm creates claims from templates; ``real_nodes=1`` (or `add_real_node`) adds a real kubelet
++ containerd node (`gpudra_testkit.localcluster.realnode`) that runs pods for real.  One
+feature-gate string, chosen from the version (`gpudra_testkit.localcluster.featuregates`),
+goes to every component.
 
 Ownership: whatever `start` launched, `stop` kills (process groups, SIGTERM then SIGKILL), also
 when startup fails half-way; attached children die with the Python process (PDEATHSIG).
@@ -23,12 +24,12 @@ from types import TracebackType
 from typing import Any
 
 from gpudra.kube import KubeClient, resources
-from gpudra.localcluster import commandlines as cmd
-from gpudra.localcluster import kubeconfig, pki, probes
-from gpudra.localcluster.binaries import Binaries, controlplane_dir, locate
-from gpudra.localcluster.featuregates import ApiSettings, KubeVersion, api_settings
-from gpudra.localcluster.process import Component
-from gpudra.localcluster.realnode import RealNode
+from gpudra_testkit.localcluster import commandlines as cmd
+from gpudra_testkit.localcluster import kubeconfig, pki, probes
+from gpudra_testkit.localcluster.binaries import Binaries, controlplane_dir, locate
+from gpudra_testkit.localcluster.featuregates import ApiSettings, KubeVersion, api_settings
+from gpudra_testkit.localcluster.process import Component
+from gpudra_testkit.localcluster.realnode import RealNode
 
 
 class LocalCluster:

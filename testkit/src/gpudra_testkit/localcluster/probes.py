@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpudra.kube import KubeError
-from gpudra.localcluster.process import Component
+from gpudra_testkit.localcluster.process import Component
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""``python -m gpudra.localcluster up|down|status``: a local cluster that outlives the command.
+"""``python -m gpudra_testkit.localcluster up|down|status``: a local cluster that outlives
+the command.
 
 ``up`` starts a detached `LocalCluster` in a directory (default ``~/.cache/gpudra/cluster``),
 records the pids in ``state.json`` and prints ``export KUBECONFIG=...``; ``--real-nodes 1`` adds
@@ -17,12 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gpudra.localcluster.binaries import BinariesMissing, cache_dir
-from gpudra.localcluster.launcher import LocalCluster
-from gpudra.localcluster.probes import ClusterStartError
-from gpudra.localcluster.process import is_running, terminate
-from gpudra.localcluster.realnode import STATE_FILE as REALNODE_STATE
-from gpudra.localcluster.realnode import RealNodeError, stop_detached
+from gpudra_testkit.localcluster.binaries import BinariesMissing, cache_dir
+from gpudra_testkit.localcluster.launcher import LocalCluster
+from gpudra_testkit.localcluster.probes import ClusterStartError
+from gpudra_testkit.localcluster.process import is_running, terminate
+from gpudra_testkit.localcluster.realnode import STATE_FILE as REALNODE_STATE
+from gpudra_testkit.localcluster.realnode import RealNodeError, stop_detached
 
 STATE_FILE = "state.json"
 
@@ -124,7 +125,9 @@ def status(directory: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpudra.localcluster", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gpudra_testkit.localcluster", description=__doc__
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     default_dir = Path(os.environ.get("GPUDRA_CLUSTER_DIR") or cache_dir() / "cluster")
     for name in ("up", "down", "status"):

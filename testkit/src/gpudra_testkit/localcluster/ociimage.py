@@ -142,7 +142,7 @@ def write_image(
         "os": "linux",
         "config": {"Env": list(config.env), "WorkingDir": config.working_dir},
         "rootfs": {"type": "layers", "diff_ids": [_sha(raw) for raw in layers]},
-        "history": [{"created_by": "gpudra.localcluster.ociimage"} for _ in layers],
+        "history": [{"created_by": "gpudra_testkit.localcluster.ociimage"} for _ in layers],
     }
     if config.entrypoint:
         cfg["config"]["Entrypoint"] = list(config.entrypoint)

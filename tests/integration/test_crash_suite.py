@@ -39,23 +39,25 @@ import grpc
 import pytest
 
 from gpudra._proto import dra_v1_pb2, dra_v1_pb2_grpc
+from gpudra.catalogue.catalogue import CatalogueDevice, DeviceKind, MigIdentity, build_catalogue
+from gpudra.catalogue.names import gpu_device_name
 from gpudra.cdi.spec import spec_file_name
 from gpudra.kube import KubeClient
 from gpudra.kubeletplugin.crashpoints import ENV as CRASH_ENV
 from gpudra.kubeletplugin.crashpoints import POINTS
-from gpudra.kubeletplugin.prepare import NodeDevice, node_devices
-from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceapi import DRIVER_NAME
-from gpudra.resourceslices.builder import gpu_device_name
-from tests.harness.chart import Launch
-from tests.harness.nodedaemon import NodeDaemon
-from tests.integration.test_kubelet_plugin import allocated_claim
+from gpudra_testkit.harness.chart import Launch
+from gpudra_testkit.harness.nodedaemon import NodeDaemon
+from gpudra_testkit.harness.objects import allocated_claim
 
 pytestmark = pytest.mark.integration
 
 PROFILE = "dgx-h100-mig"
-DYNAMIC = frozenset({4, 5, 6, 7})
+# every GPU is MIG-enabled: the dynamic ones are also published (and claimed) whole
+DYNAMIC = frozenset({0, 2, 3, 4, 5, 6, 7})
 STATIC_GPU = 1
+PLACEMENT = DeviceKind.MIG_PLACEMENT
 CALL_TIMEOUT_S = 45.0
 MAX_RETRIES = 5  # tries the last, crash-free run gives a cut-off call
 OPS_PER_RUN = 40  # then the run is killed from outside if no crash point was reached
@@ -68,7 +70,6 @@ CLAIMS = {
     "w3": (3, "", 0),
     "s1-a": (STATIC_GPU, "3g.40gb", 0),  # static MIG: existing instances, used as they are
     "s1-b": (STATIC_GPU, "3g.40gb", 4),
-    "w1": (STATIC_GPU, "", 0),  # the whole GPU under both static slices
     "d4-a": (4, "1g.10gb", 0),
     "d4-b": (4, "1g.10gb", 1),
     "d4-c": (4, "3g.40gb", 4),
@@ -85,11 +86,14 @@ class Claim:
     name: str
     uid: str
     device: str
-    node_device: NodeDevice
+    node_device: CatalogueDevice
 
     @property
     def dynamic(self) -> tuple[str, str, int] | None:
-        return self.node_device.mig
+        m = self.node_device.mig
+        if m is None or self.node_device.kind is not PLACEMENT:
+            return None
+        return m.parent_uuid, m.profile, m.start
 
     def overlaps(self, other: Claim) -> bool:
         return bool(set(self.node_device.footprint) & set(other.node_device.footprint))
@@ -326,12 +330,12 @@ def driver(
     daemon.plugin_dir.mkdir(parents=True, exist_ok=True)
     daemon.boot_id_file.parent.mkdir(parents=True, exist_ok=True)
     daemon.boot_id_file.write_text("boot-1\n")
-    backend = MockBackend(load_named(PROFILE), node_name=node, state_file=daemon.state_file)
+    backend = MockBackend(load_machine(PROFILE), node_name=node, state_file=daemon.state_file)
     gpus = backend.inventory().gpus
     for start in (0, 4):
         backend.create_mig_device(gpus[STATIC_GPU].uuid, "3g.40gb", start)
     static = frozenset(m.uuid for m in backend.inventory().mig_devices)
-    known = node_devices(backend.inventory(), DYNAMIC)
+    known = build_catalogue(backend.inventory(), dynamic=DYNAMIC).devices
     migs = backend.inventory().mig_devices
     claims = {}
     for name, (index, profile, start) in CLAIMS.items():
@@ -339,7 +343,8 @@ def driver(
         if not profile:
             dev = gpu_device_name(gpu)
         elif index in DYNAMIC:
-            dev = next(n for n, d in known.items() if d.mig == (gpu.uuid, profile, start))
+            at = MigIdentity(gpu.uuid, profile, start)
+            dev = next(n for n, d in known.items() if d.kind is PLACEMENT and d.mig == at)
         else:
             (m,) = [
                 m

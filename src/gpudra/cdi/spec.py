@@ -19,7 +19,11 @@ VENDOR = "k8s.gpu.gpudra.io"
 CLASS = "claim"
 KIND = f"{VENDOR}/{CLASS}"
 CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
-ANNOTATION_PREFIX = "gpudra.io/"
+# the spec-level annotations, the one place their keys are spelled
+CLAIM_UID_ANNOTATION = "gpudra.io/claim-uid"
+CLAIM_ANNOTATION = "gpudra.io/claim"  # <namespace>/<name>
+# the claim's checkpoint device records (JSON), for recovery when the checkpoint is lost
+DEVICES_ANNOTATION = "gpudra.io/devices"
 
 
 @dataclass(frozen=True)
@@ -59,16 +63,16 @@ def claim_spec(
     annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The CDI spec for one claim.  ``dev_root`` maps device nodes to fake host files (mock
-    mode); None means the real /dev nodes.  ``annotations`` (names without the prefix) are
-    added to the spec's own."""
+    mode); None means the real /dev nodes.  ``annotations`` (full keys, e.g.
+    ``DEVICES_ANNOTATION``) are added to the spec's own."""
     uuids = ",".join(d.uuid for d in devices)
     return {
         "cdiVersion": CDI_VERSION,
         "kind": KIND,
         "annotations": {
-            f"{ANNOTATION_PREFIX}claim-uid": claim_uid,
-            f"{ANNOTATION_PREFIX}claim": f"{namespace}/{name}",
-            **{f"{ANNOTATION_PREFIX}{k}": v for k, v in (annotations or {}).items()},
+            CLAIM_UID_ANNOTATION: claim_uid,
+            CLAIM_ANNOTATION: f"{namespace}/{name}",
+            **(annotations or {}),
         },
         "containerEdits": {
             "env": [f"NVIDIA_VISIBLE_DEVICES={uuids}", f"GPUDRA_CLAIM={namespace}/{name}"],

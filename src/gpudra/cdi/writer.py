@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gpudra.cdi.spec import spec_file_name
+from gpudra.cdi.spec import CLAIM_UID_ANNOTATION, spec_file_name
 from gpudra.common.atomicfile import write_atomic
 
 
@@ -49,7 +49,9 @@ class CdiWriter:
                 spec = json.loads(f.read_text())
             except (OSError, ValueError):
                 continue
-            uid = (spec.get("annotations") or {}).get("gpudra.io/claim-uid")
+            if not isinstance(spec, dict) or not isinstance(spec.get("annotations"), dict):
+                continue  # JSON, but not a spec gpudra wrote
+            uid = spec["annotations"].get(CLAIM_UID_ANNOTATION)
             if uid:
                 out[uid] = spec
         return out

@@ -2,10 +2,13 @@
 
 Order matters: the plugin-directory lock (one daemon per directory), checkpoint and CDI (so
 the first prepare finds its state), the slice publisher, then the DRA service, and only then
-the registration socket.  Background threads: the slice publisher; a health-event thread and
-an NVML probe that turn GPU faults into a republish (lost GPUs are no longer advertised);
-checkpoint garbage collection.  Every thread is supervised: none ends on an error, and one
-that ends anyway makes ``/healthz`` fail, as do an API server or NVML that stop answering.
+the registration socket.  Publishing and preparing read one node catalogue
+(``CatalogueSource``), so what is published is what can be prepared; the stray-MIG sweep
+runs once, on the publisher's first pass after the server's version is known.  Background
+threads: the slice publisher; a health-event thread and an NVML probe that turn GPU faults
+into a republish (lost GPUs are no longer advertised); checkpoint garbage collection.  Every
+thread is supervised: none ends on an error, and one that ends anyway makes ``/healthz``
+fail, as do an API server or NVML that stop answering.
 """
 
 from __future__ import annotations
@@ -20,20 +23,21 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from gpudra.catalogue.catalogue import GpuMode, NodeCatalogue
 from gpudra.cdi.spec import CONTROL_NODES
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kube.client import KubeClient
-from gpudra.kube.errors import KubeError
+from gpudra.kubeletplugin.catalogue_source import CatalogueSource
 from gpudra.kubeletplugin.checkpoint import CheckpointStore
 from gpudra.kubeletplugin.dirlock import DirLock
 from gpudra.kubeletplugin.grpc_server import PluginServers
 from gpudra.kubeletplugin.health import HealthState
 from gpudra.kubeletplugin.node import NodePlugin
 from gpudra.kubeletplugin.recovery import rebuild
+from gpudra.kubeletplugin.strays import unclaimed_instances
 from gpudra.metrics.node import NodeMetrics
 from gpudra.nvml.backend import GpuBackend
 from gpudra.nvml.errors import NvmlError
-from gpudra.resourceapi import parse_gpu_set
 from gpudra.resourceslices.builder import desired_slices
 from gpudra.resourceslices.publisher import SlicePublisher
 from gpudra.settings import KubeletPluginSettings
@@ -69,7 +73,7 @@ class KubeletPluginDaemon:
         self._client = client
         self._backend = backend
         self._stop = threading.Event()
-        self._server_minor: int | None = None
+        self._swept = False
         self.metrics = metrics or NodeMetrics()
         self._threads: list[threading.Thread] = []
         self._http: ThreadingHTTPServer | None = None
@@ -87,9 +91,20 @@ class KubeletPluginDaemon:
             rebuild=lambda: rebuild(self.cdi, pool=s.node_name),
         )
         self._begin_boot(s.boot_id_file)
+        gpus = backend.inventory().gpus
         if s.dev_root is not None:
-            make_fake_dev_root(s.dev_root, [g.minor for g in backend.inventory().gpus])
-        dynamic = parse_gpu_set(s.dynamic_mig_gpus, len(backend.inventory().gpus))
+            make_fake_dev_root(s.dev_root, [g.minor for g in gpus])
+        dynamic, managed = s.dynamic_mig_gpus, s.controller_managed_gpus
+        for gpu_set in (dynamic, managed):
+            gpu_set.resolve(len(gpus))  # an index this node lacks stops the daemon here
+        # the one answer to "what is device <name> here?", for publishing and for preparing
+        self.catalogues = CatalogueSource(
+            backend.inventory,
+            client.server_version,
+            dynamic_mig=dynamic,
+            managed=managed,
+            on_build=self._catalogue_built,
+        )
         self.node = NodePlugin(
             client=client,
             backend=backend,
@@ -98,10 +113,9 @@ class KubeletPluginDaemon:
             driver=s.driver_name,
             node_name=s.node_name,
             dev_root=str(s.dev_root) if s.dev_root else None,
-            dynamic_mig=dynamic,
+            catalogue=self.catalogues.current,
             on_result=self.metrics.claim,
         )
-        self._report_unknown_migs(dynamic)
         self.publisher = SlicePublisher(
             client,
             node_name=s.node_name,
@@ -137,86 +151,51 @@ class KubeletPluginDaemon:
                 ", ".join(f"{c.namespace}/{c.name}" for c in stale),
             )
 
-    def _report_unknown_migs(self, dynamic: frozenset[int]) -> None:
+    def _catalogue_built(self, catalogue: NodeCatalogue) -> None:
+        self.metrics.dynamic_mig.set(1 if catalogue.publishes_dynamic_mig else 0)
+
+    def _sweep_strays(self, catalogue: NodeCatalogue) -> None:
         """MIG instances on dynamic-MIG GPUs that no checkpointed claim holds were left by
         someone else (or by a crash between destroy and checkpoint): say so, and remove them
-        when configured to."""
-        inv = self._backend.inventory()
-        held = {
-            (d.mig_parent, d.mig_profile, d.mig_start)
-            for c in self.checkpoint.claims().values()
-            for d in c.devices
-            if d.mig_profile
-        }
-        for g in inv.gpus:
-            if g.index not in dynamic:
-                continue
-            for m in inv.migs_on(g):
-                if (m.parent_uuid, m.profile, m.placement_start) in held:
-                    continue
-                if self.settings.remove_unknown_mig:
-                    try:
-                        self._backend.destroy_mig_device(m.uuid)
-                    except NvmlError as e:  # e.g. in use: never a reason not to start
-                        log.warning(
-                            "cannot remove MIG instance %s (%s at %d on GPU %d), held by no "
-                            "claim: %s; leaving it",
-                            m.uuid,
-                            m.profile,
-                            m.placement_start,
-                            g.index,
-                            e,
-                        )
-                        continue
-                    log.warning(
-                        "removed MIG instance %s (%s at %d on GPU %d): no claim holds it",
-                        m.uuid,
-                        m.profile,
-                        m.placement_start,
-                        g.index,
-                    )
-                else:
-                    log.warning(
-                        "MIG instance %s (%s at %d on GPU %d) is held by no claim; "
-                        "start with --remove-unknown-mig to remove such instances",
-                        m.uuid,
-                        m.profile,
-                        m.placement_start,
-                        g.index,
-                    )
-
-    def _desired(self, generation: int, owner: dict[str, Any] | None) -> list[dict[str, Any]]:
-        inv = self._backend.inventory()
-        managed = parse_gpu_set(self.settings.controller_managed_gpus, len(inv.gpus))
-        dynamic = parse_gpu_set(self.settings.dynamic_mig_gpus, len(inv.gpus))
-        if dynamic and not self._partitionable():
-            dynamic = frozenset()
-        return desired_slices(
-            inv,
-            driver=self.settings.driver_name,
-            generation=generation,
-            owner=owner,
-            managed=managed,
-            dynamic_mig=dynamic,
+        when configured to.  The catalogue (its inventory) is read before the checkpoint, so
+        an instance a concurrent prepare creates is always seen with its record."""
+        strays = unclaimed_instances(catalogue, self.checkpoint.claims().values())
+        dynamic = len(catalogue.gpus_in(GpuMode.DYNAMIC_MIG))
+        log.info(
+            "MIG sweep: %d instance(s) on %d dynamic-MIG GPU(s) held by no claim",
+            len(strays),
+            dynamic,
         )
-
-    def _partitionable(self) -> bool:
-        """Dynamic MIG needs the 1.35+ partitionable-device slice layout (counters in their
-        own slices); older servers get whole GPUs only, said once in the log."""
-        if self._server_minor is None:
-            try:
-                self._server_minor = self._client.server_version()[1]
-            except KubeError as e:
-                log.warning("cannot read the server version (%s); assuming 1.35+", e)
-                self._server_minor = 35
-            self.metrics.dynamic_mig.set(1 if self._server_minor >= 35 else 0)
-            if self._server_minor < 35:
+        for m in strays:
+            where = f"{m.profile} at {m.placement_start} on GPU {m.parent_index}"
+            if not self.settings.remove_unknown_mig:
                 log.warning(
-                    "Kubernetes 1.%d: the partitionable-device layout dynamic MIG needs arrived "
-                    "in 1.35; publishing static MIG only (existing instances)",
-                    self._server_minor,
+                    "MIG instance %s (%s) is held by no claim; start with "
+                    "--remove-unknown-mig to remove such instances",
+                    m.uuid,
+                    where,
                 )
-        return self._server_minor >= 35
+                continue
+            try:
+                self._backend.destroy_mig_device(m.uuid)
+            except NvmlError as e:  # e.g. in use: never a reason not to run
+                log.warning(
+                    "cannot remove MIG instance %s (%s), held by no claim: %s; leaving it",
+                    m.uuid,
+                    where,
+                    e,
+                )
+                continue
+            log.warning("removed MIG instance %s (%s): no claim holds it", m.uuid, where)
+
+    def _desired(self, owner: dict[str, Any] | None) -> list[dict[str, Any]]:
+        catalogue = self.catalogues.current()
+        if not self._swept and catalogue.capabilities.known:
+            # once, as soon as the GPU modes are certain (they depend on the server version)
+            self._swept = True
+            self._sweep_strays(catalogue)
+            catalogue = self.catalogues.current()
+        return desired_slices(catalogue, driver=self.settings.driver_name, owner=owner)
 
     def _api_answered(self, error: str) -> None:
         if error:

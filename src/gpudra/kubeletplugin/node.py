@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from gpudra.catalogue.catalogue import NodeCatalogue
 from gpudra.cdi.writer import CdiWriteError, CdiWriter
 from gpudra.devices.gpu import MigDevice
 from gpudra.kube.client import KubeClient
@@ -40,14 +41,12 @@ from gpudra.kubeletplugin.prepare import (
     check_uid,
     claim_placements,
     exclusivity_conflicts,
-    finalize,
-    node_devices,
+    finish,
     own_instance,
-    plan_claim,
+    resolve_claim,
 )
 from gpudra.nvml.backend import GpuBackend
-from gpudra.nvml.errors import GpuLost, NvmlError
-from gpudra.nvml.errors import NotFound as NvmlNotFound
+from gpudra.nvml.errors import DeviceNotFound, GpuLost, NvmlError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ class NodePlugin:
         driver: str,
         node_name: str,
         dev_root: str | None,
-        dynamic_mig: frozenset[int] = frozenset(),
+        catalogue: Callable[[], NodeCatalogue],
         on_result: Callable[[str, bool], None] | None = None,
         claim_read_timeout_s: float = CLAIM_READ_TIMEOUT_S,
     ) -> None:
@@ -114,7 +113,7 @@ class NodePlugin:
         self._driver = driver
         self._node = node_name
         self._dev_root = dev_root
-        self._dynamic = dynamic_mig
+        self._catalogue = catalogue  # the node's current catalogue (reads NVML)
         self._on_result = on_result or (lambda operation, ok: None)
         self._locks = _Locks()
         self._device_guard = threading.Lock()
@@ -179,34 +178,27 @@ class NodePlugin:
             # to nothing and the container would not start
             log.warning("%s is prepared but its CDI spec is missing; preparing it again", ref)
         claim = self._read_claim(ref, budget)
-        inventory = self._backend.inventory()
-        plan = plan_claim(
-            claim,
-            ref,
-            driver=self._driver,
-            node_name=self._node,
-            inventory=inventory,
-            dev_root=self._dev_root,
-            dynamic=self._dynamic,
+        catalogue = self._catalogue()
+        wanted = resolve_claim(
+            claim, ref, driver=self._driver, node_name=self._node, catalogue=catalogue
         )
         with self._device_guard:  # the check and the record must not interleave across claims
-            conflicts = exclusivity_conflicts(plan.claim, self.checkpoint.claims().values())
+            conflicts = exclusivity_conflicts(wanted, self.checkpoint.claims().values())
             if conflicts:
                 raise PrepareError("; ".join(conflicts))
-            devices = claim_placements(plan.claim.devices, done, inventory.mig_devices)
+            devices = claim_placements(wanted.devices, done, catalogue.inventory.mig_devices)
             # recorded before any side effect: a crash from here on is repaired by a retry,
             # which adopts exactly the instances this record marks as ours
-            record = plan.claim.model_copy(update={"state": "preparing", "devices": devices})
+            record = wanted.model_copy(update={"devices": devices})
             self.checkpoint.put(record)
         crashpoint("prepare:preparing-recorded")
         made: list[str] = []
         try:
             record, instances = self._create_migs(record, made)
-            known = node_devices(inventory, self._dynamic)
-            final = finalize(record, instances, known=known, dev_root=self._dev_root)
-            self._cdi.write(ref.uid, final.spec)
+            final = finish(record, instances, catalogue=catalogue, dev_root=self._dev_root)
+            self._cdi.write(ref.uid, final.cdi_spec)
             crashpoint("prepare:cdi-written")
-            self.checkpoint.put(final.claim.model_copy(update={"state": "prepared"}))
+            self.checkpoint.put(final.claim)
         except BaseException:
             self._roll_back(ref, done, made)
             raise
@@ -290,7 +282,7 @@ class NodePlugin:
                     continue
                 try:
                     self._backend.destroy_mig_device(match.uuid)
-                except NvmlNotFound:
+                except DeviceNotFound:
                     pass
                 except GpuLost as e:  # the instance went with its GPU (a reset clears it)
                     log.warning("MIG %s (%s) is on a lost GPU: %s", match.uuid, d.device, e)

@@ -1,34 +1,40 @@
 """Decide what preparing one claim means on this node (pure: data in, data out).
 
-Given the ResourceClaim as the API server returned it and the node's inventory, either
-return the devices to prepare (with their CDI ids and base request names) and the CDI spec
-to write, or raise ``PrepareError`` saying exactly what is wrong with the claim.  Also the
-exclusivity guard: a device prepared for another claim is refused unless both may share.
+Preparing is planned once, in three pure steps around the side effects:
+
+1. ``resolve_claim``: the ResourceClaim as the API server returned it, resolved in the
+   node catalogue (the same one the slices are published from), gives the devices to
+   prepare (CDI ids, base request names, footprints, dynamic-MIG placements), or
+   ``PrepareError`` saying exactly what is wrong with the claim;
+2. ``claim_placements``: each dynamic-MIG placement marked as gpudra's to create (or
+   refused: someone else's instance is there);
+3. ``finish``: given the instances created, the prepared record and its CDI spec.
+
+Also the exclusivity guard: a device prepared for another claim is refused unless both may
+share.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gpudra.cdi.spec import CdiDevice, claim_spec, device_id
-from gpudra.devices.gpu import Health, MigDevice
-from gpudra.devices.inventory import Inventory
-from gpudra.devices.mig import MEMORY_SLICES
+from gpudra.allocation.nodeselect import pinned_node_names
+from gpudra.api.claim import allocation_results, claim_allocation, claim_uid
+from gpudra.catalogue.catalogue import DeviceKind, NodeCatalogue
+from gpudra.cdi.spec import DEVICES_ANNOTATION, CdiDevice, claim_spec, device_id
+from gpudra.devices.gpu import MigDevice
 from gpudra.kubeletplugin.checkpoint import PreparedClaim, PreparedDevice
 from gpudra.resourceapi import base_request
-from gpudra.resourceslices.builder import gpu_device_name
-from gpudra.resourceslices.mig import mig_device_name
-
-# the spec's copy of the claim's checkpoint devices: what recovery needs when the checkpoint
-# is lost (footprints for the exclusivity guard, MIG identity and ownership for unprepare)
-DEVICES_ANNOTATION = "devices"
 
 
 def device_records(devices: Iterable[PreparedDevice]) -> str:
+    """The spec's copy of a claim's checkpoint devices: what recovery needs when the
+    checkpoint is lost (footprints for the exclusivity guard, MIG identity and ownership
+    for unprepare)."""
     return json.dumps([d.model_dump(mode="json", by_alias=True) for d in devices])
 
 
@@ -62,108 +68,53 @@ class ClaimRef:
 
 
 @dataclass(frozen=True)
-class Plan:
+class PrepareResult:
+    """A prepared claim as it is recorded, and the CDI spec that goes with it."""
+
     claim: PreparedClaim
-    spec: dict[str, Any]
+    cdi_spec: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class NodeDevice:
-    uuid: str  # "" for a dynamic MIG placement: the instance is created by prepare
-    device_nodes: tuple[str, ...]
-    healthy: bool
-    footprint: tuple[str, ...]
-    mig: tuple[str, str, int] | None = None  # (parent uuid, profile, start)
+def _some(names: list[str], most: int = 12) -> str:
+    """At most ``most`` names, and how many there are (a dynamic-MIG node has hundreds)."""
+    if len(names) <= most:
+        return ", ".join(names) or "none"
+    return f"{', '.join(names[:most])}, ... ({len(names)} devices)"
 
 
-def node_devices(inv: Inventory, dynamic: frozenset[int] = frozenset()) -> dict[str, NodeDevice]:
-    """Every device name this node may publish -> what preparing it needs: whole GPUs, every
-    placement of a dynamic-MIG GPU (created at prepare), and the existing MIG devices of the
-    other MIG-enabled GPUs (static MIG, used as they are)."""
-    out = {}
-    for g in inv.gpus:
-        healthy = g.health is Health.HEALTHY
-        nodes = (f"/dev/nvidia{g.minor}",)
-        out[gpu_device_name(g)] = NodeDevice(
-            uuid=g.uuid,
-            device_nodes=nodes,
-            healthy=healthy,
-            footprint=tuple(f"{g.uuid}/{i}" for i in range(MEMORY_SLICES)),
-        )
-        family = g.mig_profiles() if g.mig_capable else None
-        if family is None:
-            continue
-        if g.index in dynamic:
-            for prof in family.profiles:
-                for pl in prof.placements():
-                    out[mig_device_name(g, prof, pl.start)] = NodeDevice(
-                        uuid="",
-                        device_nodes=nodes,
-                        healthy=healthy,
-                        footprint=tuple(f"{g.uuid}/{i}" for i in pl.slices),
-                        mig=(g.uuid, prof.name, pl.start),
-                    )
-            continue
-        for m in inv.migs_on(g):
-            existing = family.profile(m.profile)
-            if existing is not None:
-                out[mig_device_name(g, existing, m.placement_start)] = NodeDevice(
-                    uuid=m.uuid,
-                    device_nodes=nodes + m.capability_nodes,
-                    healthy=healthy,
-                    footprint=tuple(f"{g.uuid}/{i}" for i in m.placement.slices),
-                )
-    return out
-
-
-def _allocated_nodes(allocation: dict[str, Any]) -> set[str] | None:
-    """Node names the allocation's node selector pins it to (None: not pinned by name)."""
-    terms = (allocation.get("nodeSelector") or {}).get("nodeSelectorTerms") or []
-    names: set[str] = set()
-    for term in terms:
-        for req in term.get("matchFields") or []:
-            if req.get("key") == "metadata.name" and req.get("operator") == "In":
-                names.update(req.get("values") or [])
-    return names or None
-
-
-def plan_claim(
-    claim: dict[str, Any],
+def resolve_claim(
+    claim: Mapping[str, Any],
     ref: ClaimRef,
     *,
     driver: str,
     node_name: str,
-    inventory: Inventory,
-    dev_root: str | None,
-    dynamic: frozenset[int] = frozenset(),
-) -> Plan:
-    meta = claim.get("metadata") or {}
-    if meta.get("uid") != ref.uid:
+    catalogue: NodeCatalogue,
+) -> PreparedClaim:
+    """The claim's devices on this node, each resolved in the catalogue (a dynamic-MIG
+    placement without its instance yet), or PrepareError saying what is wrong."""
+    uid = claim_uid(claim)
+    if uid != ref.uid:
         raise PrepareError(
-            f"claim {ref.namespace}/{ref.name} has UID {meta.get('uid')}, the kubelet asked for "
+            f"claim {ref.namespace}/{ref.name} has UID {uid or None}, the kubelet asked for "
             f"{ref.uid}: the claim was deleted and recreated"
         )
-    allocation = (claim.get("status") or {}).get("allocation")
+    allocation = claim_allocation(claim)
     if not allocation:
         raise PrepareError(f"claim {ref} is not allocated")
-    nodes = _allocated_nodes(allocation)
+    nodes = pinned_node_names(allocation.get("nodeSelector"))
     if nodes is not None and node_name not in nodes:
         raise PrepareError(
             f"claim {ref} is allocated for node {', '.join(sorted(nodes))}, not this node "
             f"({node_name})"
         )
-    results = [
-        r
-        for r in (allocation.get("devices") or {}).get("results") or []
-        if r.get("driver") == driver
-    ]
+    allocated = allocation_results(allocation)
+    results = [r for r in allocated if r.get("driver") == driver]
     if not results:
-        drivers = sorted({r.get("driver", "?") for r in allocation["devices"].get("results", [])})
+        drivers = sorted({r.get("driver", "?") for r in allocated})
         raise PrepareError(
             f"claim {ref} has no devices of driver {driver} (allocated drivers: "
             f"{', '.join(drivers) or 'none'})"
         )
-    known = node_devices(inventory, dynamic)
     devices: list[PreparedDevice] = []
     for r in results:
         pool, name = r.get("pool", ""), r.get("device", "")
@@ -172,11 +123,11 @@ def plan_claim(
                 f"claim {ref}: device {pool}/{name} is in pool {pool!r}, not this node's "
                 f"pool {node_name!r}"
             )
-        dev = known.get(name)
+        dev = catalogue.device(name)
         if dev is None:
             raise PrepareError(
                 f"claim {ref}: unknown device {name!r} on node {node_name} "
-                f"(known: {', '.join(sorted(known))})"
+                f"(known: {_some(sorted(catalogue.devices))})"
             )
         if not dev.healthy:
             raise PrepareError(f"claim {ref}: device {name} ({dev.uuid}) is not healthy")
@@ -189,7 +140,7 @@ def plan_claim(
                 if x.get("device") == name and x.get("pool") == pool
             }
         )
-        parent, profile, start = dev.mig or ("", "", -1)
+        placement = dev.mig if dev.kind is DeviceKind.MIG_PLACEMENT else None
         devices.append(
             PreparedDevice(
                 request_names=tuple(requests),
@@ -200,40 +151,39 @@ def plan_claim(
                 admin_access=bool(r.get("adminAccess")),
                 shareable=bool(r.get("shareID")),
                 footprint=dev.footprint,
-                mig_parent=parent,
-                mig_profile=profile,
-                mig_start=start,
+                mig_parent=placement.parent_uuid if placement else "",
+                mig_profile=placement.profile if placement else "",
+                mig_start=placement.start if placement else -1,
             )
         )
-    prepared = PreparedClaim(
+    return PreparedClaim(
         uid=ref.uid,
         namespace=ref.namespace,
         name=ref.name,
-        state="prepared",
+        state="preparing",
         devices=tuple(devices),
     )
-    return finalize(prepared, {}, known=known, dev_root=dev_root)
 
 
-def finalize(
+def finish(
     claim: PreparedClaim,
     created: dict[str, MigDevice],
     *,
-    known: dict[str, NodeDevice],
+    catalogue: NodeCatalogue,
     dev_root: str | None,
-) -> Plan:
-    """The claim with the MIG instances created for it (UUIDs, and in real mode their
-    capability device nodes), and its CDI spec."""
+) -> PrepareResult:
+    """The one step after the side effects: the claim with the MIG instances created for it
+    (UUIDs, and in real mode their capability device nodes), prepared, and its CDI spec."""
     devices = tuple(
         d.model_copy(update={"uuid": created[d.device].uuid}) if d.device in created else d
         for d in claim.devices
     )
-    done = claim.model_copy(update={"devices": devices})
+    done = claim.model_copy(update={"devices": devices, "state": "prepared"})
     cdi = [
         CdiDevice(
             name=d.device,
             uuid=d.uuid,
-            device_nodes=known[d.device].device_nodes
+            device_nodes=_device_nodes(catalogue, d.device)
             + (created[d.device].capability_nodes if d.device in created else ()),
         )
         for d in devices
@@ -246,7 +196,14 @@ def finalize(
         dev_root=dev_root,
         annotations={DEVICES_ANNOTATION: device_records(devices)},
     )
-    return Plan(claim=done, spec=spec)
+    return PrepareResult(claim=done, cdi_spec=spec)
+
+
+def _device_nodes(catalogue: NodeCatalogue, name: str) -> tuple[str, ...]:
+    dev = catalogue.device(name)
+    if dev is None:  # the node changed between resolving the claim and finishing it
+        raise PrepareError(f"device {name} is no longer on this node")
+    return dev.device_nodes
 
 
 def _overlap(a: PreparedDevice, b: PreparedDevice) -> bool:

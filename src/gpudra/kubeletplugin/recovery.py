@@ -15,10 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gpudra.cdi.spec import ANNOTATION_PREFIX, device_id
+from gpudra.cdi.spec import CLAIM_ANNOTATION, DEVICES_ANNOTATION, device_id
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kubeletplugin.checkpoint import PreparedClaim, PreparedDevice
-from gpudra.kubeletplugin.prepare import DEVICES_ANNOTATION
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +53,8 @@ def _from_edits(uid: str, spec: dict[str, Any], pool: str) -> tuple[PreparedDevi
 
 def claim_from_spec(uid: str, spec: dict[str, Any], *, pool: str) -> PreparedClaim | None:
     annotations = spec.get("annotations") or {}
-    ns, _, name = annotations.get(f"{ANNOTATION_PREFIX}claim", "/").partition("/")
-    raw = annotations.get(f"{ANNOTATION_PREFIX}{DEVICES_ANNOTATION}")
+    ns, _, name = annotations.get(CLAIM_ANNOTATION, "/").partition("/")
+    raw = annotations.get(DEVICES_ANNOTATION)
     devices = (_recorded(uid, raw) if raw is not None else None) or _from_edits(uid, spec, pool)
     if not ns or not devices:
         return None

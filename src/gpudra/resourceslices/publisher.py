@@ -19,15 +19,16 @@ from typing import Any
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import AlreadyExists, Conflict, KubeError, NotFound
 from gpudra.kube.resources import NODES, RESOURCESLICES
-from gpudra.resourceslices.reconcile import Plan, plan
+from gpudra.resourceslices.reconcile import SliceChanges, plan
 
 log = logging.getLogger(__name__)
 
-DesiredFn = Callable[[int, dict[str, Any] | None], list[dict[str, Any]]]
+# the desired slices, given the Node owner reference (None until the Node object exists)
+DesiredFn = Callable[[dict[str, Any] | None], list[dict[str, Any]]]
 
 
 class SlicePublisher:
-    """Publishes one node's pool.  ``desired(generation, owner)`` builds the slices."""
+    """Publishes one node's pool.  ``desired(owner)`` builds the slices."""
 
     def __init__(
         self,
@@ -71,11 +72,11 @@ class SlicePublisher:
             }
         return self._owner
 
-    def sync(self) -> Plan:
+    def sync(self) -> SliceChanges:
         """One reconcile pass; retries conflicts a few times.  Returns the applied plan."""
         for _ in range(5):
             existing = self._client.list(RESOURCESLICES, field_selector=self.selector).items
-            todo = plan(existing, self._desired(0, self._owner_ref()))
+            todo = plan(existing, self._desired(self._owner_ref()))
             try:
                 self._apply(todo)
             except (Conflict, AlreadyExists, NotFound) as e:
@@ -94,7 +95,7 @@ class SlicePublisher:
             return todo
         raise Conflict(f"could not publish slices for {self._node}: they keep changing")
 
-    def _apply(self, todo: Plan) -> None:
+    def _apply(self, todo: SliceChanges) -> None:
         for s in todo.create:
             self._client.create(RESOURCESLICES, s)
         for s in todo.update:

@@ -8,6 +8,7 @@ never mix devices of two generations.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ def devices_hash(spec: dict[str, Any]) -> str:
 
 
 @dataclass
-class Plan:
+class SliceChanges:
+    """The creates, updates and deletes that publish a pool at ``generation``."""
+
     generation: int
     create: list[dict[str, Any]] = field(default_factory=list)
     update: list[dict[str, Any]] = field(default_factory=list)
@@ -38,10 +41,11 @@ def _generation(obj: dict[str, Any]) -> int:
     return int(obj.get("spec", {}).get("pool", {}).get("generation", 0))
 
 
-def plan(existing: list[dict[str, Any]], desired: list[dict[str, Any]]) -> Plan:
+def plan(existing: list[dict[str, Any]], desired: list[dict[str, Any]]) -> SliceChanges:
     """Actions that make ``existing`` equal ``desired`` (built at any generation).
 
-    ``desired`` slices get their final generation and hash annotation filled in here."""
+    The slices to write are copies of ``desired`` with their final generation, hash
+    annotation and resourceVersion precondition; neither input is changed."""
     current = max((_generation(s) for s in existing), default=0)
     by_name = {s["metadata"]["name"]: s for s in existing}
     hashes = {s["metadata"]["name"]: devices_hash(s["spec"]) for s in desired}
@@ -54,10 +58,11 @@ def plan(existing: list[dict[str, Any]], desired: list[dict[str, Any]]) -> Plan:
         )
     )
     if unchanged:
-        return Plan(generation=current)
+        return SliceChanges(generation=current)
     generation = current + 1
-    out = Plan(generation=generation)
-    for s in desired:
+    out = SliceChanges(generation=generation)
+    for want in desired:
+        s = copy.deepcopy(want)
         name = s["metadata"]["name"]
         s["spec"]["pool"]["generation"] = generation
         s["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = hashes[name]

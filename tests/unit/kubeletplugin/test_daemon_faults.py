@@ -18,20 +18,24 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import generate_latest
 
 from gpudra._proto import dra_v1_pb2, dra_v1_pb2_grpc
+from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kube.client import KubeClient
 from gpudra.kube.objects import ObjectList
 from gpudra.kubeletplugin.checkpoint import CheckpointStore, PreparedClaim, PreparedDevice
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
 from gpudra.kubeletplugin.dirlock import DirLocked
-from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.kubeletplugin.prepare import ClaimRef
+from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.nvml.real import RealBackend
 from gpudra.resourceslices.builder import desired_slices
 from gpudra.resourceslices.publisher import SlicePublisher
 from gpudra.settings import KubeletPluginSettings
-from tests.harness.waiting import wait_for
+from gpudra_testkit.harness.waiting import wait_for
+from tests.unit.kubeletplugin.scenarios import claim, result
 from tests.unit.nvml.fake_pynvml import switched
 
 NODE = "node-a"
@@ -158,7 +162,7 @@ def test_a_hung_api_server_neither_blocks_unprepare_nor_outlives_the_kubelet_dea
     tmp_path: Path, black_hole: BlackHole, client: KubeClient
 ) -> None:
     s = settings(tmp_path)
-    backend = MockBackend(load_named("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
+    backend = MockBackend(load_machine("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
     gpus = backend.inventory().gpus
     # two claims prepared before the API server hung: one to unprepare, one the kubelet asks
     # to prepare again (answered from the checkpoint, no API call needed)
@@ -210,7 +214,7 @@ def test_healthz_fails_while_the_api_server_does_not_answer_and_while_nvml_hangs
     tmp_path: Path, black_hole: BlackHole, client: KubeClient
 ) -> None:
     s = settings(tmp_path, api_unreachable_s=1.0, nvml_wedged_s=1.0, nvml_probe_interval_s=0.2)
-    backend = MockBackend(load_named("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
+    backend = MockBackend(load_machine("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)
     port = daemon.serve_http(0, "127.0.0.1").server_address[1]
     daemon.start()
@@ -243,7 +247,7 @@ def test_a_background_thread_that_dies_makes_the_daemon_unhealthy(
     tmp_path: Path, black_hole: BlackHole, client: KubeClient
 ) -> None:
     s = settings(tmp_path)
-    backend = DeadEvents(load_named("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
+    backend = DeadEvents(load_machine("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)
     port = daemon.serve_http(0, "127.0.0.1").server_address[1]
     daemon.start()
@@ -258,7 +262,7 @@ def test_a_second_daemon_on_the_same_plugin_dir_stops_with_a_clear_message(
     tmp_path: Path, black_hole: BlackHole, client: KubeClient
 ) -> None:
     s = settings(tmp_path)
-    backend = MockBackend(load_named("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
+    backend = MockBackend(load_machine("dgx-h100"), node_name=NODE, state_file=s.mock_state_file)
     first = KubeletPluginDaemon(s, client=client, backend=backend)
     first.start()
     try:
@@ -272,18 +276,64 @@ def test_a_second_daemon_on_the_same_plugin_dir_stops_with_a_clear_message(
     KubeletPluginDaemon(s, client=client, backend=backend).stop()
 
 
-def test_remove_unknown_mig_leaves_an_instance_in_use_and_starts(
-    tmp_path: Path, black_hole: BlackHole, client: KubeClient
-) -> None:
+def test_remove_unknown_mig_leaves_an_instance_in_use_and_starts(tmp_path: Path) -> None:
     s = settings(tmp_path, profile="dgx-h100-mig", dynamic_mig_gpus="all", remove_unknown_mig=True)
-    backend = MockBackend(load_named("dgx-h100-mig"), node_name=NODE, state_file=s.mock_state_file)
+    backend = MockBackend(
+        load_machine("dgx-h100-mig"), node_name=NODE, state_file=s.mock_state_file
+    )
     gpu = backend.inventory().gpus[0].uuid
     busy = backend.create_mig_device(gpu, "1g.10gb", 0)
     idle = backend.create_mig_device(gpu, "1g.10gb", 1)
     backend.run_process(busy.uuid)
-    KubeletPluginDaemon(s, client=client, backend=backend).stop()  # does not raise
+    daemon = KubeletPluginDaemon(s, client=FlakyClient(), backend=backend)  # type: ignore[arg-type]
+    try:
+        daemon.publisher.sync()  # the first pass sweeps, once the GPU modes are certain
+    finally:
+        daemon.stop()
     left = {m.uuid for m in backend.inventory().mig_devices}
     assert busy.uuid in left and idle.uuid not in left
+
+
+def test_on_a_1_34_server_dynamic_mig_gpus_are_static_for_publishing_sweeping_and_preparing(
+    tmp_path: Path,
+) -> None:
+    """1.34 has no partitionable-device layout: the GPUs asked for in dynamic mode publish
+    their existing instances (static MIG).  Those instances are the published devices: the
+    sweep must leave them, and prepare must resolve their names to them."""
+    s = settings(tmp_path, profile="dgx-h100-mig", dynamic_mig_gpus="all", remove_unknown_mig=True)
+    backend = MockBackend(
+        load_machine("dgx-h100-mig"), node_name=NODE, state_file=s.mock_state_file
+    )
+    gpu = backend.inventory().gpus[0].uuid
+    made = [
+        backend.create_mig_device(gpu, "3g.40gb", 4),
+        backend.create_mig_device(gpu, "1g.10gb", 0),
+    ]
+    client = FlakyClient(minor=34)
+    daemon = KubeletPluginDaemon(s, client=client, backend=backend)  # type: ignore[arg-type]
+    try:
+        daemon.publisher.sync()
+        published = {
+            d["name"]: d["attributes"].get("uuid", {}).get("string")
+            for sl in client.created
+            for d in sl["spec"].get("devices", [])
+        }
+        assert published == {
+            "gpu-0-mig-3g40gb-9-4": made[0].uuid,
+            "gpu-0-mig-1g10gb-19-0": made[1].uuid,
+        }
+        assert {m.uuid for m in backend.inventory().mig_devices} == {m.uuid for m in made}
+        client.claim = claim(result("gpu-0-mig-3g40gb-9-4"), uid="uid-1")
+        out = daemon.node.prepare([ClaimRef("ns", "c", "uid-1")])["uid-1"]
+        assert out.error == ""
+        assert [d.uuid for d in out.devices] == [made[0].uuid]
+        assert daemon.node.unprepare([ClaimRef("ns", "c", "uid-1")]) == {"uid-1": ""}
+        assert {m.uuid for m in backend.inventory().mig_devices} == {m.uuid for m in made}
+    finally:
+        daemon.stop()
+    assert (
+        "gpudra_node_dynamic_mig_published 0.0" in generate_latest(daemon.metrics.registry).decode()
+    )
 
 
 @dataclass
@@ -291,11 +341,15 @@ class FlakyClient:
     """gpudra's API client as the publisher uses it, with one unexpected failure."""
 
     created: list[dict[str, Any]] = field(default_factory=list)
+    minor: int = 37  # the server's Kubernetes minor
+    claim: dict[str, Any] | None = None  # what a ResourceClaim get answers
 
     def list(self, res: Any, **kw: Any) -> ObjectList:
         return ObjectList([], "1")
 
     def get(self, res: Any, name: str, **kw: Any) -> dict[str, Any]:
+        if res.plural == "resourceclaims" and self.claim is not None:
+            return self.claim
         return {"metadata": {"uid": "node-uid"}}
 
     def create(self, res: Any, obj: dict[str, Any]) -> dict[str, Any]:
@@ -306,16 +360,19 @@ class FlakyClient:
         time.sleep(0.1)
         return iter(())
 
+    def server_version(self) -> tuple[int, int]:
+        return 1, self.minor
+
 
 def test_the_slice_publisher_survives_an_unexpected_error(tmp_path: Path) -> None:
     calls = []
 
-    def desired(generation: int, owner: Any) -> list[dict[str, Any]]:
-        calls.append(generation)
+    def desired(owner: Any) -> list[dict[str, Any]]:
+        calls.append(owner)
         if len(calls) == 1:
             raise RuntimeError("a bug in building the slices")
-        inv = MockBackend(load_named("pcie-l4"), node_name=NODE).inventory()
-        return desired_slices(inv, driver="gpu.gpudra.io", generation=generation, owner=owner)
+        inv = MockBackend(load_machine("pcie-l4"), node_name=NODE).inventory()
+        return desired_slices(build_catalogue(inv), driver="gpu.gpudra.io", owner=owner)
 
     client = FlakyClient()
     pub = SlicePublisher(
@@ -356,6 +413,6 @@ def test_a_daemon_starts_on_real_nvml_with_a_gpu_lost_and_publishes_the_others(
         client=client,  # type: ignore[arg-type]
         backend=RealBackend(node_name=NODE, lib=lib),
     )
-    names = [d["name"] for sl in daemon._desired(1, None) for d in sl["spec"].get("devices", [])]
+    names = [d["name"] for sl in daemon._desired(None) for d in sl["spec"].get("devices", [])]
     assert "gpu-3" not in names and {"gpu-0", "gpu-7"} <= set(names)
     daemon.stop()

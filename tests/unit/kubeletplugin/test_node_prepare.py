@@ -6,32 +6,45 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.cdi.writer import CdiWriter
-from gpudra.kube.errors import KubeError, NotFound
+from gpudra.kube.errors import KubeError
+from gpudra.kube.resources import RESOURCECLAIMS
 from gpudra.kubeletplugin.checkpoint import CheckpointStore
 from gpudra.kubeletplugin.node import NodePlugin
-from gpudra.kubeletplugin.prepare import ClaimRef, node_devices
+from gpudra.kubeletplugin.prepare import ClaimRef
 from gpudra.kubeletplugin.recovery import rebuild
-from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.nvml.real import RealBackend
-from tests.unit.kubeletplugin.test_prepare import DRIVER, NODE, claim, result
+from tests.fakes.kube import FakeKubeClient
+from tests.unit.kubeletplugin.scenarios import DRIVER, NODE, claim, result
 from tests.unit.nvml.fake_pynvml import switched
 
 REF = ClaimRef(namespace="ns", name="c", uid="uid-1")
 
 
-class FakeClient:
-    """Answers `get` with one claim (the only call prepare makes); ``None``: NotFound."""
+class FakeClient(FakeKubeClient):
+    """gpudra's recording fake client holding at most one ResourceClaim (``obj``; None:
+    none, so a get answers NotFound): the only object prepare reads."""
 
     def __init__(self, obj: dict[str, Any] | None) -> None:
+        super().__init__()
         self.obj = obj
-        self.gets = 0
 
-    def get(self, res: Any, name: str, **kw: Any) -> dict[str, Any]:
-        self.gets += 1
-        if self.obj is None:
-            raise NotFound(f"resourceclaims {name} not found")
-        return self.obj
+    @property
+    def obj(self) -> dict[str, Any] | None:
+        found = self.objects(RESOURCECLAIMS)
+        return found[0] if found else None
+
+    @obj.setter
+    def obj(self, claim: dict[str, Any] | None) -> None:
+        self._store[RESOURCECLAIMS].clear()
+        if claim is not None:
+            self.seed(RESOURCECLAIMS, claim)
+
+    @property
+    def gets(self) -> int:
+        return sum(1 for a in self.actions if a.verb == "get" and a.resource == RESOURCECLAIMS)
 
 
 def plugin(
@@ -41,15 +54,16 @@ def plugin(
     backend: MockBackend | RealBackend | None = None,
     dynamic: frozenset[int] = frozenset(),
 ) -> NodePlugin:
+    gpus = backend or MockBackend(load_machine("dgx-h100"), node_name=NODE)
     return NodePlugin(
-        client=client,  # type: ignore[arg-type]
-        backend=backend or MockBackend(load_named("dgx-h100"), node_name=NODE),
+        client=client,
+        backend=gpus,
         checkpoint=CheckpointStore(tmp_path / "checkpoint.json", node_name=NODE),
         cdi=CdiWriter(tmp_path),
         driver=DRIVER,
         node_name=NODE,
         dev_root=None,
-        dynamic_mig=dynamic,
+        catalogue=lambda: build_catalogue(gpus.inventory(), dynamic=dynamic),
     )
 
 
@@ -57,7 +71,7 @@ def mig_node(tmp_path: Path, client: FakeClient) -> tuple[NodePlugin, MockBacken
     """dgx-h100-mig with GPU 2 as dynamic MIG; its state shared by every backend opened on it
     (like the hardware, it outlives a daemon)."""
     backend = MockBackend(
-        load_named("dgx-h100-mig"), node_name=NODE, state_file=tmp_path / "mock-state.json"
+        load_machine("dgx-h100-mig"), node_name=NODE, state_file=tmp_path / "mock-state.json"
     )
     return plugin(tmp_path, client, backend=backend, dynamic=frozenset({2})), backend
 
@@ -167,34 +181,33 @@ def test_garbage_collection_needs_an_answer_from_the_server(tmp_path: Path) -> N
     node = plugin(tmp_path, client)
     assert not node.prepare([REF])["uid-1"].error
 
-    def unreachable(*a: Any, **kw: Any) -> Any:
-        raise KubeError("connection refused")
-
-    client.get = unreachable  # type: ignore[method-assign]
+    client.fail_next("get", RESOURCECLAIMS, KubeError("connection refused"))
     assert node.collect_garbage() == []
     assert set(node.checkpoint.claims()) == {"uid-1"}
     client.obj = None
-    del client.get
     (released,) = node.collect_garbage()
     assert released.uid == "uid-1" and not CdiWriter(tmp_path).path("uid-1").exists()
 
 
 def test_a_lost_checkpoint_is_rebuilt_with_footprints_and_mig_identity(tmp_path: Path) -> None:
-    """Whole GPU, static MIG (GPU 3's existing instance) and dynamic MIG (GPU 2) claims;
+    """Whole GPU (GPU 4, dynamic MIG but used whole), static MIG (GPU 3's existing instance)
+    and dynamic MIG (GPU 2) claims;
     the checkpoint is then lost.  The rebuilt one must still refuse the GPUs under the MIG
     slices, and unprepare must still destroy the dynamic instance."""
     client = FakeClient(None)
-    node, backend = mig_node(tmp_path, client)
+    _, backend = mig_node(tmp_path, client)
+    dynamic = frozenset({2, 4})
+    node = plugin(tmp_path, client, backend=backend, dynamic=dynamic)
     gpu3 = backend.inventory().gpus[3]
     static = backend.create_mig_device(gpu3.uuid, "1g.10gb", 0)
     static_dev = next(
         name
-        for name, d in node_devices(backend.inventory(), frozenset({2})).items()
+        for name, d in build_catalogue(backend.inventory(), dynamic=dynamic).devices.items()
         if d.uuid == static.uuid
     )
     refs = {
         dev: ClaimRef(namespace="ns", name="c", uid=f"uid-{i}")
-        for i, dev in enumerate(["gpu-0", static_dev, MIG_DEV])
+        for i, dev in enumerate(["gpu-4", static_dev, MIG_DEV])
     }
     for dev, ref in refs.items():
         client.obj = claim(result(dev), uid=ref.uid)
@@ -209,11 +222,12 @@ def test_a_lost_checkpoint_is_rebuilt_with_footprints_and_mig_identity(tmp_path:
     )
     assert store.recovered_from is not None
     assert store.claims() == before
-    again = plugin(tmp_path, client, backend=backend, dynamic=frozenset({2}))
+    again = plugin(tmp_path, client, backend=backend, dynamic=dynamic)
     again.checkpoint = store
-    for gpu in ("gpu-3", "gpu-2"):  # each has a MIG slice in use
-        client.obj = claim(result(gpu), uid=f"thief-{gpu}")
-        thief = ClaimRef(namespace="ns", name="c", uid=f"thief-{gpu}")
+    # the whole GPU 2 (a MIG slice of it is in use), a MIG slice of the whole GPU 4 in use
+    for dev in ("gpu-2", "gpu-4-mig-1g10gb-19-0"):
+        client.obj = claim(result(dev), uid=f"thief-{dev}")
+        thief = ClaimRef(namespace="ns", name="c", uid=f"thief-{dev}")
         assert "already prepared" in again.prepare([thief])[thief.uid].error
     assert again.unprepare([refs[MIG_DEV]]) == {"uid-2": ""}
     assert [m.uuid for m in backend.inventory().mig_devices] == [static.uuid]

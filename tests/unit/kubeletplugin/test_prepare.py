@@ -6,47 +6,28 @@ from typing import Any
 
 import pytest
 
+from gpudra.catalogue.catalogue import build_catalogue
+from gpudra.devices.gpu import MigDevice
 from gpudra.kubeletplugin.checkpoint import PreparedClaim
 from gpudra.kubeletplugin.prepare import (
     ClaimRef,
     PrepareError,
+    PrepareResult,
     exclusivity_conflicts,
-    plan_claim,
+    finish,
+    resolve_claim,
 )
-from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.nvml.mock import MockBackend, load_machine
+from tests.unit.kubeletplugin.scenarios import DRIVER, NODE, claim, result
 
-DRIVER = "gpu.gpudra.io"
-NODE = "node-a"
-INV = MockBackend(load_named("dgx-h100"), node_name=NODE).inventory()
+INV = MockBackend(load_machine("dgx-h100"), node_name=NODE).inventory()
+CATALOGUE = build_catalogue(INV)
 REF = ClaimRef(namespace="ns", name="c", uid="uid-1")
 
 
-def claim(*results: dict[str, Any], node: str = NODE, uid: str = "uid-1") -> dict[str, Any]:
-    return {
-        "metadata": {"name": "c", "namespace": "ns", "uid": uid},
-        "status": {
-            "allocation": {
-                "devices": {"results": list(results)},
-                "nodeSelector": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchFields": [
-                                {"key": "metadata.name", "operator": "In", "values": [node]}
-                            ]
-                        }
-                    ]
-                },
-            }
-        },
-    }
-
-
-def result(device: str, request: str = "gpus", **kw: Any) -> dict[str, Any]:
-    return {"request": request, "driver": DRIVER, "pool": NODE, "device": device, **kw}
-
-
-def plan(c: dict[str, Any], dev_root: str | None = None) -> Any:
-    return plan_claim(c, REF, driver=DRIVER, node_name=NODE, inventory=INV, dev_root=dev_root)
+def plan(c: dict[str, Any], dev_root: str | None = None) -> PrepareResult:
+    wanted = resolve_claim(c, REF, driver=DRIVER, node_name=NODE, catalogue=CATALOGUE)
+    return finish(wanted, {}, catalogue=CATALOGUE, dev_root=dev_root)
 
 
 def test_devices_cdi_ids_and_base_request_names() -> None:
@@ -59,7 +40,7 @@ def test_devices_cdi_ids_and_base_request_names() -> None:
     assert devs[1].request_names == ("extra", "gpus")
     assert devs[0].cdi_device_ids == ("k8s.gpu.gpudra.io/claim=uid-1-gpu-1",)
     assert devs[0].uuid == INV.gpus[1].uuid
-    spec = p.spec
+    spec = p.cdi_spec
     assert spec["kind"] == "k8s.gpu.gpudra.io/claim"
     assert [d["name"] for d in spec["devices"]] == ["uid-1-gpu-1", "uid-1-gpu-5"]
     env = spec["containerEdits"]["env"]
@@ -69,7 +50,7 @@ def test_devices_cdi_ids_and_base_request_names() -> None:
 
 def test_mock_mode_maps_device_nodes_to_the_fake_dev_root() -> None:
     p = plan(claim(result("gpu-2")), dev_root="/var/lib/gpudra/fake-dev")
-    node = p.spec["devices"][0]["containerEdits"]["deviceNodes"][0]
+    node = p.cdi_spec["devices"][0]["containerEdits"]["deviceNodes"][0]
     assert node == {"path": "/dev/nvidia2", "hostPath": "/var/lib/gpudra/fake-dev/nvidia2"}
 
 
@@ -110,15 +91,13 @@ def prepared(
     extra: dict[str, Any] = {"shareID": f"s-{uid}"} if shareable else {}
     if admin:
         extra["adminAccess"] = True
-    p = plan_claim(
+    return resolve_claim(
         claim(result(device, **extra), uid=uid),
         ClaimRef("ns", "c", uid),
         driver=DRIVER,
         node_name=NODE,
-        inventory=INV,
-        dev_root=None,
+        catalogue=CATALOGUE,
     )
-    return p.claim
 
 
 def test_exclusivity_guard() -> None:
@@ -146,24 +125,23 @@ def test_admin_access_neither_blocks_nor_is_blocked() -> None:
     assert len(exclusivity_conflicts(prepared("b", "gpu-3"), [monitor, workload])) == 1
 
 
-MIG_INV = MockBackend(load_named("dgx-h100-mig"), node_name=NODE).inventory()
+MIG_INV = MockBackend(load_machine("dgx-h100-mig"), node_name=NODE).inventory()
+MIG_CATALOGUE = build_catalogue(MIG_INV, dynamic=frozenset(range(8)))
 
 
-def mig_plan(uid: str, device: str) -> Any:
-    return plan_claim(
+def mig_plan(uid: str, device: str) -> PreparedClaim:
+    return resolve_claim(
         claim(result(device), uid=uid),
         ClaimRef("ns", "c", uid),
         driver=DRIVER,
         node_name=NODE,
-        inventory=MIG_INV,
-        dev_root=None,
-        dynamic=frozenset(range(8)),
+        catalogue=MIG_CATALOGUE,
     )
 
 
 def test_dynamic_mig_device_waits_for_its_instance() -> None:
     p = mig_plan("m1", "gpu-2-mig-3g40gb-9-0")
-    (d,) = p.claim.devices
+    (d,) = p.devices
     assert (d.mig_parent, d.mig_profile, d.mig_start, d.uuid) == (
         MIG_INV.gpus[2].uuid,
         "3g.40gb",
@@ -171,10 +149,6 @@ def test_dynamic_mig_device_waits_for_its_instance() -> None:
         "",
     )
     assert d.footprint == tuple(f"{MIG_INV.gpus[2].uuid}/{i}" for i in range(4))
-    from gpudra.devices.gpu import MigDevice
-    from gpudra.kubeletplugin.prepare import finalize, node_devices
-
-    known = node_devices(MIG_INV, frozenset(range(8)))
     made = MigDevice(
         uuid="MIG-x",
         parent_uuid=d.mig_parent,
@@ -186,10 +160,10 @@ def test_dynamic_mig_device_waits_for_its_instance() -> None:
         placement_size=4,
         capability_minors=(21, 22),
     )
-    done = finalize(p.claim, {d.device: made}, known=known, dev_root=None)
+    done = finish(p, {d.device: made}, catalogue=MIG_CATALOGUE, dev_root=None)
     assert done.claim.devices[0].uuid == "MIG-x"
-    assert "NVIDIA_VISIBLE_DEVICES=MIG-x" in done.spec["containerEdits"]["env"]
-    nodes = [n["path"] for n in done.spec["devices"][0]["containerEdits"]["deviceNodes"]]
+    assert "NVIDIA_VISIBLE_DEVICES=MIG-x" in done.cdi_spec["containerEdits"]["env"]
+    nodes = [n["path"] for n in done.cdi_spec["devices"][0]["containerEdits"]["deviceNodes"]]
     assert nodes == [
         "/dev/nvidia2",
         "/dev/nvidia-caps/nvidia-cap21",
@@ -198,10 +172,10 @@ def test_dynamic_mig_device_waits_for_its_instance() -> None:
 
 
 def test_exclusivity_covers_physical_overlap() -> None:
-    three = mig_plan("a", "gpu-2-mig-3g40gb-9-0").claim
-    one_inside = mig_plan("b", "gpu-2-mig-1g10gb-19-2").claim
-    one_outside = mig_plan("c", "gpu-2-mig-1g10gb-19-5").claim
-    whole = mig_plan("d", "gpu-2").claim
+    three = mig_plan("a", "gpu-2-mig-3g40gb-9-0")
+    one_inside = mig_plan("b", "gpu-2-mig-1g10gb-19-2")
+    one_outside = mig_plan("c", "gpu-2-mig-1g10gb-19-5")
+    whole = mig_plan("d", "gpu-2")
     assert exclusivity_conflicts(one_inside, [three])
     assert exclusivity_conflicts(whole, [three])
     assert exclusivity_conflicts(one_outside, [three]) == []

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from gpudra.catalogue.catalogue import build_catalogue
+from gpudra.catalogue.render_gpu import nvlink_groups
 from gpudra.devices.inventory import Inventory
-from gpudra.nvml.mock import MockBackend, available_profiles, load_named
+from gpudra.nvml.mock import MockBackend, available_machines, load_machine
 from gpudra.resourceapi import MAX_ATTRIBUTES_AND_CAPACITIES, MAX_STRING_ATTRIBUTE, semver
-from gpudra.resourceslices.builder import desired_slices, nvlink_groups, slice_name
+from gpudra.resourceslices.builder import desired_slices, slice_name
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 
 
 def inventory(profile: str, node: str = "node-a") -> Inventory:
-    return MockBackend(load_named(profile), node_name=node).inventory()
+    return MockBackend(load_machine(profile), node_name=node).inventory()
 
 
 @pytest.mark.parametrize(
@@ -35,9 +37,9 @@ def test_nvlink_groups_are_pairwise_linked_cliques(profile: str, groups: list[tu
         assert all(topo.nvlink_count(a, b) > 0 for a in g for b in g if a != b)
 
 
-@pytest.mark.parametrize("profile", available_profiles())
+@pytest.mark.parametrize("profile", available_machines())
 def test_every_profile_respects_the_api_limits(profile: str) -> None:
-    (s,) = desired_slices(inventory(profile), driver="gpu.gpudra.io", generation=1)
+    (s,) = desired_slices(build_catalogue(inventory(profile)), driver="gpu.gpudra.io")
     for dev in s["spec"]["devices"]:
         assert len(dev["attributes"]) + len(dev["capacity"]) <= MAX_ATTRIBUTES_AND_CAPACITIES
         for name, value in dev["attributes"].items():
@@ -51,7 +53,7 @@ def test_every_profile_respects_the_api_limits(profile: str) -> None:
 
 def test_gpu_device_attributes_follow_the_reference_driver() -> None:
     inv = inventory("dgx-h100")
-    (s,) = desired_slices(inv, driver="gpu.gpudra.io", generation=3)
+    (s,) = desired_slices(build_catalogue(inv), driver="gpu.gpudra.io")
     dev = s["spec"]["devices"][2]
     gpu = inv.gpus[2]
     assert dev["name"] == "gpu-2"
@@ -66,22 +68,22 @@ def test_gpu_device_attributes_follow_the_reference_driver() -> None:
     assert a["nvlinkGroup"] == {"string": "gpus-0-1-2-3-4-5-6-7"}
     assert a["nvlinkDomain"] == {"string": "nvswitch-0"}
     assert dev["capacity"]["memory"] == {"value": str(81559 * 2**20)}
-    assert s["spec"]["pool"] == {"name": "node-a", "generation": 3, "resourceSliceCount": 1}
+    assert s["spec"]["pool"] == {"name": "node-a", "generation": 0, "resourceSliceCount": 1}
     assert s["spec"]["nodeName"] == "node-a"
 
 
 def test_lost_gpus_are_not_advertised(tmp_path: Path) -> None:
-    b = MockBackend(load_named("pcie-l4"), node_name="n", state_file=tmp_path / "s.json")
+    b = MockBackend(load_machine("pcie-l4"), node_name="n", state_file=tmp_path / "s.json")
     b.fall_off_bus(1)
-    (s,) = desired_slices(b.inventory(), driver="gpu.gpudra.io", generation=1)
+    (s,) = desired_slices(build_catalogue(b.inventory()), driver="gpu.gpudra.io")
     assert [d["name"] for d in s["spec"]["devices"]] == ["gpu-0", "gpu-2", "gpu-3"]
 
 
 def test_a_lost_dynamic_mig_gpu_publishes_no_placements(tmp_path: Path) -> None:
-    b = MockBackend(load_named("dgx-h100-mig"), node_name="n", state_file=tmp_path / "s.json")
+    b = MockBackend(load_machine("dgx-h100-mig"), node_name="n", state_file=tmp_path / "s.json")
     b.fall_off_bus(2)
     slices = desired_slices(
-        b.inventory(), driver="gpu.gpudra.io", generation=1, dynamic_mig=frozenset({1, 2})
+        build_catalogue(b.inventory(), dynamic=frozenset({1, 2})), driver="gpu.gpudra.io"
     )
     names = [d["name"] for s in slices for d in s["spec"].get("devices") or []]
     assert any(n.startswith("gpu-1-mig-") for n in names)
@@ -92,7 +94,7 @@ def test_a_lost_dynamic_mig_gpu_publishes_no_placements(tmp_path: Path) -> None:
 
 def test_large_pools_are_split_and_counted() -> None:
     slices = desired_slices(
-        inventory("dgx-h100"), driver="d.example.com", generation=1, max_devices=3
+        build_catalogue(inventory("dgx-h100")), driver="d.example.com", max_devices=3
     )
     assert [len(s["spec"]["devices"]) for s in slices] == [3, 3, 2]
     assert {s["spec"]["pool"]["resourceSliceCount"] for s in slices} == {3}

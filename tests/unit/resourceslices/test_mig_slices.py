@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.catalogue.catalogue import build_catalogue
+from gpudra.catalogue.names import parse_mig_device_name
+from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceapi import MAX_ATTRIBUTES_AND_CAPACITIES, MAX_DEVICES_PER_SLICE_ADVANCED
 from gpudra.resourceslices.builder import desired_slices
-from gpudra.resourceslices.mig import parse_mig_device_name
 
 
 def slices(dynamic: frozenset[int]) -> list[dict]:
-    inv = MockBackend(load_named("dgx-h100-mig"), node_name="n").inventory()
-    return desired_slices(inv, driver="gpu.gpudra.io", generation=1, dynamic_mig=dynamic)
+    inv = MockBackend(load_machine("dgx-h100-mig"), node_name="n").inventory()
+    return desired_slices(build_catalogue(inv, dynamic=dynamic), driver="gpu.gpudra.io")
 
 
 def test_layout_for_eight_dynamic_gpus() -> None:
@@ -51,10 +52,10 @@ def test_placements_consume_exactly_their_memory_slices() -> None:
 
 
 def test_static_mig_publishes_existing_instances_with_uuids(tmp_path) -> None:
-    b = MockBackend(load_named("dgx-h100-mig"), node_name="n", state_file=tmp_path / "s.json")
+    b = MockBackend(load_machine("dgx-h100-mig"), node_name="n", state_file=tmp_path / "s.json")
     gpu = b.inventory().gpus[1]
     made = b.create_mig_device(gpu.uuid, "2g.20gb", 2)
-    out = desired_slices(b.inventory(), driver="gpu.gpudra.io", generation=1)
+    out = desired_slices(build_catalogue(b.inventory()), driver="gpu.gpudra.io")
     devices = {d["name"]: d for s in out for d in s["spec"].get("devices", [])}
     static = devices["gpu-1-mig-2g20gb-14-2"]
     assert static["attributes"]["uuid"] == {"string": made.uuid}

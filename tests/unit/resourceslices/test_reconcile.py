@@ -5,14 +5,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.catalogue.catalogue import build_catalogue
+from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceslices.builder import desired_slices
 from gpudra.resourceslices.reconcile import HASH_ANNOTATION, plan
 
 
 def desired(profile: str = "pcie-l4", max_devices: int = 128) -> list[dict[str, Any]]:
-    inv = MockBackend(load_named(profile), node_name="n").inventory()
-    return desired_slices(inv, driver="gpu.gpudra.io", generation=0, max_devices=max_devices)
+    inv = MockBackend(load_machine(profile), node_name="n").inventory()
+    return desired_slices(build_catalogue(inv), driver="gpu.gpudra.io", max_devices=max_devices)
 
 
 def as_stored(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:

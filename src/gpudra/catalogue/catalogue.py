@@ -1,0 +1,254 @@
+"""The node catalogue (pure): every device of this node, as published and as prepared.
+
+One ``NodeCatalogue`` answers, for the whole node daemon, what each GPU is (its *effective*
+mode: whole, static MIG or dynamic MIG, after the API server's capabilities are taken into
+account) and, for every device name, both the slice device that is published and what
+prepare needs (UUID, device nodes, physical footprint, MIG identity).  The slice builder
+renders slices from it, prepare resolves names in it, and the stray-instance sweep reads its
+modes, so what is published is exactly what can be prepared.
+
+The modes:
+
+* **dynamic MIG** - a MIG-capable GPU in ``--dynamic-mig-gpus``, on a server with the 1.35+
+  partitionable-device layout: the whole GPU and every profile x placement are published,
+  the instance is created at prepare.
+* **static MIG** - a GPU with MIG mode enabled that is not in dynamic mode (including a
+  dynamic-MIG GPU on a 1.34 server): its existing instances are published, used as they are.
+* **whole** - every other GPU.
+
+A lost GPU keeps its mode but publishes nothing; its devices stay in the catalogue, unhealthy,
+so a claim for them is refused with that reason rather than as unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from gpudra.catalogue.names import gpu_device_name, mig_device_name
+from gpudra.catalogue.render_gpu import gpu_device, nvlink_group_names
+from gpudra.catalogue.render_mig import mig_device, whole_gpu_consumption
+from gpudra.devices.gpu import Gpu, Health, MigMode
+from gpudra.devices.inventory import Inventory
+from gpudra.devices.mig import MEMORY_SLICES
+from gpudra.resourceapi import MANAGED_TAINT
+
+# the first minor whose ResourceSlices carry shared counters the way dynamic MIG needs them
+PARTITIONABLE_SINCE_MINOR = 35
+
+
+class GpuMode(StrEnum):
+    WHOLE = "whole"
+    STATIC_MIG = "static-mig"
+    DYNAMIC_MIG = "dynamic-mig"
+
+
+class DeviceKind(StrEnum):
+    GPU = "gpu"  # a whole GPU
+    MIG = "mig"  # an existing MIG instance (static MIG)
+    MIG_PLACEMENT = "mig-placement"  # a dynamic-MIG placement: prepare creates the instance
+
+
+@dataclass(frozen=True)
+class ServerCapabilities:
+    """What the API server can take.  ``minor`` None: not known (yet); publishing assumes a
+    current server, and nothing irreversible (the stray-instance sweep) is decided on it."""
+
+    minor: int | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.minor is not None
+
+    @property
+    def partitionable(self) -> bool:
+        return self.minor is None or self.minor >= PARTITIONABLE_SINCE_MINOR
+
+
+@dataclass(frozen=True)
+class MigIdentity:
+    """Where a MIG device is: its parent GPU, profile and first memory slice."""
+
+    parent_uuid: str
+    profile: str
+    start: int
+
+
+@dataclass(frozen=True)
+class CatalogueDevice:
+    name: str
+    kind: DeviceKind
+    gpu_index: int
+    uuid: str  # "" for a dynamic placement: the instance does not exist until prepare
+    device_nodes: tuple[str, ...]
+    healthy: bool
+    # what it occupies physically: "<gpu uuid>/<memory slice>" (a whole GPU: all eight)
+    footprint: tuple[str, ...]
+    mig: MigIdentity | None = None
+    # the device as published in the node's ResourceSlices; None when not published (lost)
+    slice_device: Mapping[str, Any] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class NodeCatalogue:
+    inventory: Inventory
+    capabilities: ServerCapabilities
+    modes: tuple[GpuMode, ...]  # by GPU index
+    managed: frozenset[int]
+    devices: Mapping[str, CatalogueDevice]  # in publishing order
+    # GPUs asked for in dynamic mode that the server's layout forced back to static MIG/whole
+    dynamic_refused: frozenset[int] = frozenset()
+
+    def device(self, name: str) -> CatalogueDevice | None:
+        return self.devices.get(name)
+
+    def mode(self, gpu: Gpu) -> GpuMode:
+        return self.modes[gpu.index]
+
+    def gpus_in(self, mode: GpuMode) -> list[Gpu]:
+        return [g for g in self.inventory.gpus if self.modes[g.index] is mode]
+
+    def published(self, gpu: Gpu | None = None) -> list[dict[str, Any]]:
+        """The slice devices (all of the node's, or one GPU's), in publishing order."""
+        return [
+            dict(d.slice_device)
+            for d in self.devices.values()
+            if d.slice_device is not None and (gpu is None or d.gpu_index == gpu.index)
+        ]
+
+    @property
+    def publishes_dynamic_mig(self) -> bool:
+        return any(
+            m is GpuMode.DYNAMIC_MIG and g.health is not Health.LOST
+            for g, m in zip(self.inventory.gpus, self.modes, strict=True)
+        )
+
+
+def effective_mode(gpu: Gpu, *, dynamic: bool, capabilities: ServerCapabilities) -> GpuMode:
+    if dynamic and gpu.mig_capable and capabilities.partitionable:
+        return GpuMode.DYNAMIC_MIG
+    if gpu.mig_mode is MigMode.ENABLED:
+        return GpuMode.STATIC_MIG
+    return GpuMode.WHOLE
+
+
+def _footprint(gpu: Gpu, slices: range) -> tuple[str, ...]:
+    return tuple(f"{gpu.uuid}/{i}" for i in slices)
+
+
+def _taint(dev: dict[str, Any], managed: bool) -> dict[str, Any]:
+    if managed:
+        dev["taints"] = [dict(MANAGED_TAINT)]
+    return dev
+
+
+def _gpu_devices(
+    inv: Inventory, gpu: Gpu, mode: GpuMode, *, managed: bool, groups: dict[int, str]
+) -> list[CatalogueDevice]:
+    """The catalogue entries of one GPU (publishing order within the GPU)."""
+    published = gpu.health is not Health.LOST
+    healthy = gpu.health is Health.HEALTHY
+    node = (f"/dev/nvidia{gpu.minor}",)
+    out: list[CatalogueDevice] = []
+    family = gpu.mig_profiles()
+    if mode is not GpuMode.STATIC_MIG:
+        whole = gpu_device(inv, gpu, groups) if published else None
+        if whole is not None:
+            _taint(whole, managed)
+            if mode is GpuMode.DYNAMIC_MIG:
+                whole["consumesCounters"] = whole_gpu_consumption(gpu)
+        out.append(
+            CatalogueDevice(
+                name=gpu_device_name(gpu),
+                kind=DeviceKind.GPU,
+                gpu_index=gpu.index,
+                uuid=gpu.uuid,
+                device_nodes=node,
+                healthy=healthy,
+                footprint=_footprint(gpu, range(MEMORY_SLICES)),
+                slice_device=whole,
+            )
+        )
+    if family is None:
+        return out
+    if mode is GpuMode.DYNAMIC_MIG:
+        for prof in family.profiles:
+            for pl in prof.placements():
+                dev = mig_device(inv, gpu, prof, pl) if published else None
+                out.append(
+                    CatalogueDevice(
+                        name=mig_device_name(gpu, prof, pl.start),
+                        kind=DeviceKind.MIG_PLACEMENT,
+                        gpu_index=gpu.index,
+                        uuid="",
+                        device_nodes=node,
+                        healthy=healthy,
+                        footprint=_footprint(gpu, pl.slices),
+                        mig=MigIdentity(gpu.uuid, prof.name, pl.start),
+                        slice_device=_taint(dev, managed) if dev else None,
+                    )
+                )
+    elif mode is GpuMode.STATIC_MIG:
+        for m in inv.migs_on(gpu):
+            known = family.profile(m.profile)
+            if known is None:
+                continue  # a profile gpudra does not know is not published
+            dev = mig_device(inv, gpu, known, m.placement, uuid=m.uuid) if published else None
+            out.append(
+                CatalogueDevice(
+                    name=mig_device_name(gpu, known, m.placement_start),
+                    kind=DeviceKind.MIG,
+                    gpu_index=gpu.index,
+                    uuid=m.uuid,
+                    device_nodes=node + m.capability_nodes,
+                    healthy=healthy,
+                    footprint=_footprint(gpu, m.placement.slices),
+                    mig=MigIdentity(gpu.uuid, known.name, m.placement_start),
+                    slice_device=_taint(dev, managed) if dev else None,
+                )
+            )
+    return out
+
+
+def build_catalogue(
+    inv: Inventory,
+    *,
+    dynamic: frozenset[int] = frozenset(),
+    managed: frozenset[int] = frozenset(),
+    capabilities: ServerCapabilities = ServerCapabilities(),
+) -> NodeCatalogue:
+    """The catalogue of ``inv``: GPUs in ``dynamic`` in dynamic-MIG mode where the GPU and the
+    server allow it, GPUs in ``managed`` tainted for the gpudra controller.
+
+    Publishing order: the whole GPUs and static MIG devices first (GPU order: whole GPUs, then
+    each static-MIG GPU's instances), then each dynamic-MIG GPU (its whole GPU, then its
+    placements), which is the order the slices are cut in."""
+    modes = tuple(
+        effective_mode(g, dynamic=g.index in dynamic, capabilities=capabilities) for g in inv.gpus
+    )
+    groups = nvlink_group_names(inv.topology)
+    per_gpu = {
+        g.index: _gpu_devices(inv, g, modes[g.index], managed=g.index in managed, groups=groups)
+        for g in inv.gpus
+    }
+    order = (
+        [g for g in inv.gpus if modes[g.index] is GpuMode.WHOLE]
+        + [g for g in inv.gpus if modes[g.index] is GpuMode.STATIC_MIG]
+        + [g for g in inv.gpus if modes[g.index] is GpuMode.DYNAMIC_MIG]
+    )
+    devices = {d.name: d for g in order for d in per_gpu[g.index]}
+    refused = frozenset(
+        g.index
+        for g in inv.gpus
+        if g.index in dynamic and g.mig_capable and modes[g.index] is not GpuMode.DYNAMIC_MIG
+    )
+    return NodeCatalogue(
+        inventory=inv,
+        capabilities=capabilities,
+        modes=modes,
+        managed=managed,
+        devices=devices,
+        dynamic_refused=refused,
+    )

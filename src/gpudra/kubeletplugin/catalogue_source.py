@@ -1,0 +1,95 @@
+"""The node daemon's current catalogue: rebuilt only when what it is built from changes.
+
+The inputs are the inventory (read from NVML on every call: health and MIG instances
+change), the GPU-mode settings (fixed for the daemon's life) and the API server's
+capabilities (its version, read once it answers; until then unknown).  The catalogue
+(``gpudra.catalogue``) is rebuilt when the inventory or the capabilities differ from the
+last build, and the same object is returned otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from gpudra.catalogue.catalogue import (
+    PARTITIONABLE_SINCE_MINOR,
+    NodeCatalogue,
+    ServerCapabilities,
+    build_catalogue,
+)
+from gpudra.catalogue.gpuset import GpuSet
+from gpudra.devices.inventory import Inventory
+from gpudra.kube.errors import KubeError
+
+log = logging.getLogger(__name__)
+
+
+class CatalogueSource:
+    def __init__(
+        self,
+        inventory: Callable[[], Inventory],
+        server_version: Callable[[], tuple[int, int]],
+        *,
+        dynamic_mig: GpuSet,
+        managed: GpuSet,
+        on_build: Callable[[NodeCatalogue], None] | None = None,
+    ) -> None:
+        self._inventory = inventory
+        self._server_version = server_version
+        self._dynamic_mig = dynamic_mig
+        self._managed = managed
+        self._on_build = on_build or (lambda catalogue: None)
+        self._capabilities = ServerCapabilities()
+        self._built: NodeCatalogue | None = None
+        self._lock = threading.Lock()
+
+    def capabilities(self) -> ServerCapabilities:
+        """The server's capabilities; asks the server until it has answered once."""
+        if not self._capabilities.known:
+            try:
+                minor = self._server_version()[1]
+            except KubeError as e:
+                log.warning(
+                    "cannot read the server version (%s); publishing as for 1.%d+ until it answers",
+                    e,
+                    PARTITIONABLE_SINCE_MINOR,
+                )
+            else:
+                self._capabilities = ServerCapabilities(minor=minor)
+        return self._capabilities
+
+    def current(self) -> NodeCatalogue:
+        """The catalogue of the node as it is now (NvmlError when NVML does not answer)."""
+        inv = self._inventory()
+        caps = self.capabilities()
+        with self._lock:
+            last = self._built
+            if last is not None and last.inventory == inv and last.capabilities == caps:
+                return last
+            n = len(inv.gpus)
+            built = build_catalogue(
+                inv,
+                dynamic=self._dynamic_mig.resolve(n),
+                managed=self._managed.resolve(n),
+                capabilities=caps,
+            )
+            self._built = built
+        if last is None or last.capabilities != caps or last.modes != built.modes:
+            self._said(built)
+        self._on_build(built)
+        return built
+
+    @staticmethod
+    def _said(c: NodeCatalogue) -> None:
+        modes = ", ".join(f"{g.index}:{c.mode(g)}" for g in c.inventory.gpus)
+        log.info("GPU modes: %s", modes or "no GPUs")
+        if c.dynamic_refused and c.capabilities.known:
+            log.warning(
+                "Kubernetes 1.%s: the partitionable-device layout dynamic MIG needs arrived "
+                "in 1.%d; publishing static MIG only (existing instances) on GPU(s) %s",
+                c.capabilities.minor,
+                PARTITIONABLE_SINCE_MINOR,
+                ",".join(str(i) for i in sorted(c.dynamic_refused)),
+            )

@@ -2,7 +2,8 @@
 
 Pure data and small functions, no client: the slice builder, the prepare logic and the
 allocator all speak the API's JSON shape through these helpers so the shape lives in one
-place.  Limits come from shared/reference/resource-api.md §6.
+place.  Limits are the API's own constants (``k8s.io/api/resource/v1/types.go``,
+https://github.com/kubernetes/api/blob/master/resource/v1/types.go).
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ STANDARD_DOMAIN = "resource.kubernetes.io"
 PCI_BUS_ID = f"{STANDARD_DOMAIN}/pciBusID"
 PCIE_ROOT = f"{STANDARD_DOMAIN}/pcieRoot"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
 
 def semver(raw: str) -> str:
     """A driver/CUDA/compute-capability version as strict semver: ``580.82.07`` -> ``580.82.7``,
@@ -69,38 +68,23 @@ def quantity(value: int) -> dict[str, Any]:
     return {"value": str(value)}
 
 
-def is_dns_label(name: str) -> bool:
-    return len(name) <= MAX_DNS_LABEL and bool(_DNS_LABEL.match(name))
-
-
 def dns_label(raw: str) -> str:
     """``raw`` folded into a DNS label (lowercase, [a-z0-9-], at most 63 characters)."""
     label = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
     return label[:MAX_DNS_LABEL].rstrip("-") or "x"
 
 
-def parse_gpu_set(spec: str | None, count: int) -> frozenset[int]:
-    """``all``, ``none``/empty, ``4-7`` or ``0,2,5-6`` -> GPU indices below ``count``."""
-    if not spec or spec == "none":
-        return frozenset()
-    if spec == "all":
-        return frozenset(range(count))
-    out: set[int] = set()
-    for part in spec.split(","):
-        lo, _, hi = part.strip().partition("-")
-        try:
-            first, last = int(lo), int(hi or lo)
-        except ValueError:
-            raise ValueError(
-                f"invalid GPU set {spec!r}: use all, none, or indices/ranges like 0,2,4-7"
-            ) from None
-        out.update(range(first, last + 1))
-    bad = sorted(i for i in out if not 0 <= i < count)
-    if bad:
-        raise ValueError(f"GPU set {spec!r} names GPU(s) {bad}; this node has 0..{count - 1}")
-    return frozenset(out)
-
-
 def base_request(request: str) -> str:
-    """``main/sub`` -> ``main``: the kubelet wants base request names."""
+    """``main/sub`` -> ``main``: the claim's request a result or constraint belongs to (and
+    the name the kubelet wants)."""
     return request.split("/", 1)[0]
+
+
+def subrequest(request: str) -> str:
+    """``main/sub`` -> ``sub``; ``""`` for a plain request name."""
+    return request.partition("/")[2]
+
+
+def request_name(base: str, sub: str) -> str:
+    """The result name of a firstAvailable subrequest: ``base/sub``."""
+    return f"{base}/{sub}"

@@ -10,6 +10,7 @@ access ones, exactly the set the scheduler excludes.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from gpudra.allocation.inputs import Device, DeviceKey, Pool
 from gpudra.allocation.nodeselect import selector_matches
 from gpudra.allocation.pools import IgnoredSlices, build_pools
 from gpudra.allocation.quantity import Quantity
+from gpudra.api.claim import claim_results
+from gpudra.api.meta import name_of
 from gpudra.resourceapi import DRIVER_NAME
 
 CounterKey = tuple[str, str, str]  # driver, pool, counter set
@@ -53,8 +56,8 @@ class ClusterView:
         pools = built.pools
         view = cls(
             pools=pools,
-            classes={c["metadata"]["name"]: c for c in classes},
-            nodes={n["metadata"]["name"]: n for n in nodes},
+            classes={name_of(c): c for c in classes},
+            nodes={name_of(n): n for n in nodes},
             ignored=built.ignored,
         )
         view.devices = {d.key: d for p in pools for d in p.devices}
@@ -62,10 +65,9 @@ class ClusterView:
             view.mark_allocated(claim)
         return view
 
-    def mark_allocated(self, claim: dict[str, Any]) -> None:
+    def mark_allocated(self, claim: Mapping[str, Any]) -> None:
         """Count a claim's existing allocation as in use (admin access results excepted)."""
-        alloc = (claim.get("status") or {}).get("allocation") or {}
-        for r in (alloc.get("devices") or {}).get("results") or []:
+        for r in claim_results(claim):
             if r.get("adminAccess"):
                 continue
             self.use((r["driver"], r["pool"], r["device"]))

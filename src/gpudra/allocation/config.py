@@ -12,11 +12,16 @@ integration test compares the two allocations on each version.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from gpudra.api.claim import DeviceRequestAllocationResult, claim_devices
+from gpudra.api.deviceclass import class_config
+from gpudra.resourceapi import base_request, subrequest
 
 
 def _class_of(spec_requests: list[dict[str, Any]], name: str) -> str | None:
-    main, _, sub = name.partition("/")
+    main, sub = base_request(name), subrequest(name)
     for r in spec_requests:
         if r.get("name") != main:
             continue
@@ -29,28 +34,27 @@ def _class_of(spec_requests: list[dict[str, Any]], name: str) -> str | None:
 
 
 def allocation_config(
-    claim: dict[str, Any],
-    classes: dict[str, dict[str, Any]],
-    results: list[dict[str, Any]],
+    claim: Mapping[str, Any],
+    classes: Mapping[str, Mapping[str, Any]],
+    results: list[DeviceRequestAllocationResult],
     *,
     omit_all: bool = True,
 ) -> list[dict[str, Any]]:
-    devices = (claim.get("spec") or {}).get("devices") or {}
+    devices = claim_devices(claim)
     spec_requests = devices.get("requests") or []
     order = {r.get("name"): i for i, r in enumerate(spec_requests)}
     names: list[str] = []
     for r in results:
         if r["request"] not in names:
             names.append(r["request"])
-    names.sort(key=lambda n: order.get(n.partition("/")[0], len(order)))
+    names.sort(key=lambda n: order.get(base_request(n), len(order)))
     by_class: dict[str, list[str]] = {}
     for name in names:
         by_class.setdefault(_class_of(spec_requests, name) or "", []).append(name)
     out: list[dict[str, Any]] = []
     for cls_name, served in by_class.items():
-        cls = classes.get(cls_name) or {}
         everything = len(served) == len(spec_requests)
-        for entry in (cls.get("spec") or {}).get("config") or []:
+        for entry in class_config(classes.get(cls_name) or {}):
             item: dict[str, Any] = {"source": "FromClass"}
             if not (omit_all and everything):
                 item["requests"] = list(served)

@@ -1,4 +1,4 @@
-"""The allocator: claims + cluster view -> the best feasible placement, or why there is none.
+"""The allocator: claims + cluster view -> the best feasible assignment, or why there is none.
 
 Pure (no IO).  For every candidate node it runs the exhaustive combination search; in
 ``first`` mode it stops at the scheduler's own first-fit answer, in ``best`` mode it scores up
@@ -11,12 +11,11 @@ inputs change (``allocation.memo``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from gpudra.allocation.cel import CelCompileError, compile_selector, evaluate
 from gpudra.allocation.cel import DeviceInput as CelDevice
 from gpudra.allocation.cluster import ClusterView
-from gpudra.allocation.inputs import Claim, Device, InputError, class_selectors
+from gpudra.allocation.inputs import Claim, Device, InputError
 from gpudra.allocation.memo import REMEMBERED, FailedVerdicts, failure_key, signature
 from gpudra.allocation.nodeselect import node_name_selector
 from gpudra.allocation.pools import IgnoredSlices
@@ -29,10 +28,14 @@ from gpudra.allocation.search import (
     SelectorError,
     Solution,
 )
+from gpudra.api.claim import AllocationResult
+from gpudra.api.deviceclass import class_selectors
 
 
 @dataclass(frozen=True)
-class Placement:
+class Assignment:
+    """A scored allocation: one feasible solution (devices on one node) and its score."""
+
     solution: Solution
     score: Score
 
@@ -40,7 +43,7 @@ class Placement:
     def node(self) -> str:
         return self.solution.node
 
-    def allocation(self, claim: Claim, *, timestamp: str) -> dict[str, Any]:
+    def allocation(self, claim: Claim, *, timestamp: str) -> AllocationResult:
         """The claim's ``status.allocation`` (RFC 3339 ``timestamp``).
 
         ``allocationTimestamp`` matters: from 1.36 (binding conditions on) kube-scheduler adds
@@ -56,8 +59,8 @@ class Placement:
 
 @dataclass
 class Outcome:
-    best: Placement | None = None
-    runner_up: Placement | None = None
+    best: Assignment | None = None
+    runner_up: Assignment | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
     nodes_tried: int = 0
     selector_error: str = ""
@@ -142,7 +145,7 @@ class Allocator:
 
         Nodes are visited by their best possible score (the packing term is the only one that
         differs before searching), and the visit stops once no remaining node can beat the
-        best placement found.  Nodes in the same state (same devices, verdicts, free set and
+        best assignment found.  Nodes in the same state (same devices, verdicts, free set and
         topology) share one search through a signature cache.
         """
         validate(claims, self.view)
@@ -150,8 +153,8 @@ class Allocator:
         names = nodes if nodes is not None else self.view.node_names()
         need = sum(min(r.count for r in cr.alternatives) for c in claims for cr in c.requests)
         order = names if not best else sorted(names, key=lambda n: -self._bound(n, need))
-        ranked: list[Placement] = []
-        memo: dict[tuple[object, ...], tuple[list[Placement], Diagnosis | None]] = {}
+        ranked: list[Assignment] = []
+        memo: dict[tuple[object, ...], tuple[list[Assignment], Diagnosis | None]] = {}
         for node in order:
             if (
                 best
@@ -205,10 +208,10 @@ class Allocator:
         self,
         node: str,
         claims: list[Claim],
-        memo: dict[tuple[object, ...], tuple[list[Placement], Diagnosis | None]],
+        memo: dict[tuple[object, ...], tuple[list[Assignment], Diagnosis | None]],
         best: bool,
         out: Outcome,
-    ) -> tuple[list[Placement], Diagnosis | None]:
+    ) -> tuple[list[Assignment], Diagnosis | None]:
         key = failure_key(
             self.view, node, claims, budget=self.budget, device_filter=self.device_filter
         )
@@ -231,10 +234,10 @@ class Allocator:
             budget=self.budget,
             device_filter=self.device_filter,
         )
-        found: list[Placement] = []
+        found: list[Assignment] = []
         try:
             for sol in search.solutions():
-                found.append(Placement(sol, score(self.view, sol)))
+                found.append(Assignment(sol, score(self.view, sol)))
                 if not best or len(found) >= self.max_solutions:
                     break
         except BudgetExceeded as e:
@@ -251,24 +254,20 @@ class Allocator:
             self.failures.put(key, diag)
         return top, diag
 
-    def _rebase(self, p: Placement, node: str) -> Placement:
-        """The same placement on another node in the same state."""
+    def _rebase(self, p: Assignment, node: str) -> Assignment:
+        """The same assignment on another node in the same state."""
         by_name = {d.name: d for d in self.view.devices_for(node)}
         choices = tuple(replace(c, device=by_name[c.device.name]) for c in p.solution.choices)
-        return Placement(Solution(node=node, choices=choices), p.score)
+        return Assignment(Solution(node=node, choices=choices), p.score)
 
-    def commit(self, placement: Placement) -> None:
-        """Mark a chosen placement's devices in use (for allocating further claims)."""
-        for c in placement.solution.choices:
+    def commit(self, assignment: Assignment) -> None:
+        """Mark a chosen assignment's devices in use (for allocating further claims)."""
+        for c in assignment.solution.choices:
             if not c.request.admin_access:
                 self.view.use(c.device.key)
 
-    def release(self, placement: Placement) -> None:
+    def release(self, assignment: Assignment) -> None:
         """Undo `commit`."""
-        for c in placement.solution.choices:
+        for c in assignment.solution.choices:
             if not c.request.admin_access:
                 self.view.release(c.device.key)
-
-
-def _differs(a: Placement, b: Placement) -> bool:
-    return {c.device.key for c in a.solution.choices} != {c.device.key for c in b.solution.choices}

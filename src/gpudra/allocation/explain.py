@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from gpudra.allocation.engine import Outcome, Placement
+from gpudra.allocation.engine import Assignment, Outcome
 from gpudra.allocation.inputs import Claim
 from gpudra.allocation.search import Diagnosis
 
 
-def describe_placement(title: str, p: Placement, claims: list[Claim]) -> list[str]:
+def describe_assignment(title: str, p: Assignment, claims: list[Claim]) -> list[str]:
     lines = [f"{title}: node {p.node}  ({p.score.describe()})"]
     for claim in claims:
         for c in [c for c in p.solution.choices if c.claim is claim]:
@@ -41,9 +41,9 @@ def describe_diagnosis(d: Diagnosis) -> list[str]:
 def explain(outcome: Outcome, claims: list[Claim], *, max_nodes: int = 10) -> str:
     names = ", ".join(c.ref for c in claims)
     if outcome.best is not None:
-        lines = describe_placement("best", outcome.best, claims)
+        lines = describe_assignment("best", outcome.best, claims)
         if outcome.runner_up is not None:
-            lines += describe_placement("runner-up", outcome.runner_up, claims)
+            lines += describe_assignment("runner-up", outcome.runner_up, claims)
         return "\n".join(lines) + "\n"
     if outcome.selector_error:
         return f"cannot allocate {names}: {outcome.selector_error}\n"

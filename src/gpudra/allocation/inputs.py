@@ -9,14 +9,23 @@ controller can report bad claims instead of crashing.  Slices are grouped into p
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from gpudra.allocation.quantity import Quantity
+from gpudra.allocation.tolerations import Toleration
+from gpudra.api.claim import claim_devices
+from gpudra.api.deviceclass import selector_expressions
+from gpudra.api.meta import name_of, namespace_of, uid_of
+from gpudra.api.slice import SliceDevice
+from gpudra.api.taints import Taint
 from gpudra.resourceapi import (
     MAX_REQUESTS_PER_CLAIM,
     MAX_RESULTS_PER_ALLOCATION,
+    base_request,
+    request_name,
 )
 
 MAX_SUBREQUESTS = 8
@@ -36,11 +45,11 @@ class Device:
     driver: str
     pool: str
     name: str
-    raw: dict[str, Any]
+    raw: SliceDevice  # the device as its slice lists it
     node: str | None  # per-device node (perDeviceNodeSelection); else the slice's
     attrs: dict[str, tuple[str, Any]]  # fully qualified name -> (type, value)
     consumes: tuple[tuple[str, dict[str, Quantity]], ...]
-    taints: tuple[dict[str, Any], ...]
+    taints: tuple[Taint, ...]
 
     @property
     def key(self) -> DeviceKey:
@@ -93,38 +102,6 @@ def qualify(driver: str, name: str) -> str:
     return name if "/" in name else f"{driver}/{name}"
 
 
-def class_selectors(device_class: dict[str, Any]) -> list[str]:
-    """The CEL expressions of a DeviceClass's selectors."""
-    return [
-        s.get("cel", {}).get("expression", "")
-        for s in (device_class.get("spec") or {}).get("selectors") or []
-    ]
-
-
-@dataclass(frozen=True)
-class Toleration:
-    key: str
-    operator: str
-    value: str
-    effect: str
-
-    def to_wire(self) -> dict[str, Any]:
-        out = {
-            "key": self.key,
-            "operator": self.operator,
-            "value": self.value,
-            "effect": self.effect,
-        }
-        return {k: v for k, v in out.items() if v}
-
-    def tolerates(self, taint: dict[str, Any]) -> bool:
-        if self.effect and self.effect != taint.get("effect"):
-            return False
-        if self.operator == "Exists":
-            return not self.key or self.key == taint.get("key")
-        return self.key == taint.get("key") and self.value == taint.get("value", "")
-
-
 @dataclass(frozen=True)
 class Request:
     """One exact request or one firstAvailable subrequest (``name`` is ``main/sub``)."""
@@ -139,7 +116,7 @@ class Request:
 
     @property
     def base(self) -> str:
-        return self.name.split("/", 1)[0]
+        return base_request(self.name)
 
 
 @dataclass(frozen=True)
@@ -155,7 +132,7 @@ class Constraint:
     distinct_attribute: str | None
 
     def applies_to(self, request: str) -> bool:
-        return not self.requests or request.split("/", 1)[0] in self.requests
+        return not self.requests or base_request(request) in self.requests
 
 
 @dataclass(frozen=True)
@@ -174,12 +151,7 @@ class Claim:
 def _tolerations(where: str, raw: list[dict[str, Any]]) -> tuple[Toleration, ...]:
     if len(raw) > MAX_TOLERATIONS:
         raise InputError(f"{where}: {len(raw)} tolerations; at most {MAX_TOLERATIONS} allowed")
-    return tuple(
-        Toleration(
-            t.get("key", ""), t.get("operator", "Equal"), t.get("value", ""), t.get("effect", "")
-        )
-        for t in raw
-    )
+    return tuple(Toleration.from_wire(t) for t in raw)
 
 
 def _request(where: str, name: str, body: dict[str, Any], admin_ok: bool) -> Request:
@@ -197,7 +169,7 @@ def _request(where: str, name: str, body: dict[str, Any], admin_ok: bool) -> Req
         )
     if mode == "All" and count:
         raise InputError(f"{where}: count must be unset with allocationMode All")
-    selectors = [s.get("cel", {}).get("expression", "") for s in body.get("selectors") or []]
+    selectors = selector_expressions(body.get("selectors") or [])
     if len(selectors) > MAX_SELECTORS:
         raise InputError(f"{where}: {len(selectors)} selectors; at most {MAX_SELECTORS} allowed")
     admin = bool(body.get("adminAccess")) and admin_ok
@@ -212,11 +184,10 @@ def _request(where: str, name: str, body: dict[str, Any], admin_ok: bool) -> Req
     )
 
 
-def parse_claim(obj: dict[str, Any]) -> Claim:
+def parse_claim(obj: Mapping[str, Any]) -> Claim:
     """A ResourceClaim (or a template's inner spec wrapped as a claim) for the allocator."""
-    meta = obj.get("metadata") or {}
-    ref = f"claim {meta.get('namespace', '')}/{meta.get('name', '?')}"
-    devices = (obj.get("spec") or {}).get("devices") or {}
+    ref = f"claim {namespace_of(obj)}/{name_of(obj) or '?'}"
+    devices = claim_devices(obj)
     raw_requests = devices.get("requests") or []
     if not raw_requests:
         raise InputError(f"{ref}: spec.devices.requests is empty")
@@ -240,7 +211,9 @@ def parse_claim(obj: dict[str, Any]) -> Claim:
             if not 1 <= len(subs) <= MAX_SUBREQUESTS:
                 raise InputError(f"{where}: firstAvailable has {len(subs)} entries; allowed 1..8")
             alts = tuple(
-                _request(f"{where}.firstAvailable[{j}]", f"{name}/{s.get('name', j)}", s, False)
+                _request(
+                    f"{where}.firstAvailable[{j}]", request_name(name, s.get("name", j)), s, False
+                )
                 for j, s in enumerate(subs)
             )
         requests.append(ClaimRequest(name=name, alternatives=alts))
@@ -256,9 +229,9 @@ def parse_claim(obj: dict[str, Any]) -> Claim:
             )
         constraints.append(Constraint(listed, c.get("matchAttribute"), c.get("distinctAttribute")))
     return Claim(
-        namespace=meta.get("namespace", ""),
-        name=meta.get("name", ""),
-        uid=meta.get("uid", ""),
+        namespace=namespace_of(obj),
+        name=name_of(obj),
+        uid=uid_of(obj),
         requests=tuple(requests),
         constraints=tuple(constraints),
     )

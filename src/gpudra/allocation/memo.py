@@ -23,8 +23,9 @@ from collections import OrderedDict
 from collections.abc import Hashable
 
 from gpudra.allocation.cluster import ClusterView
-from gpudra.allocation.inputs import Claim, class_selectors
+from gpudra.allocation.inputs import Claim
 from gpudra.allocation.search import DeviceFilter, Diagnosis, Matcher
+from gpudra.api.deviceclass import class_selectors
 
 MAX_REMEMBERED = 4096
 

@@ -6,7 +6,10 @@ result carries, follow the same rules the scheduler applies.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from gpudra.api.meta import labels_of, name_of
 
 
 def _label_requirement(labels: dict[str, str], req: dict[str, Any]) -> bool:
@@ -40,12 +43,11 @@ def _field_requirement(node_name: str, req: dict[str, Any]) -> bool:
     return False
 
 
-def selector_matches(selector: dict[str, Any] | None, node: dict[str, Any]) -> bool:
+def selector_matches(selector: Mapping[str, Any] | None, node: Mapping[str, Any]) -> bool:
     """True if ``node`` satisfies the NodeSelector (None matches every node)."""
     if selector is None:
         return True
-    meta = node.get("metadata") or {}
-    labels, name = meta.get("labels") or {}, meta.get("name", "")
+    labels, name = labels_of(node), name_of(node)
     for term in selector.get("nodeSelectorTerms") or []:
         exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
         if not exprs and not fields:
@@ -64,3 +66,14 @@ def node_name_selector(node_name: str) -> dict[str, Any]:
             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}
         ]
     }
+
+
+def pinned_node_names(selector: Mapping[str, Any] | None) -> set[str] | None:
+    """The node names a selector pins by ``metadata.name In`` (what ``node_name_selector``
+    writes); None when it pins no name (absent, or by labels only)."""
+    names: set[str] = set()
+    for term in (selector or {}).get("nodeSelectorTerms") or []:
+        for req in term.get("matchFields") or []:
+            if req.get("key") == "metadata.name" and req.get("operator") == "In":
+                names.update(req.get("values") or [])
+    return names or None

@@ -27,7 +27,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpudra.allocation.inputs import Device, Pool, qualify
-from gpudra.allocation.quantity import parse_quantity
+from gpudra.allocation.quantity import Quantity, parse_quantity
+from gpudra.api.meta import metadata
+from gpudra.api.slice import (
+    Counter,
+    SliceDevice,
+    device_taints,
+    slice_count,
+    slice_devices,
+    slice_driver,
+    slice_generation,
+    slice_node_name,
+    slice_pool_name,
+    slice_shared_counters,
+    slice_spec,
+)
 
 
 @dataclass(frozen=True)
@@ -53,10 +67,14 @@ def _attr_value(raw: dict[str, Any]) -> tuple[str, Any]:
     return "unknown", None
 
 
-def parse_device(driver: str, pool: str, dev: dict[str, Any], node: str | None) -> Device:
+def _counters(counters: dict[str, Counter]) -> dict[str, Quantity]:
+    return {n: parse_quantity(v["value"]) for n, v in counters.items()}
+
+
+def parse_device(driver: str, pool: str, dev: SliceDevice, node: str | None) -> Device:
     attrs = {qualify(driver, k): _attr_value(v) for k, v in (dev.get("attributes") or {}).items()}
     consumes = tuple(
-        (c["counterSet"], {n: parse_quantity(v["value"]) for n, v in c.get("counters", {}).items()})
+        (c["counterSet"], _counters(c.get("counters", {})))
         for c in dev.get("consumesCounters") or []
     )
     return Device(
@@ -67,12 +85,12 @@ def parse_device(driver: str, pool: str, dev: dict[str, Any], node: str | None) 
         node=dev.get("nodeName", node),
         attrs=attrs,
         consumes=consumes,
-        taints=tuple(dev.get("taints") or ()),
+        taints=tuple(device_taints(dev)),
     )
 
 
 def _name(s: dict[str, Any]) -> str:
-    return str((s.get("metadata") or {}).get("name", "?"))
+    return str(metadata(s).get("name", "?"))
 
 
 def _usable(
@@ -82,9 +100,8 @@ def _usable(
     ignored: list[IgnoredSlices] = []
     by_pool: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in slices:
-        spec = s["spec"]
-        node, pool = spec.get("nodeName"), spec["pool"]["name"]
-        if spec["driver"] == own_driver and node and pool != node:
+        node, pool = slice_node_name(s), slice_pool_name(s)
+        if slice_driver(s) == own_driver and node and pool != node:
             ignored.append(
                 IgnoredSlices(
                     driver=own_driver,
@@ -98,10 +115,10 @@ def _usable(
                 )
             )
             continue
-        by_pool[(spec["driver"], pool)].append(s)
+        by_pool[(slice_driver(s), pool)].append(s)
     kept: list[dict[str, Any]] = []
     for (driver, pool), group in by_pool.items():
-        nodes = sorted({s["spec"].get("nodeName") or "" for s in group})
+        nodes = sorted({slice_node_name(s) or "" for s in group})
         if len(nodes) == 1:
             kept += group
             continue
@@ -127,32 +144,30 @@ def build_pools(slices: list[dict[str, Any]], *, own_driver: str) -> Pools:
     usable, ignored = _usable(slices, own_driver)
     newest: dict[tuple[str, str], int] = defaultdict(int)
     for s in usable:
-        key = (s["spec"]["driver"], s["spec"]["pool"]["name"])
-        newest[key] = max(newest[key], int(s["spec"]["pool"].get("generation", 0)))
+        key = (slice_driver(s), slice_pool_name(s))
+        newest[key] = max(newest[key], slice_generation(s))
     pools: dict[tuple[str, str], Pool] = {}
     for s in usable:
-        spec = s["spec"]
-        key = (spec["driver"], spec["pool"]["name"])
-        gen = int(spec["pool"].get("generation", 0))
+        key = (slice_driver(s), slice_pool_name(s))
+        gen = slice_generation(s)
         if gen != newest[key]:
             continue
+        spec = slice_spec(s)
         pool = pools.setdefault(
             key,
             Pool(
                 driver=key[0],
                 name=key[1],
                 generation=gen,
-                expected_slices=int(spec["pool"].get("resourceSliceCount", 1)),
-                node_name=spec.get("nodeName"),
+                expected_slices=slice_count(s),
+                node_name=slice_node_name(s),
                 all_nodes=bool(spec.get("allNodes")),
                 node_selector=spec.get("nodeSelector"),
             ),
         )
         pool.slices += 1
-        for cs in spec.get("sharedCounters") or []:
-            pool.counters[cs["name"]] = {
-                n: parse_quantity(v["value"]) for n, v in cs.get("counters", {}).items()
-            }
-        for dev in spec.get("devices") or []:
-            pool.devices.append(parse_device(key[0], key[1], dev, spec.get("nodeName")))
+        for cs in slice_shared_counters(s):
+            pool.counters[cs["name"]] = _counters(cs.get("counters", {}))
+        for dev in slice_devices(s):
+            pool.devices.append(parse_device(key[0], key[1], dev, slice_node_name(s)))
     return Pools(pools=list(pools.values()), ignored=ignored)

@@ -12,6 +12,7 @@ pick, and a scorer can look further.  Every rejection is recorded for explanatio
 
 from __future__ import annotations
 
+import enum
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,8 +20,11 @@ from typing import Any
 
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.counting import shortfall
-from gpudra.allocation.inputs import Claim, Constraint, Device, Request, class_selectors
+from gpudra.allocation.inputs import Claim, Constraint, Device, Request
 from gpudra.allocation.quantity import Quantity
+from gpudra.allocation.tolerations import untolerated
+from gpudra.api.claim import DeviceRequestAllocationResult
+from gpudra.api.deviceclass import class_selectors
 
 Matcher = Callable[[str, Device], tuple[bool, str | None]]  # (expression, device) -> verdict
 DeviceFilter = Callable[[Device], str | None]  # extra rule: a reason to skip the device, or None
@@ -29,7 +33,21 @@ ZERO = Quantity.of(0)
 
 
 IN_USE = "already allocated"
-SELECTOR_ERROR = "\x00error:"
+
+
+class RejectionKind(enum.Enum):
+    UNSUITABLE = "unsuitable"  # filtered out, not in the class, a false selector, a taint
+    IN_USE = "in use"  # allocated to another claim (allocationMode All must not proceed)
+    SELECTOR_ERROR = "selector error"  # a selector failed at run time (see SelectorError)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a device is no candidate for a request: the sentence for explanations, and what
+    kind of no it is (a selector error is a candidate that aborts the node when reached)."""
+
+    reason: str
+    kind: RejectionKind = RejectionKind.UNSUITABLE
 
 
 class SelectorError(Exception):
@@ -56,13 +74,13 @@ class Solution:
     def devices_of(self, claim: Claim) -> list[Device]:
         return [c.device for c in self.choices if c.claim is claim]
 
-    def results(self, claim: Claim) -> list[dict[str, Any]]:
+    def results(self, claim: Claim) -> list[DeviceRequestAllocationResult]:
         """The claim's ``status.allocation.devices.results`` entries."""
         out = []
         for c in self.choices:
             if c.claim is not claim:
                 continue
-            r: dict[str, Any] = {
+            r: DeviceRequestAllocationResult = {
                 "request": c.request.name,
                 "driver": c.device.driver,
                 "pool": c.device.pool,
@@ -89,12 +107,6 @@ class Diagnosis:
 
     def reject(self, request: str, reason: str) -> None:
         self.rejected[request][reason] += 1
-
-
-def _tolerated(req: Request, taint: dict[str, Any]) -> bool:
-    if taint.get("effect") not in ("NoSchedule", "NoExecute"):
-        return True
-    return any(t.tolerates(taint) for t in req.tolerations)
 
 
 class NodeSearch:
@@ -142,46 +154,46 @@ class NodeSearch:
             return out
         class_exprs = class_selectors(cls)
         for dev in self.devices:
-            reason = self._reject_reason(dev, req, class_exprs)
-            if reason is None:
+            rejection = self._rejection(dev, req, class_exprs)
+            if rejection is None:
                 out.append(dev)
-            elif reason.startswith(SELECTOR_ERROR):
+                continue
+            self.diag.reject(req.name, rejection.reason)
+            if rejection.kind is RejectionKind.SELECTOR_ERROR:
                 out.append(dev)  # reached in search order, it aborts the node (see _pick)
-                self._errored[dev.key] = reason.removeprefix(SELECTOR_ERROR)
-                self.diag.reject(req.name, reason.removeprefix(SELECTOR_ERROR))
-            else:
-                self.diag.reject(req.name, reason)
-                if reason == IN_USE:
-                    self._busy[key].append(dev)
+                self._errored[dev.key] = rejection.reason
+            elif rejection.kind is RejectionKind.IN_USE:
+                self._busy[key].append(dev)
         self._cands[key] = out
         return out
 
-    def _reject_reason(self, dev: Device, req: Request, class_exprs: list[str]) -> str | None:
+    def _rejection(self, dev: Device, req: Request, class_exprs: list[str]) -> Rejection | None:
         if self.device_filter is not None:
             why = self.device_filter(dev)
             if why is not None:
-                return why
+                return Rejection(why)
+        error = RejectionKind.SELECTOR_ERROR
         for expr in class_exprs:
             ok, err = self.matcher(expr, dev)
             if err:
-                return (
-                    f"{SELECTOR_ERROR}class {req.device_class} selector failed on {dev.name}: {err}"
+                return Rejection(
+                    f"class {req.device_class} selector failed on {dev.name}: {err}", error
                 )
             if not ok:
-                return f"not in class {req.device_class}"
+                return Rejection(f"not in class {req.device_class}")
         for expr in req.selectors:
             ok, err = self.matcher(expr, dev)
             if err:
-                return f"{SELECTOR_ERROR}selector {expr!r} failed on {dev.name}: {err}"
+                return Rejection(f"selector {expr!r} failed on {dev.name}: {err}", error)
             if not ok:
-                return f"selector {expr!r} is false"
-        taint = next((t for t in dev.taints if not _tolerated(req, t)), None)
+                return Rejection(f"selector {expr!r} is false")
+        taint = untolerated(dev.taints, req.tolerations)
         if taint is not None:
-            return (
+            return Rejection(
                 f"untolerated taint {taint.get('key')}={taint.get('value', '')}:{taint['effect']}"
             )
         if not req.admin_access and dev.key in self.view.in_use:
-            return IN_USE
+            return Rejection(IN_USE, RejectionKind.IN_USE)
         return None
 
     # --- constraints and counters ---------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+from gpudra.api.meta import metadata
 from gpudra.controller.slim import slim_node, slim_pod
 from gpudra.kube.client import KubeClient
 from gpudra.kube.informer import Informer, compact
@@ -49,7 +50,7 @@ class ClusterCache:
     def observe(self, resource: Resource, obj: KubeObject) -> None:
         """Our own write's result, so the next pass does not decide from the old object."""
         informer = self._by_resource.get(resource)
-        if informer is not None and obj.get("metadata"):
+        if informer is not None and metadata(obj):
             informer.observe(obj)
 
     def requests(self) -> dict[str, int]:

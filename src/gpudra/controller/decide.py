@@ -1,6 +1,6 @@
 """Decide what to do with one group of gated pods (pure).
 
-Outcomes:
+Outcomes (`Verdict`):
 * ``allocate`` - every claim of every pod gets an allocation (best placement, pods of a gang
   placed one after the other on nodes where they also fit as pods); nothing is written
   unless the whole group fits;
@@ -10,25 +10,30 @@ Outcomes:
   the group is decided again from scratch; a gated pod's claims are only ever allocated by
   the controller, so these are ours;
 * ``wait``     - the group is not complete yet (gang members or generated claims missing);
-* ``fail``     - it cannot be placed now (with the explanation) or is malformed.
+* ``fail``     - it cannot be placed now (with the explanation) or is malformed;
+* ``error``    - (the reconciler's) deciding or writing failed; retried next pass.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.config import allocation_config
-from gpudra.allocation.engine import Allocator, Placement
+from gpudra.allocation.engine import Allocator, Assignment
 from gpudra.allocation.explain import explain
-from gpudra.allocation.inputs import Claim, Device, InputError, Toleration, parse_claim
+from gpudra.allocation.inputs import Claim, Device, InputError, parse_claim
+from gpudra.allocation.tolerations import Toleration
+from gpudra.api.claim import AllocationResult, claim_is_allocated
+from gpudra.api.meta import namespace_of
+from gpudra.controller.events import cut
 from gpudra.controller.fit import fit_problem
 from gpudra.controller.groups import Group, claim_names, pod_key
 from gpudra.resourceapi import MANAGED_TAINT_KEY
 
 ClaimKey = tuple[str, str]  # namespace, name
-MAX_EVENT_MESSAGE = 1024
 MANAGED_TOLERATION = Toleration(MANAGED_TAINT_KEY, "Exists", "", "NoSchedule")
 NOT_MANAGED = f"not controller-managed (no {MANAGED_TAINT_KEY} taint)"
 
@@ -53,39 +58,62 @@ def tolerate_managed(claim: Claim) -> Claim:
     return replace(claim, requests=requests)
 
 
+class Verdict(enum.Enum):
+    """What to do with a group (the values are the metrics' ``outcome`` labels)."""
+
+    ALLOCATE = "allocate"
+    UNGATE = "ungate"
+    ROLLBACK = "rollback"
+    WAIT = "wait"
+    FAIL = "fail"
+    ERROR = "error"
+
+    @property
+    def writes(self) -> bool:
+        """Acting on it writes claims or pods (the leader fence is checked first)."""
+        return self in (Verdict.ALLOCATE, Verdict.UNGATE, Verdict.ROLLBACK)
+
+    @property
+    def settles(self) -> bool:
+        """The group stays as it is until its pods or the world change (not decided again
+        on the same inputs)."""
+        return self in (Verdict.WAIT, Verdict.FAIL)
+
+
 @dataclass
 class Decision:
-    kind: str  # allocate | ungate | rollback | wait | fail
+    verdict: Verdict
     message: str = ""
-    allocations: dict[ClaimKey, dict[str, Any]] = field(default_factory=dict)
+    allocations: dict[ClaimKey, AllocationResult] = field(default_factory=dict)
     nodes: dict[str, str] = field(default_factory=dict)  # pod key -> node
     claims: list[ClaimKey] = field(default_factory=list)  # rollback targets
 
 
 def _claims_of(
     group: Group, claims: dict[ClaimKey, dict[str, Any]]
-) -> tuple[dict[str, list[ClaimKey]], str, str]:
-    """Pod key -> its claim keys; a wait reason; a failure reason."""
+) -> dict[str, list[ClaimKey]] | Decision:
+    """Pod key -> its claim keys, or the wait or fail decision when some are missing."""
     out: dict[str, list[ClaimKey]] = {}
     for pod in group.pods:
-        ns = pod["metadata"].get("namespace", "")
+        ns = namespace_of(pod)
         names, missing = claim_names(pod)
         if not names and not missing:
-            return (
-                out,
-                "",
-                (
-                    f"pod {pod_key(pod)} carries the gpudra.io/topology gate but has no resource "
-                    "claims; remove the gate or add a claim"
-                ),
+            return Decision(
+                Verdict.FAIL,
+                f"pod {pod_key(pod)} carries the gpudra.io/topology gate but has no resource "
+                "claims; remove the gate or add a claim",
             )
         if missing:
-            return out, f"waiting for the claims of pod {pod_key(pod)} to be created", ""
+            return Decision(
+                Verdict.WAIT, f"waiting for the claims of pod {pod_key(pod)} to be created"
+            )
         absent = [n for n in names if (ns, n) not in claims]
         if absent:
-            return out, f"waiting for claim(s) {', '.join(absent)} of pod {pod_key(pod)}", ""
+            return Decision(
+                Verdict.WAIT, f"waiting for claim(s) {', '.join(absent)} of pod {pod_key(pod)}"
+            )
         out[pod_key(pod)] = [(ns, n) for n in names]
-    return out, "", ""
+    return out
 
 
 def decide(
@@ -101,22 +129,20 @@ def decide(
     """``omit_all_requests``: write device config as kube-scheduler 1.37+ does (see
     ``allocation.config``); False for older servers."""
     if group.problem:
-        return Decision("fail", group.problem)
+        return Decision(Verdict.FAIL, group.problem)
     if not group.complete:
         have = len(group.pods) + group.released
-        return Decision("wait", f"gang has {have} of {group.size} pods; waiting for the rest")
-    per_pod, wait, fail = _claims_of(group, claims)
-    if fail:
-        return Decision("fail", fail)
-    if wait:
-        return Decision("wait", wait)
+        return Decision(Verdict.WAIT, f"gang has {have} of {group.size} pods; waiting for the rest")
+    per_pod = _claims_of(group, claims)
+    if isinstance(per_pod, Decision):
+        return per_pod
     keys = [k for ks in per_pod.values() for k in ks]
-    allocated = [k for k in keys if (claims[k].get("status") or {}).get("allocation")]
+    allocated = [k for k in keys if claim_is_allocated(claims[k])]
     if allocated and len(allocated) == len(keys):
-        return Decision("ungate", "claims already allocated", claims=allocated)
+        return Decision(Verdict.UNGATE, "claims already allocated", claims=allocated)
     if allocated:
         return Decision(
-            "rollback",
+            Verdict.ROLLBACK,
             f"{len(allocated)} of {len(keys)} claims were allocated by an interrupted pass",
             claims=allocated,
         )
@@ -144,9 +170,9 @@ def _allocate(
     omit_all_requests: bool,
 ) -> Decision:
     allocator = Allocator(view, device_filter=managed_only)
-    committed: list[Placement] = []
+    committed: list[Assignment] = []
     placed: dict[str, list[dict[str, Any]]] = {}
-    decision = Decision("allocate")
+    decision = Decision(Verdict.ALLOCATE)
     ok = False
     try:
         for pod in group.pods:
@@ -154,22 +180,24 @@ def _allocate(
             try:
                 parsed = [tolerate_managed(parse_claim(claims[k])) for k in per_pod[key]]
             except InputError as e:
-                return Decision("fail", f"pod {key}: {e}")
+                return Decision(Verdict.FAIL, f"pod {key}: {e}")
             fitting = [
                 name
                 for name, node in nodes.items()
                 if fit_problem(pod, node, pods_by_node.get(name, []) + placed.get(name, [])) is None
             ]
             if not fitting:
-                return Decision("fail", f"pod {key} fits no node (selectors, taints, capacity)")
+                return Decision(
+                    Verdict.FAIL, f"pod {key} fits no node (selectors, taints, capacity)"
+                )
             try:
                 outcome = allocator.allocate(parsed, fitting)
             except InputError as e:
-                return Decision("fail", f"pod {key}: {e}")
+                return Decision(Verdict.FAIL, f"pod {key}: {e}")
             if outcome.best is None:
                 prefix = f"gang {group.key}: " if group.size > 1 else ""
                 text = prefix + explain(outcome, parsed, max_nodes=3)
-                return Decision("fail", text[:MAX_EVENT_MESSAGE])
+                return Decision(Verdict.FAIL, cut(text))
             allocator.commit(outcome.best)
             committed.append(outcome.best)
             placed.setdefault(outcome.best.node, []).append(pod)

@@ -3,98 +3,84 @@
 The controller must only pick nodes where the scheduler will then bind the pod: node
 selector and required node affinity, taints (NoSchedule/NoExecute) against tolerations,
 node readiness, and allocatable cpu, memory and pods against what the node's pods request.
+Quantities are exact (``allocation.quantity``), as the scheduler's are: ten pods of
+``100m`` fill one CPU, and one ``1n`` more does not fit.  Taints are matched by the same
+rule the allocator applies to device taints (``allocation.tolerations``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gpudra.allocation.nodeselect import selector_matches
+from gpudra.allocation.quantity import Quantity, parse_quantity
+from gpudra.allocation.tolerations import Toleration, untolerated
+from gpudra.api.meta import labels_of
+from gpudra.api.node import node_allocatable, node_taints, node_unschedulable
+from gpudra.api.pod import (
+    container_requests,
+    pod_containers,
+    pod_init_containers,
+    pod_is_finished,
+    pod_node_selector,
+    pod_required_node_selector,
+    pod_tolerations,
+)
 
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {
-    "m": 10**-3,
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-}
-
-
-def amount(text: str | int | float | None) -> float:
-    """A resource quantity as a float (enough precision for fit checks)."""
-    if text is None:
-        return 0.0
-    s = str(text).strip()
-    for suffix, mult in _BINARY.items():
-        if s.endswith(suffix):
-            return float(s[: -len(suffix)]) * mult
-    for suffix in sorted(_DECIMAL, key=len, reverse=True):
-        if suffix and s.endswith(suffix) and not s.endswith("e" + suffix):
-            return float(s[: -len(suffix)]) * _DECIMAL[suffix]
-    return float(s)
+ZERO = Quantity.of(0)
+ONE = Quantity.of(1)
+UNCHECKED_IF_UNLISTED = ("cpu", "memory", "pods")  # absent from allocatable: not limited
 
 
-def pod_requests(pod: dict[str, Any]) -> dict[str, float]:
+def amount(text: str | int | None) -> Quantity:
+    """A resource quantity, exactly (absent: zero).  Raises ``QuantityError`` (a
+    ValueError) for text the API server would not accept either."""
+    return ZERO if text is None else parse_quantity(str(text).strip())
+
+
+def pod_requests(pod: Mapping[str, Any]) -> dict[str, Quantity]:
     """Effective requests: max(sum of containers, any init container), plus one pod."""
-    spec = pod.get("spec") or {}
-    total: dict[str, float] = {}
-    for c in spec.get("containers") or []:
-        for k, v in ((c.get("resources") or {}).get("requests") or {}).items():
-            total[k] = total.get(k, 0.0) + amount(v)
-    for c in spec.get("initContainers") or []:
-        for k, v in ((c.get("resources") or {}).get("requests") or {}).items():
-            total[k] = max(total.get(k, 0.0), amount(v))
-    total["pods"] = 1.0
+    total: dict[str, Quantity] = {}
+    for c in pod_containers(pod):
+        for k, v in container_requests(c).items():
+            total[k] = total.get(k, ZERO) + amount(v)
+    for c in pod_init_containers(pod):
+        for k, v in container_requests(c).items():
+            total[k] = max(total.get(k, ZERO), amount(v))
+    total["pods"] = ONE
     return total
 
 
-def _tolerates(pod: dict[str, Any], taint: dict[str, Any]) -> bool:
-    for t in (pod.get("spec") or {}).get("tolerations") or []:
-        if t.get("effect") and t.get("effect") != taint.get("effect"):
-            continue
-        if t.get("operator") == "Exists":
-            if not t.get("key") or t.get("key") == taint.get("key"):
-                return True
-        elif t.get("key") == taint.get("key") and t.get("value", "") == taint.get("value", ""):
-            return True
-    return False
-
-
 def fit_problem(
-    pod: dict[str, Any], node: dict[str, Any], pods_on_node: list[dict[str, Any]]
+    pod: Mapping[str, Any], node: Mapping[str, Any], pods_on_node: list[dict[str, Any]]
 ) -> str | None:
     """Why the scheduler would not put ``pod`` on ``node``; None if it would."""
-    spec, meta = pod.get("spec") or {}, node.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    for k, v in (spec.get("nodeSelector") or {}).items():
+    labels = labels_of(node)
+    for k, v in pod_node_selector(pod).items():
         if labels.get(k) != v:
             return f"node selector {k}={v} does not match"
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    )
+    required = pod_required_node_selector(pod)
     if required and not selector_matches(required, node):
         return "required node affinity does not match"
-    if (node.get("spec") or {}).get("unschedulable"):
+    if node_unschedulable(node):
         return "node is cordoned"
-    for taint in (node.get("spec") or {}).get("taints") or []:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerates(pod, taint):
-            return f"untolerated node taint {taint.get('key')}:{taint.get('effect')}"
-    allocatable = (node.get("status") or {}).get("allocatable") or {}
-    used: dict[str, float] = {}
+    tolerations = [Toleration.from_wire(t) for t in pod_tolerations(pod)]
+    taint = untolerated(node_taints(node), tolerations)
+    if taint is not None:
+        return f"untolerated node taint {taint.get('key')}:{taint.get('effect')}"
+    allocatable = node_allocatable(node)
+    used: dict[str, Quantity] = {}
     for other in pods_on_node:
-        if (other.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        if pod_is_finished(other):
             continue
-        for k, v in pod_requests(other).items():
-            used[k] = used.get(k, 0.0) + v
+        for resource, request in pod_requests(other).items():
+            used[resource] = used.get(resource, ZERO) + request
     for k, want in pod_requests(pod).items():
         if k not in allocatable:
-            if k in ("cpu", "memory", "pods"):
+            if k in UNCHECKED_IF_UNLISTED:
                 continue
             return f"node has no allocatable {k}"
-        if used.get(k, 0.0) + want > amount(allocatable[k]) + 1e-9:
+        if used.get(k, ZERO) + want > amount(allocatable[k]):
             return f"insufficient {k}"
     return None

@@ -8,8 +8,12 @@ that is placed all or nothing; every other gated pod is a group of one.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from gpudra.api.meta import is_deleting, labels_of, name_of, namespace_of
+from gpudra.api.pod import pod_claim_refs, pod_gate_names, pod_generated_claims, pod_is_finished
 
 GATE = "gpudra.io/topology"
 GANG_LABEL = "gpudra.io/gang"
@@ -29,25 +33,22 @@ class Group:
         return len(self.pods) + self.released >= self.size
 
 
-@dataclass
-class Grouping:
-    groups: list[Group] = field(default_factory=list)
+def is_gated(pod: Mapping[str, Any]) -> bool:
+    return GATE in pod_gate_names(pod)
 
 
-def is_gated(pod: dict[str, Any]) -> bool:
-    gates = (pod.get("spec") or {}).get("schedulingGates") or []
-    return any(g.get("name") == GATE for g in gates)
-
-
-def is_live(pod: dict[str, Any]) -> bool:
+def is_live(pod: Mapping[str, Any]) -> bool:
     """Not finished: a Succeeded or Failed pod (e.g. of an earlier run of the gang) is no
     member of anything."""
-    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    return not pod_is_finished(pod)
 
 
-def pod_key(pod: dict[str, Any]) -> str:
-    m = pod["metadata"]
-    return f"{m.get('namespace', '')}/{m['name']}"
+def pod_key(pod: Mapping[str, Any]) -> str:
+    return f"{namespace_of(pod)}/{name_of(pod)}"
+
+
+def _gang_key(pod: Mapping[str, Any], gang: str) -> str:
+    return f"{namespace_of(pod)}/gang:{gang}"
 
 
 def group_pods(pods: list[dict[str, Any]]) -> list[Group]:
@@ -57,22 +58,21 @@ def group_pods(pods: list[dict[str, Any]]) -> list[Group]:
     released: dict[str, int] = defaultdict(int)
     out: list[Group] = []
     for pod in sorted(pods, key=pod_key):
-        meta = pod["metadata"]
-        if meta.get("deletionTimestamp") or not is_live(pod):
+        if is_deleting(pod) or not is_live(pod):
             continue
-        gang = (meta.get("labels") or {}).get(GANG_LABEL)
+        gang = labels_of(pod).get(GANG_LABEL)
         if not is_gated(pod):
             # an ungated gang member: a pass wrote every claim of the gang, then ungated this
             # pod and stopped (a crash) - it still counts towards the gang
             if gang:
-                released[f"{meta.get('namespace', '')}/gang:{gang}"] += 1
+                released[_gang_key(pod, gang)] += 1
             continue
         if gang:
-            gangs[f"{meta.get('namespace', '')}/gang:{gang}"].append(pod)
+            gangs[_gang_key(pod, gang)].append(pod)
         else:
             out.append(Group(key=pod_key(pod), pods=[pod], size=1))
     for key, members in sorted(gangs.items()):
-        sizes = {(p["metadata"].get("labels") or {}).get(GANG_SIZE_LABEL) for p in members}
+        sizes = {labels_of(p).get(GANG_SIZE_LABEL) for p in members}
         group = Group(key=key, pods=members, size=len(members), released=released[key])
         if len(sizes) != 1:
             group.problem = (
@@ -94,23 +94,19 @@ def group_pods(pods: list[dict[str, Any]]) -> list[Group]:
     return out
 
 
-def _size_label(pod: dict[str, Any]) -> str:
-    return str((pod["metadata"].get("labels") or {}).get(GANG_SIZE_LABEL, "<missing>"))
+def _size_label(pod: Mapping[str, Any]) -> str:
+    return str(labels_of(pod).get(GANG_SIZE_LABEL, "<missing>"))
 
 
-def claim_names(pod: dict[str, Any]) -> tuple[list[str], list[str]]:
+def claim_names(pod: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """(claim names the pod uses, pod claim entries whose generated claim does not exist yet)."""
-    spec = pod.get("spec") or {}
-    statuses = {
-        s.get("name"): s.get("resourceClaimName")
-        for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []
-    }
+    generated = pod_generated_claims(pod)
     names, missing = [], []
-    for rc in spec.get("resourceClaims") or []:
+    for rc in pod_claim_refs(pod):
         if rc.get("resourceClaimName"):
             names.append(rc["resourceClaimName"])
-        elif statuses.get(rc.get("name")):
-            names.append(str(statuses[rc["name"]]))
+        elif rc.get("name") in generated:
+            names.append(generated[str(rc.get("name"))])
         else:
             missing.append(str(rc.get("name")))
     return names, missing

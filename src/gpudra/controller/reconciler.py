@@ -20,8 +20,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpudra.allocation.cluster import ClusterView
+from gpudra.api.claim import (
+    AllocationResult,
+    allocation_results,
+    claim_allocation,
+    claim_reserved_for,
+)
+from gpudra.api.meta import (
+    is_deleting,
+    labels_of,
+    name_of,
+    namespace_of,
+    namespaced_name,
+    resource_version_of,
+    uid_of,
+)
+from gpudra.api.node import node_allocatable, node_taints, node_unschedulable
+from gpudra.api.pod import pod_gate_names, pod_node_name
 from gpudra.controller.cache import ClusterCache
-from gpudra.controller.decide import ClaimKey, Decision, decide
+from gpudra.controller.decide import ClaimKey, Decision, Verdict, decide
+from gpudra.controller.events import EventType, condition_patch, pod_event
 from gpudra.controller.groups import GATE, Group, claim_names, group_pods, pod_key
 from gpudra.controller.slim import slim_pod
 from gpudra.kube.client import KubeClient
@@ -39,8 +57,6 @@ from gpudra.metrics.controller import ControllerMetrics
 from gpudra.resourceapi import DRIVER_NAME, MANAGED_TAINT_KEY
 
 log = logging.getLogger(__name__)
-COMPONENT = "gpudra-controller"
-CONDITION = "gpudra.io/Placement"
 # kube-scheduler writes a class's device config without ``requests`` when the class serves
 # every request of the claim from this minor on (1.34 lists them; see allocation.config)
 CONFIG_OMITS_ALL_FROM = 37
@@ -51,9 +67,9 @@ class NotLeader(Exception):
     before its next write batch."""
 
 
-def _ours(allocation: dict[str, Any] | None) -> bool:
+def _ours(allocation: AllocationResult | None) -> bool:
     """Allocated by this controller: its results tolerate the controller-managed taint."""
-    results = ((allocation or {}).get("devices") or {}).get("results") or []
+    results = allocation_results(allocation)
     return bool(results) and all(
         any(t.get("key") == MANAGED_TAINT_KEY for t in r.get("tolerations") or []) for r in results
     )
@@ -71,22 +87,20 @@ def world_digest(
     their heartbeats), and which pods run where."""
     h = hashlib.blake2b(digest_size=16)
     for objs in (slices, claims, classes):
-        for o in sorted(str(m.get("uid")) + str(m.get("resourceVersion")) for m in
-                        (x.get("metadata") or {} for x in objs)):  # fmt: skip
+        for o in sorted(f"{uid_of(x)}{resource_version_of(x)}" for x in objs):
             h.update(o.encode())
         h.update(b"|")
-    for n in sorted(nodes, key=lambda n: str(n["metadata"].get("name"))):
-        spec, status = n.get("spec") or {}, n.get("status") or {}
-        part = (n["metadata"].get("name"), n["metadata"].get("labels"), spec.get("taints"),
-                spec.get("unschedulable"), status.get("allocatable"))  # fmt: skip
+    for n in sorted(nodes, key=name_of):
+        part = (name_of(n), labels_of(n), node_taints(n), node_unschedulable(n),
+                node_allocatable(n))  # fmt: skip
         h.update(json.dumps(part, sort_keys=True, default=str).encode())
-    for p in sorted(f"{_uid(p)}@{p['spec'].get('nodeName') or ''}" for p in pods):
+    for p in sorted(f"{_uid(p)}@{pod_node_name(p)}" for p in pods):
         h.update(p.encode())
     return h.hexdigest()
 
 
 def _uid(pod: dict[str, Any]) -> str:
-    return str(pod["metadata"].get("uid") or pod_key(pod))
+    return uid_of(pod) or pod_key(pod)
 
 
 def rfc3339(t: float | None = None) -> str:
@@ -140,11 +154,12 @@ class Reconciler:
             raise NotLeader("not leading any more; no further writes in this pass")
 
     def run_pass(self) -> dict[str, int]:
-        """One reconcile pass over every gated group; returns counts per decision kind."""
+        """One reconcile pass over every gated group; returns counts per verdict (its
+        value), plus ``unchanged``, ``released`` and ``rescued``."""
         pods, raw_claims, raw_nodes, slices, classes = self._read()
-        self._forget_gone({p["metadata"].get("uid", "") for p in pods})
-        claims = {(x["metadata"]["namespace"], x["metadata"]["name"]): x for x in raw_claims}
-        nodes = {n["metadata"]["name"]: n for n in raw_nodes}
+        self._forget_gone({uid_of(p) for p in pods})
+        claims = {namespaced_name(x): x for x in raw_claims}
+        nodes = {name_of(n): n for n in raw_nodes}
         view = ClusterView.from_objects(
             slices=slices,
             classes=classes,
@@ -155,8 +170,8 @@ class Reconciler:
         self._log_ignored({i.reason for i in view.ignored})
         by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for p in pods:
-            if p["spec"].get("nodeName"):
-                by_node[p["spec"]["nodeName"]].append(p)
+            if pod_node_name(p):
+                by_node[pod_node_name(p)].append(p)
         groups = group_pods(pods)
         self._metrics.queue_depth.set(len(groups))
         counts: dict[str, int] = defaultdict(int)
@@ -166,7 +181,7 @@ class Reconciler:
             started = time.perf_counter()
             for p in group.pods:
                 self._first_seen.setdefault(_uid(p), self._clock())
-            inputs = (world, tuple(str(p["metadata"].get("resourceVersion")) for p in group.pods))
+            inputs = (world, tuple(resource_version_of(p) for p in group.pods))
             if self._settled.get(group.key) == inputs:
                 counts["unchanged"] += 1  # waited or failed on exactly these inputs
                 continue
@@ -187,13 +202,13 @@ class Reconciler:
                 if e.retryable:  # throttled or failing server: end the pass and back off
                     raise
                 log.warning("group %s: API error, retrying next pass: %s", group.key, e)
-                d = Decision("error", str(e))
+                d = Decision(Verdict.ERROR, str(e))
             except Exception:  # one bad group must not stop the others
                 log.exception("group %s: unexpected error", group.key)
-                d = Decision("error", "internal error")
-            counts[d.kind] += 1
-            self._metrics.observe(d.kind, time.perf_counter() - started)
-            if d.kind in ("wait", "fail"):
+                d = Decision(Verdict.ERROR, "internal error")
+            counts[d.verdict.value] += 1
+            self._metrics.observe(d.verdict.value, time.perf_counter() - started)
+            if d.verdict.settles:
                 self._settled[group.key] = inputs
             else:
                 self._settled.pop(group.key, None)
@@ -241,12 +256,11 @@ class Reconciler:
         deleted before it ran): their devices would otherwise stay taken."""
         used: set[ClaimKey] = set()
         for p in pods:
-            ns = p["metadata"].get("namespace", "")
+            ns = namespace_of(p)
             used.update((ns, n) for n in claim_names(p)[0])
         released = 0
         for key, c in claims.items():
-            status = c.get("status") or {}
-            if key in used or status.get("reservedFor") or not _ours(status.get("allocation")):
+            if key in used or claim_reserved_for(c) or not _ours(claim_allocation(c)):
                 continue
             self._fence()
             self._release([c])
@@ -262,29 +276,28 @@ class Reconciler:
         rescued = 0
         for p in pods:
             key = _uid(p)
-            if p["spec"].get("nodeName") or p["metadata"].get("deletionTimestamp"):
+            if pod_node_name(p) or is_deleting(p):
                 self._ungated_at.pop(key, None)
                 continue
             since = self._ungated_at.get(key)
             if since is None or self._clock() - since < self._deadline:
                 continue
-            ns = p["metadata"]["namespace"]
+            ns = namespace_of(p)
             mine = [
                 c
                 for n in claim_names(p)[0]
-                if (c := claims.get((ns, n))) is not None
-                and not (c.get("status") or {}).get("reservedFor")
+                if (c := claims.get((ns, n))) is not None and not claim_reserved_for(c)
             ]
             self._fence()
             self._release(mine)
             self._ungated_at.pop(key, None)
             self._tell_pod(
                 p,
-                "Warning",
+                EventType.WARNING,
                 "Rescheduling",
                 f"not bound {self._deadline:.0f}s after its claims were allocated; "
                 "released them so the scheduler can place the pod elsewhere",
-                status="False",
+                placed=False,
             )
             rescued += 1
         return rescued
@@ -292,15 +305,15 @@ class Reconciler:
     # --- writes ----------------------------------------------------------------------------
 
     def _apply(self, group: Group, d: Decision, claims: dict[ClaimKey, dict[str, Any]]) -> None:
-        if d.kind in ("allocate", "ungate", "rollback"):
-            self._fence()
-        if d.kind == "allocate":
+        if d.verdict.writes or d.verdict in (Verdict.WAIT, Verdict.FAIL):
+            self._fence()  # telling the pods (events, conditions) is writing too
+        if d.verdict is Verdict.ALLOCATE:
             written: list[dict[str, Any]] = []
             try:
                 for (ns, name), allocation in d.allocations.items():
                     # conditional on the claim being as read: its allocation is decided
                     # from that snapshot
-                    rv = (claims.get((ns, name)) or {}).get("metadata", {}).get("resourceVersion")
+                    rv = resource_version_of(claims.get((ns, name)) or {})
                     patch: dict[str, Any] = {"status": {"allocation": allocation}}
                     if rv:
                         patch["metadata"] = {"resourceVersion": rv}
@@ -314,7 +327,7 @@ class Reconciler:
                 self._release(written)
                 self._tell(
                     group,
-                    "Warning",
+                    EventType.WARNING,
                     "AllocationConflict",
                     f"a claim changed while allocating ({e}); retrying",
                 )
@@ -324,56 +337,50 @@ class Reconciler:
                 waited = self._clock() - self._first_seen.pop(_uid(p), self._clock())
                 self._metrics.gang_wait.observe(waited)
             return
-        if d.kind == "ungate":
+        if d.verdict is Verdict.UNGATE:
             self._ungate(group, d)
-        elif d.kind == "rollback":
+        elif d.verdict is Verdict.ROLLBACK:
             self._release([c for k in d.claims if (c := claims.get(k)) is not None])
-            self._tell(group, "Normal", "RolledBack", d.message)
-        elif d.kind == "wait":
-            self._tell(group, "Normal", "Waiting", d.message)
-        elif d.kind == "fail":
-            self._tell(group, "Warning", "Unplaceable", d.message)
+            self._tell(group, EventType.NORMAL, "RolledBack", d.message)
+        elif d.verdict is Verdict.WAIT:
+            self._tell(group, EventType.NORMAL, "Waiting", d.message)
+        elif d.verdict is Verdict.FAIL:
+            self._tell(group, EventType.WARNING, "Unplaceable", d.message)
 
     def _release(self, claims: list[dict[str, Any]]) -> None:
         """Deallocate claims, each only if it is still exactly as read (its resourceVersion):
         an allocation written meanwhile (by another replica that leads now) is never
         cleared on the strength of an older snapshot."""
         for c in claims:
-            meta = c.get("metadata") or {}
+            ns, name = namespaced_name(c)
             patch: dict[str, Any] = {"status": {"allocation": None}}
-            if meta.get("resourceVersion"):
-                patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+            if resource_version_of(c):
+                patch["metadata"] = {"resourceVersion": resource_version_of(c)}
             try:
                 self._wrote(
                     RESOURCECLAIMS,
-                    self._client.patch_status(
-                        RESOURCECLAIMS, meta["name"], patch, namespace=meta.get("namespace")
-                    ),
+                    self._client.patch_status(RESOURCECLAIMS, name, patch, namespace=ns),
                 )
             except NotFound:
                 pass
             except Conflict:
-                log.info(
-                    "claim %s/%s changed since it was read; not releasing it",
-                    meta.get("namespace"),
-                    meta.get("name"),
-                )
+                log.info("claim %s/%s changed since it was read; not releasing it", ns, name)
 
     def _remove_gate(self, pod: dict[str, Any]) -> None:
         """Remove only our gate: a JSON patch that tests the entry is ours at that index (any
         other gate added or removed meanwhile fails the test), re-read and retried once."""
-        meta = pod["metadata"]
+        name, ns, uid = name_of(pod), namespace_of(pod), uid_of(pod)
         for attempt in range(2):
-            gates = pod["spec"].get("schedulingGates") or []
-            index = next((i for i, g in enumerate(gates) if g.get("name") == GATE), None)
+            gates = pod_gate_names(pod)
+            index = gates.index(GATE) if GATE in gates else None
             if index is None:
                 return
             try:
                 done = self._client.patch(
                     PODS,
-                    meta["name"],
+                    name,
                     [
-                        {"op": "test", "path": "/metadata/uid", "value": meta["uid"]},
+                        {"op": "test", "path": "/metadata/uid", "value": uid},
                         {
                             "op": "test",
                             "path": f"/spec/schedulingGates/{index}/name",
@@ -381,7 +388,7 @@ class Reconciler:
                         },
                         {"op": "remove", "path": f"/spec/schedulingGates/{index}"},
                     ],
-                    namespace=meta["namespace"],
+                    namespace=ns,
                     patch_type=PatchType.JSON,
                 )
                 self._wrote(PODS, done)
@@ -389,8 +396,8 @@ class Reconciler:
             except Invalid:
                 if attempt:
                     raise
-                pod = self._client.get(PODS, meta["name"], namespace=meta["namespace"])
-                if pod["metadata"].get("uid") != meta["uid"]:
+                pod = self._client.get(PODS, name, namespace=ns)
+                if uid_of(pod) != uid:
                     return
 
     def _ungate(self, group: Group, d: Decision) -> None:
@@ -400,62 +407,31 @@ class Reconciler:
             self._ungated_at[_uid(pod)] = self._clock()
             self._tell_pod(
                 pod,
-                "Normal",
+                EventType.NORMAL,
                 "Allocated",
                 f"claims allocated{' on node ' + node if node else ''}; gate removed",
-                status="True",
+                placed=True,
             )
 
-    def _tell(self, group: Group, kind: str, reason: str, message: str) -> None:
+    def _tell(self, group: Group, kind: EventType, reason: str, message: str) -> None:
         for pod in group.pods:
-            self._tell_pod(pod, kind, reason, message, status="False")
+            self._tell_pod(pod, kind, reason, message, placed=False)
 
     def _tell_pod(
-        self, pod: dict[str, Any], kind: str, reason: str, message: str, *, status: str
+        self, pod: dict[str, Any], kind: EventType, reason: str, message: str, *, placed: bool
     ) -> None:
         key, uid = pod_key(pod), _uid(pod)
         if self._said.get(uid) == f"{reason}:{message}":
             return
         self._said[uid] = f"{reason}:{message}"
-        meta = pod["metadata"]
         now = rfc3339(self._clock())
-        event = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "kind": "Pod",
-                "apiVersion": "v1",
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": kind,
-            "source": {"component": COMPONENT},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "reportingComponent": COMPONENT,
-        }
         try:
-            self._client.create(EVENTS, event)
+            self._client.create(EVENTS, pod_event(pod, kind, reason, message, now=now))
             self._client.patch_status(
                 PODS,
-                meta["name"],
-                {
-                    "status": {
-                        "conditions": [
-                            {
-                                "type": CONDITION,
-                                "status": status,
-                                "reason": reason,
-                                "message": message[:1024],
-                                "lastTransitionTime": now,
-                            }
-                        ]
-                    }
-                },
-                namespace=meta["namespace"],
+                name_of(pod),
+                condition_patch(placed, reason, message, now=now),
+                namespace=namespace_of(pod),
                 patch_type=PatchType.STRATEGIC,
             )
         except KubeError as e:

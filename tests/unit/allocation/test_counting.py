@@ -11,7 +11,7 @@ from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.engine import SelectorCache
 from gpudra.allocation.inputs import parse_claim
 from gpudra.allocation.search import NodeSearch
-from tests.unit.allocation.scenarios import (
+from gpudra_testkit.builders import (
     MIG_CLASS,
     allocated,
     claim,

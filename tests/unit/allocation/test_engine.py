@@ -12,7 +12,7 @@ from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.engine import Allocator
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import InputError, parse_claim
-from tests.unit.allocation.scenarios import (
+from gpudra_testkit.builders import (
     allocated,
     claim,
     counter_slice,
@@ -22,11 +22,9 @@ from tests.unit.allocation.scenarios import (
     nvlink,
     profile_slices,
 )
+from gpudra_testkit.deviceclasses import shipped_class
 
-GPU_CLASS = device_class(
-    "gpu.gpudra.io",
-    "device.driver == 'gpu.gpudra.io' && device.attributes['gpu.gpudra.io'].type == 'gpu'",
-)
+GPU_CLASS = shipped_class("gpu.gpudra.io")
 
 
 def view(*groups: list[dict[str, Any]], claims: list[dict[str, Any]] | None = None) -> ClusterView:
@@ -177,12 +175,13 @@ def test_selector_runtime_error_fails_the_pod_only_if_the_search_reaches_it() ->
 
 
 def test_mig_placements_fill_a_partly_used_gpu_first() -> None:
-    from gpudra.nvml.mock import MockBackend, load_named
+    from gpudra.catalogue.catalogue import build_catalogue
+    from gpudra.nvml.mock import MockBackend, load_machine
     from gpudra.resourceslices.builder import desired_slices
 
-    inv = MockBackend(load_named("dgx-h100-mig"), node_name="n1").inventory()
+    inv = MockBackend(load_machine("dgx-h100-mig"), node_name="n1").inventory()
     slices = desired_slices(
-        inv, driver="gpu.gpudra.io", generation=1, dynamic_mig=frozenset(range(8))
+        build_catalogue(inv, dynamic=frozenset(range(8))), driver="gpu.gpudra.io"
     )
     mig_class = device_class("mig.gpudra.io")
     busy = allocated("x", "n1", "gpu-5-mig-3g40gb-9-0")

@@ -12,7 +12,7 @@ from gpudra.allocation.engine import Allocator, Outcome
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import Claim, parse_claim
 from gpudra.allocation.memo import REMEMBERED, FailedVerdicts
-from tests.unit.allocation.scenarios import (
+from gpudra_testkit.builders import (
     MIG_CLASS,
     allocated,
     claim,

@@ -11,7 +11,7 @@ from gpudra.allocation.engine import Allocator
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import parse_claim
 from gpudra.allocation.pools import build_pools
-from tests.unit.allocation.scenarios import DRIVER, claim, device_class, exactly, node
+from gpudra_testkit.builders import DRIVER, claim, device_class, exactly, node
 
 OTHER = "nic.example.com"
 

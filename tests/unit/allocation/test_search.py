@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.inputs import Device, parse_claim
-from gpudra.allocation.search import NodeSearch, Solution
-from tests.unit.allocation.scenarios import (
+from gpudra.allocation.search import NodeSearch, Rejection, RejectionKind, SelectorError, Solution
+from gpudra_testkit.builders import (
     allocated,
     claim,
     counter_slice,
@@ -17,10 +19,7 @@ from tests.unit.allocation.scenarios import (
     nvlink,
     profile_slices,
 )
-
-
-def no_cel(expression: str, dev: Device) -> tuple[bool, str | None]:
-    raise AssertionError("these scenarios use no CEL selectors")
+from tests.unit.allocation.scenarios import no_cel
 
 
 def view(*slices: list[dict[str, Any]], claims: list[dict[str, Any]] = ()) -> ClusterView:  # type: ignore[assignment]
@@ -184,3 +183,25 @@ def test_only_the_newest_pool_generation_counts() -> None:
     new[0]["spec"]["devices"] = new[0]["spec"]["devices"][:2]
     sols, _ = solve(view(old, new), claim(exactly("g", 3)))
     assert sols == []
+
+
+def test_a_selector_error_is_a_typed_rejection_that_aborts_the_node_when_reached() -> None:
+    """The device stays a candidate (first-fit reaches it and stops); its diagnosis line is
+    plain text, with no marker smuggled inside the reason."""
+
+    def failing(expression: str, dev: Device) -> tuple[bool, str | None]:
+        return (False, "no such key: model") if dev.name == "gpu-0" else (True, None)
+
+    v = view(profile_slices("dgx1-v100", "n1"))
+    sel = [{"cel": {"expression": "device.attributes['gpu.gpudra.io'].model == 'x'"}}]
+    s = NodeSearch(v, "n1", [parse_claim(claim(exactly("g", 1, selectors=sel)))], matcher=failing)
+    assert s._rejection(v.devices_for("n1")[0], s.claims[0].requests[0].alternatives[0], []) == (
+        Rejection(
+            f"selector {sel[0]['cel']['expression']!r} failed on gpu-0: no such key: model",
+            RejectionKind.SELECTOR_ERROR,
+        )
+    )
+    with pytest.raises(SelectorError, match="failed on gpu-0"):
+        list(s.solutions())
+    (reason,) = s.diag.rejected["g"]
+    assert reason.startswith("selector ") and "\x00" not in reason

@@ -2,84 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from gpudra.allocation.cluster import ClusterView
-from gpudra.controller.decide import NOT_MANAGED, decide
+from gpudra.controller.decide import NOT_MANAGED, Verdict
 from gpudra.controller.fit import fit_problem
-from gpudra.controller.groups import group_pods
-from gpudra.nvml.mock import MockBackend, load_named
-from gpudra.resourceslices.builder import desired_slices
-from tests.unit.allocation.scenarios import device_class
-
-TS = "2026-11-27T00:00:00Z"
-
-
-def pod(
-    name: str, *claims: str, gated: bool = True, labels: dict[str, str] | None = None, **spec: Any
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}],
-        "resourceClaims": [{"name": c, "resourceClaimName": c} for c in claims],
-        **spec,
-    }
-    if gated:
-        body["schedulingGates"] = [{"name": "gpudra.io/topology"}]
-    return {
-        "metadata": {"name": name, "namespace": "ns", "uid": f"u-{name}", "labels": labels or {}},
-        "spec": body,
-    }
-
-
-def claim(name: str, count: int = 1, allocated: bool = False) -> dict[str, Any]:
-    c: dict[str, Any] = {
-        "metadata": {"name": name, "namespace": "ns", "uid": f"c-{name}"},
-        "spec": {
-            "devices": {
-                "requests": [
-                    {"name": "g", "exactly": {"deviceClassName": "gpu.gpudra.io", "count": count}}
-                ]
-            }
-        },
-    }
-    if allocated:
-        c["status"] = {"allocation": {"devices": {"results": []}}}
-    return c
-
-
-def node(name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "spec": extra.pop("spec", {}),
-        "status": {"allocatable": {"cpu": "4", "memory": "16Gi", "pods": "10"}},
-        **extra,
-    }
-
-
-def setup(managed: frozenset[int] = frozenset(range(8))) -> tuple[ClusterView, dict[str, Any]]:
-    inv = MockBackend(load_named("dgx1-v100"), node_name="n1").inventory()
-    slices = desired_slices(inv, driver="gpu.gpudra.io", generation=1, managed=managed)
-    nodes = {"n1": node("n1")}
-    view = ClusterView.from_objects(
-        slices=slices, classes=[device_class()], nodes=list(nodes.values())
-    )
-    return view, nodes
-
-
-def run(pods: list[dict[str, Any]], claims: list[dict[str, Any]], **kw: Any) -> list[Any]:
-    view, nodes = kw.pop("setup", None) or setup()
-    by_key = {("ns", c["metadata"]["name"]): c for c in claims}
-    return [
-        decide(g, claims=by_key, view=view, nodes=nodes, pods_by_node={}, timestamp=TS)
-        for g in group_pods(pods)
-    ]
+from gpudra.metrics.controller import OUTCOMES
+from tests.unit.controller.scenarios import TS, claim, node, pod, run, setup
 
 
 def test_single_pod_gets_a_quad_with_toleration_and_timestamp() -> None:
     (d,) = run([pod("p", "c")], [claim("c", 4)])
-    assert d.kind == "allocate" and d.nodes == {"ns/p": "n1"}
+    assert d.verdict is Verdict.ALLOCATE and d.nodes == {"ns/p": "n1"}
     alloc = d.allocations[("ns", "c")]
     devices = sorted(r["device"] for r in alloc["devices"]["results"])
     assert devices in (["gpu-0", "gpu-1", "gpu-2", "gpu-3"], ["gpu-4", "gpu-5", "gpu-6", "gpu-7"])
@@ -92,7 +25,7 @@ def test_single_pod_gets_a_quad_with_toleration_and_timestamp() -> None:
 
 def test_only_managed_devices_are_used() -> None:
     (d,) = run([pod("p", "c")], [claim("c", 1)], setup=setup(frozenset()))
-    assert d.kind == "fail" and NOT_MANAGED in d.message
+    assert d.verdict is Verdict.FAIL and NOT_MANAGED in d.message
 
 
 def test_ungated_pods_are_not_ours() -> None:
@@ -104,14 +37,14 @@ def test_gang_waits_until_complete() -> None:
     (d,) = run(
         [pod("a", "ca", labels=labels), pod("b", "cb", labels=labels)], [claim("ca"), claim("cb")]
     )
-    assert d.kind == "wait" and "2 of 3 pods" in d.message
+    assert d.verdict is Verdict.WAIT and "2 of 3 pods" in d.message
 
 
 def test_gang_all_or_nothing() -> None:
     labels = {"gpudra.io/gang": "g", "gpudra.io/gang-size": "3"}
     pods = [pod(x, f"c{x}", labels=labels) for x in "abc"]
     (d,) = run(pods, [claim(f"c{x}", 4) for x in "abc"])  # 12 GPUs on one 8-GPU node
-    assert d.kind == "fail" and d.allocations == {}
+    assert d.verdict is Verdict.FAIL and d.allocations == {}
     assert d.message.startswith("gang ns/gang:g: cannot allocate")
 
 
@@ -126,7 +59,7 @@ def test_gang_all_or_nothing() -> None:
 )
 def test_bad_gang_size(labels: dict[str, str], message: str) -> None:
     (d,) = run([pod("a", "c", labels=labels)], [claim("c")])
-    assert d.kind == "fail" and message in d.message
+    assert d.verdict is Verdict.FAIL and message in d.message
 
 
 def test_gang_size_disagreement() -> None:
@@ -137,33 +70,35 @@ def test_gang_size_disagreement() -> None:
         ],
         [claim("ca"), claim("cb")],
     )
-    assert d.kind == "fail" and "disagree on gpudra.io/gang-size: ns/a=2, ns/b=3" in d.message
+    assert (
+        d.verdict is Verdict.FAIL and "disagree on gpudra.io/gang-size: ns/a=2, ns/b=3" in d.message
+    )
 
 
 def test_pod_without_claims_and_missing_claims() -> None:
     (d,) = run([pod("p")], [])
-    assert d.kind == "fail" and "has no resource claims" in d.message
+    assert d.verdict is Verdict.FAIL and "has no resource claims" in d.message
     (d,) = run([pod("p", "absent")], [])
-    assert d.kind == "wait" and "absent" in d.message
+    assert d.verdict is Verdict.WAIT and "absent" in d.message
     template = pod("t")
     template["spec"]["resourceClaims"] = [{"name": "g", "resourceClaimTemplateName": "tmpl"}]
     (d,) = run([template], [])
-    assert d.kind == "wait" and "waiting for the claims of pod ns/t" in d.message
+    assert d.verdict is Verdict.WAIT and "waiting for the claims of pod ns/t" in d.message
 
 
 def test_restart_states() -> None:
     (d,) = run([pod("p", "a", "b")], [claim("a", allocated=True), claim("b", allocated=True)])
-    assert d.kind == "ungate"
+    assert d.verdict is Verdict.UNGATE
     (d,) = run([pod("p", "a", "b")], [claim("a", allocated=True), claim("b")])
-    assert d.kind == "rollback" and d.claims == [("ns", "a")]
+    assert d.verdict is Verdict.ROLLBACK and d.claims == [("ns", "a")]
 
 
 def test_unknown_class_fails_the_pod_only() -> None:
     bad = claim("bad")
     bad["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = "nope"
     d_bad, d_ok = run([pod("a", "bad"), pod("b", "ok")], [bad, claim("ok")])
-    assert d_bad.kind == "fail" and "device class 'nope' does not exist" in d_bad.message
-    assert d_ok.kind == "allocate"
+    assert d_bad.verdict is Verdict.FAIL and "device class 'nope' does not exist" in d_bad.message
+    assert d_ok.verdict is Verdict.ALLOCATE
 
 
 FIT = {
@@ -214,7 +149,7 @@ def test_gang_partly_ungated_by_an_interrupted_pass_is_completed() -> None:
         [pod("a", "ca", labels=labels, gated=False), pod("b", "cb", labels=labels)],
         [claim("ca", allocated=True), claim("cb", allocated=True)],
     )
-    assert d.kind == "ungate"
+    assert d.verdict is Verdict.UNGATE
 
 
 def test_finished_pods_of_an_earlier_run_do_not_complete_a_gang() -> None:
@@ -227,7 +162,7 @@ def test_finished_pods_of_an_earlier_run_do_not_complete_a_gang() -> None:
     new = [pod(f"new{i}", f"n{i}", labels=labels) for i in range(2)]
     claims = [claim(f"o{i}", allocated=True) for i in range(2)] + [claim(f"n{i}") for i in range(2)]
     (d,) = run(done + new, claims)
-    assert d.kind == "wait", d
+    assert d.verdict is Verdict.WAIT, d
 
 
 def test_allocations_carry_the_class_and_claim_device_config_as_the_scheduler_writes_it() -> None:
@@ -240,7 +175,7 @@ def test_allocations_carry_the_class_and_claim_device_config_as_the_scheduler_wr
         {"opaque": {"driver": "other.example.com", "parameters": {"c": 3}}},
     ]
     (d,) = run([pod("p", "c")], [c], setup=(view, nodes))
-    assert d.kind == "allocate"
+    assert d.verdict is Verdict.ALLOCATE
     assert d.allocations[("ns", "c")]["devices"]["config"] == [
         {"source": "FromClass", "opaque": {"driver": "gpu.gpudra.io", "parameters": {"a": 1}}},
         {
@@ -250,3 +185,7 @@ def test_allocations_carry_the_class_and_claim_device_config_as_the_scheduler_wr
         },
         {"source": "FromClaim", "opaque": {"driver": "other.example.com", "parameters": {"c": 3}}},
     ]
+
+
+def test_every_verdict_has_a_metrics_series() -> None:
+    assert [v.value for v in Verdict] == list(OUTCOMES)

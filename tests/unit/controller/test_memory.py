@@ -12,7 +12,7 @@ from gpudra.controller.slim import slim_pod
 from gpudra.kube.objects import ObjectList
 from gpudra.kube.resources import EVENTS, NODES, PODS
 from gpudra.metrics.controller import ControllerMetrics
-from tests.unit.controller.test_decide import claim, pod, run
+from tests.unit.controller.scenarios import claim, pod, run
 
 
 class FakeApi:
@@ -85,7 +85,7 @@ def test_a_slim_pod_is_a_fraction_of_the_size_and_decides_the_same() -> None:
     assert [g.key for g in group_pods([slim])] == [g.key for g in group_pods([full])]
     (a,) = run([full], [claim("c")])
     (b,) = run([slim], [claim("c")])
-    assert (a.kind, a.allocations, a.nodes) == (b.kind, b.allocations, b.nodes)
+    assert (a.verdict, a.allocations, a.nodes) == (b.verdict, b.allocations, b.nodes)
 
 
 def test_a_group_is_decided_again_only_when_its_inputs_change() -> None:

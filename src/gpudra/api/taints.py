@@ -1,0 +1,24 @@
+"""Taints and tolerations as the API spells them, for nodes (core/v1) and devices (DRA).
+
+``core/v1`` ``Taint``/``Toleration`` and ``resource.k8s.io`` ``DeviceTaint``/
+``DeviceToleration`` have the same fields gpudra reads and the same matching rules
+(``allocation.tolerations``), so one pair of types serves both.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class Taint(TypedDict, total=False):
+    key: str
+    value: str
+    effect: str  # NoSchedule | NoExecute | PreferNoSchedule (nodes); NoSchedule | NoExecute
+
+
+class Toleration(TypedDict, total=False):
+    key: str
+    operator: str  # Equal (the default) | Exists
+    value: str
+    effect: str  # empty: every effect
+    tolerationSeconds: int

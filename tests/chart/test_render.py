@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from gpudra.cli.kubelet_plugin import settings_from
-from gpudra.nvml.mock import available_profiles
+from gpudra.nvml.mock import available_machines
 from gpudra.settings import KubeletPluginSettings
-from tests.harness.chart import CHART, find, helm, render
+from gpudra_testkit.deviceclasses import shipped
+from gpudra_testkit.harness.chart import CHART, find, helm, render
 
 MOCK = {"mock": {"enabled": True}}
 MAP = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
@@ -60,7 +61,7 @@ def test_invalid_values_fail_helm_template_with_the_schema_message(
 def test_schema_profiles_and_config_keys_match_the_code() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     props = schema["properties"]
-    assert sorted(props["mock"]["properties"]["profile"]["enum"]) == sorted(available_profiles())
+    assert sorted(props["mock"]["properties"]["profile"]["enum"]) == sorted(available_machines())
     camel = {
         re.sub(r"_(.)", lambda m: m.group(1).upper(), k) for k in KubeletPluginSettings.model_fields
     } - {"kubeconfig", "nodeName"}
@@ -166,7 +167,7 @@ def test_gpu_modes_and_extra_config_reach_the_daemon(tmp_path: Path) -> None:
         }
     )
     s = daemon_settings(objs, tmp_path)
-    assert (s.dynamic_mig_gpus, s.controller_managed_gpus) == ("0-3", "4-7")
+    assert (str(s.dynamic_mig_gpus), str(s.controller_managed_gpus)) == ("0-3", "4-7")
     assert s.remove_unknown_mig is True and s.clique_id == "c7"
 
 
@@ -278,3 +279,15 @@ def test_the_daemon_is_probed_on_its_own_health_endpoints() -> None:
     assert {p["name"] for p in c["ports"]} == {"metrics"}
     off = find(render({"kubeletPlugin": {"metricsPort": 0}}), "DaemonSet")
     assert "livenessProbe" not in off["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_the_deploy_device_classes_are_the_charts() -> None:
+    """One definition of the DeviceClasses: ``deploy/deviceclasses.yaml`` (what the demo and
+    the tests apply) must be what the chart creates with its defaults, labels aside."""
+    rendered = {}
+    for obj in render():
+        if obj["kind"] == "DeviceClass":
+            obj["metadata"].pop("labels", None)
+            rendered[obj["metadata"]["name"]] = obj
+    assert rendered == shipped()
+    assert set(rendered) == {"gpu.gpudra.io", "mig.gpudra.io"}

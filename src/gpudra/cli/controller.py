@@ -4,61 +4,48 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import socket
 import threading
 import uuid
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from gpudra.cli.settings_flags import add_config_flag, add_flags, load_settings, precedence_note
+from gpudra.cli.shared_flags import SHARED_FIELDS, kubeconfig_flags
 from gpudra.controller.cache import ClusterCache
 from gpudra.controller.leader import LeaderElector
 from gpudra.controller.loop import run_loop
 from gpudra.controller.reconciler import Reconciler
 from gpudra.kube.client import KubeClient
 from gpudra.metrics.controller import ControllerMetrics
-from gpudra.resourceapi import DRIVER_NAME
+from gpudra.settings import ControllerSettings
 
 log = logging.getLogger(__name__)
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("controller", help="run the topology-aware, gang-aware allocator")
-    p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster)")
-    p.add_argument(
-        "--driver-name",
-        default=DRIVER_NAME,
-        help=f"the node daemons' DRA driver name (default {DRIVER_NAME}): its pools must be "
-        "named after their nodes",
+    p = sub.add_parser(
+        "controller",
+        help="run the topology-aware, gang-aware allocator",
+        description=precedence_note(ControllerSettings, "interval_s"),
+        parents=[kubeconfig_flags()],
     )
-    p.add_argument(
-        "--interval",
-        type=float,
-        default=1.0,
-        help="most seconds between passes (a pass also starts on every watched change; "
-        "passes read the watch-fed cache, not the API server)",
-    )
-    p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
-    p.add_argument("--leader-elect", action="store_true", help="run under a Lease (replicas)")
-    p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "kube-system"))
-    p.add_argument("--lease-name", default="gpudra-controller")
-    p.add_argument("--once", action="store_true", help="one pass, then exit (for scripts)")
-    p.add_argument(
-        "--unschedulable-deadline",
-        type=float,
-        default=120.0,
-        help="seconds an ungated pod may stay unbound before its claims are released",
-    )
+    add_config_flag(p)
+    add_flags(p, ControllerSettings, skip=SHARED_FIELDS)
+
+
+def settings_from(args: argparse.Namespace) -> ControllerSettings:
+    """The controller's settings: flags > GPUDRA_* environment > ``--config`` file > defaults."""
+    return load_settings(ControllerSettings, args)
 
 
 def run(args: argparse.Namespace) -> int:
-    client = (KubeClient.from_kubeconfig(args.kubeconfig) if args.kubeconfig
-              else KubeClient.in_cluster())  # fmt: skip
+    s = settings_from(args)
+    client = KubeClient.from_kubeconfig(s.kubeconfig) if s.kubeconfig else KubeClient.in_cluster()
     metrics = ControllerMetrics()
-    if args.metrics_port:
-        metrics.serve(args.metrics_port)
+    if s.metrics_port:
+        metrics.serve(s.metrics_port)
     stop = threading.Event()
     cache = ClusterCache(client)
     cache.start(stop)
@@ -67,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     reconciler = Reconciler(
         client,
         metrics=metrics,
-        unschedulable_deadline_s=args.unschedulable_deadline,
-        driver=args.driver_name,
+        unschedulable_deadline_s=s.unschedulable_deadline_s,
+        driver=s.driver_name,
         cache=cache,
     )
     identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
@@ -80,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     elector = None
-    if args.leader_elect:
+    if s.leader_elect:
         elector = LeaderElector(
-            client, name=args.lease_name, namespace=args.lease_namespace, identity=identity
+            client, name=s.lease_name, namespace=s.lease_namespace, identity=identity
         )
         reconciler.may_write = elector.leading  # checked before every write batch
         threading.Thread(
@@ -92,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
         return run_loop(
             reconciler,
             stop,
-            interval_s=args.interval,
+            interval_s=s.interval_s,
             leading=elector.leading if elector is not None else lambda: True,
             lost=lost,
-            once=args.once,
+            once=s.once,
             changed=cache.changed,
         )
     finally:

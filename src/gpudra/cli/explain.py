@@ -18,6 +18,7 @@ from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.engine import Allocator
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import InputError, parse_claim
+from gpudra.cli.shared_flags import kubeconfig_flags
 from gpudra.kube.client import KubeClient
 from gpudra.kube.resources import DEVICECLASSES, NODES, RESOURCECLAIMS, RESOURCESLICES
 
@@ -27,7 +28,13 @@ class ExplainError(Exception):
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("explain", help="best placement for a claim, or why it cannot be placed")
+    p = sub.add_parser(
+        "explain",
+        help="best placement for a claim, or why it cannot be placed",
+        description="Reads slices, classes, nodes and claims from --kubeconfig, or offline "
+        "from --slices and --classes.",
+        parents=[kubeconfig_flags()],
+    )
     p.add_argument(
         "-f",
         "--file",
@@ -35,7 +42,6 @@ def add_parser(sub: Any) -> None:
         required=True,
         help="ResourceClaim(s) or ResourceClaimTemplate(s), YAML or JSON",
     )
-    p.add_argument("--kubeconfig", type=Path, help="read slices, classes, nodes, claims from here")
     p.add_argument("--slices", type=Path, help="offline: directory of ResourceSlice manifests")
     p.add_argument("--classes", type=Path, help="offline: directory of DeviceClass manifests")
     p.add_argument("--node", action="append", help="only consider these node(s)")

@@ -14,17 +14,18 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import yaml
 
 from gpudra import __version__
 from gpudra.cli import controller, explain, kubelet_plugin
 from gpudra.cli.discover_view import document, table
+from gpudra.cli.settings_flags import SettingsError, load_settings
+from gpudra.cli.shared_flags import backend_flags
 from gpudra.kube.errors import KubeError
 from gpudra.nvml.errors import NvmlError
 from gpudra.nvml.factory import BackendKind, open_backend
-from gpudra.nvml.mock import available_profiles
+from gpudra.settings import BackendSettings
 
 EXIT_USAGE = 2
 
@@ -33,36 +34,19 @@ class CliError(Exception):
     """An expected failure to report in one line (exit 2)."""
 
 
-def add_backend_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--backend",
-        choices=[k.value for k in BackendKind],
-        default="nvml",
-        help="where GPUs come from: real NVML, or a mock node profile",
-    )
-    p.add_argument("--profile", help=f"mock profile name ({', '.join(available_profiles())})")
-    p.add_argument("--profile-file", type=Path, help="a mock profile YAML file of your own")
-    p.add_argument(
-        "--mock-state-file",
-        type=Path,
-        help="mock only: file holding the mock node's MIG instances and faults, "
-        "shared by every process using it",
-    )
-    p.add_argument("--clique-id", help="mock only: override the profile's NVLink clique id")
-    p.add_argument(
-        "--node-name",
-        default=os.environ.get("NODE_NAME") or socket.gethostname(),
-        help="node name (default: $NODE_NAME or the host name)",
-    )
-
-
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="gpudra", description="Kubernetes DRA driver for GPUs")
     root.add_argument("--version", action="version", version=f"gpudra {__version__}")
     root.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = root.add_subparsers(dest="command", required=True)
-    disc = sub.add_parser("discover", help="show the GPUs, MIG state and NVLink topology")
-    add_backend_args(disc)
+    disc = sub.add_parser(
+        "discover", help="show the GPUs, MIG state and NVLink topology", parents=[backend_flags()]
+    )
+    disc.add_argument(
+        "--node-name",
+        default=os.environ.get("NODE_NAME") or socket.gethostname(),
+        help="node name (default: $NODE_NAME or the host name)",
+    )
     disc.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     kubelet_plugin.add_parser(sub)
     explain.add_parser(sub)
@@ -71,21 +55,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    kind = BackendKind(args.backend)
-    if kind is BackendKind.NVML and (args.profile or args.profile_file):
+    b = load_settings(BackendSettings, args)  # refuses mock without exactly one machine
+    kind = BackendKind(b.backend)
+    if kind is BackendKind.NVML and (b.profile or b.profile_file):
         raise CliError("--profile/--profile-file need --backend mock")
-    if kind is BackendKind.MOCK and not (args.profile or args.profile_file):
-        raise CliError(
-            f"--backend mock needs --profile NAME ({', '.join(available_profiles())}) "
-            "or --profile-file FILE"
-        )
     backend = open_backend(
         kind,
         node_name=args.node_name,
-        profile=args.profile,
-        profile_file=args.profile_file,
-        state_file=args.mock_state_file,
-        clique_id=args.clique_id,
+        profile=b.profile,
+        profile_file=b.profile_file,
+        state_file=b.mock_state_file,
+        clique_id=b.clique_id,
     )
     try:
         inv = backend.inventory()
@@ -120,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         CliError,
         NvmlError,
         KubeError,
-        kubelet_plugin.SettingsError,
+        SettingsError,
         explain.ExplainError,
     ) as e:
         sys.stderr.write(f"gpudra {args.command}: error: {e}\n")

@@ -47,7 +47,7 @@ class GpuBackend(Protocol):
         ...
 
     def destroy_mig_device(self, mig_uuid: str) -> None:
-        """Destroy a MIG device (compute instance, then GPU instance).  NotFound if absent,
+        """Destroy a MIG device (compute instance, then GPU instance).  DeviceNotFound if absent,
         InUse while processes run on it, GpuLost if its GPU is lost."""
         ...
 

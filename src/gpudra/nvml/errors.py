@@ -26,7 +26,7 @@ class InsufficientResources(NvmlError):
     """The placement is taken, or a profile's instance limit is reached."""
 
 
-class NotFound(NvmlError):
+class DeviceNotFound(NvmlError):
     """No device, MIG instance or profile with that identity exists."""
 
 

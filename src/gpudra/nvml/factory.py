@@ -7,7 +7,8 @@ from pathlib import Path
 
 from gpudra.nvml.backend import GpuBackend
 from gpudra.nvml.errors import ProfileError
-from gpudra.nvml.mock import MockBackend, load_file, load_named
+from gpudra.nvml.mock import MockBackend, load_machine, load_machine_file
+from gpudra.settings.backend import mock_machine_problem
 
 
 class BackendKind(StrEnum):
@@ -29,7 +30,8 @@ def open_backend(
         from gpudra.nvml.real import RealBackend
 
         return RealBackend(node_name=node_name)
-    if (profile is None) == (profile_file is None):
-        raise ProfileError("the mock backend needs exactly one of --profile or --profile-file")
-    prof = load_file(profile_file) if profile_file else load_named(str(profile))
-    return MockBackend(prof, node_name=node_name, state_file=state_file, clique_id=clique_id)
+    problem = mock_machine_problem(kind.value, profile, profile_file)
+    if problem is not None:
+        raise ProfileError(problem)
+    machine = load_machine_file(profile_file) if profile_file else load_machine(str(profile))
+    return MockBackend(machine, node_name=node_name, state_file=state_file, clique_id=clique_id)

@@ -24,10 +24,10 @@ from gpudra.devices.gpu import Gpu, Health, MigDevice
 from gpudra.devices.inventory import Inventory
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
 from gpudra.nvml.errors import (
+    DeviceNotFound,
     GpuLost,
     InvalidArgument,
     LibraryNotFound,
-    NotFound,
     NotSupported,
     NvmlError,
 )
@@ -144,7 +144,7 @@ class RealBackend:
         inv = self.inventory()
         gpu = inv.gpu(gpu_uuid)
         if gpu is None:
-            raise NotFound(f"no GPU {gpu_uuid} on this node")
+            raise DeviceNotFound(f"no GPU {gpu_uuid} on this node")
         if gpu.health is Health.LOST:
             raise GpuLost(f"GPU {gpu.index} ({gpu.uuid}) is lost; cannot create a MIG device")
         family = gpu.mig_profiles()
@@ -192,7 +192,9 @@ class RealBackend:
         for mig in self.inventory().migs_on(gpu):
             if mig.gpu_instance_id == gi_id:
                 return mig
-        raise NotFound(f"created GPU instance {gi_id} on GPU {gpu.index} but found no MIG device")
+        raise DeviceNotFound(
+            f"created GPU instance {gi_id} on GPU {gpu.index} but found no MIG device"
+        )
 
     def destroy_mig_device(self, mig_uuid: str) -> None:
         lib = self._lib

@@ -20,12 +20,12 @@ from gpudra.devices.gpu import Gpu, Health, MigDevice, MigMode
 from gpudra.devices.mig import family_for_product
 from gpudra.devices.topology import NvLinkPair, NvSwitchDomain, PcieLevel, PciePair, Topology
 from gpudra.nvml.errors import (
+    DeviceNotFound,
     GpuLost,
     InsufficientResources,
     InUse,
     InvalidArgument,
     LibraryNotFound,
-    NotFound,
     NotSupported,
     NvmlError,
 )
@@ -80,7 +80,7 @@ def translate_error(lib: Any, err: Exception, what: str) -> NvmlError:
         getattr(lib, "NVML_ERROR_NOT_SUPPORTED", 3): NotSupported,
         getattr(lib, "NVML_ERROR_INVALID_ARGUMENT", 2): InvalidArgument,
         getattr(lib, "NVML_ERROR_INSUFFICIENT_RESOURCES", 23): InsufficientResources,
-        getattr(lib, "NVML_ERROR_NOT_FOUND", 6): NotFound,
+        getattr(lib, "NVML_ERROR_NOT_FOUND", 6): DeviceNotFound,
         getattr(lib, "NVML_ERROR_GPU_IS_LOST", 15): GpuLost,
         getattr(lib, "NVML_ERROR_IN_USE", 19): InUse,
         getattr(lib, "NVML_ERROR_LIBRARY_NOT_FOUND", 12): LibraryNotFound,

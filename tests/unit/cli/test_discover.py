@@ -71,7 +71,16 @@ BAD = {
         ["--backend", "mock", "--profile", "dgx-x"],
         "unknown mock profile 'dgx-x'; available: dgx-a100, dgx-h100",
     ),
-    "mock without profile": (["--backend", "mock"], "--backend mock needs --profile NAME"),
+    "mock without profile": (
+        ["--backend", "mock"],
+        "the mock backend needs exactly one of profile or profile_file "
+        "(--profile NAME or --profile-file FILE)",
+    ),
+    "mock with both": (
+        ["--backend", "mock", "--profile", "dgx-h100", "--profile-file", "x.yaml"],
+        "the mock backend needs exactly one of profile or profile_file",
+    ),
+    "bad backend": (["--backend", "cuda"], "backend: backend must be 'nvml' or 'mock', not 'cuda'"),
     "profile with nvml": (
         ["--backend", "nvml", "--profile", "dgx-h100"],
         "--profile/--profile-file need --backend mock",

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from gpudra.cli.main import main
-from tests.unit.allocation.scenarios import profile_slices
+from gpudra_testkit.builders import profile_slices
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -11,7 +11,7 @@ from gpudra.cli.main import main
 CASES = {
     "bad driver": (
         ["--driver-name", "GPU_Driver!"],
-        "driver_name: Value error, 'GPU_Driver!' "
+        "invalid settings: driver_name: 'GPU_Driver!' "
         "is not a valid driver name: a lowercase DNS subdomain",
     ),
     "mock without profile": (
@@ -76,7 +76,11 @@ def test_config_file_sets_per_node_gpu_modes(tmp_path: Path) -> None:
     )
     args = parser().parse_args(["kubelet-plugin", "--config", str(cfg), "--profile", "dgx-h100"])
     s = settings_from(args)
-    assert (s.node_name, s.dynamic_mig_gpus, s.controller_managed_gpus) == ("n7", "0-3", "all")
+    assert (s.node_name, str(s.dynamic_mig_gpus), str(s.controller_managed_gpus)) == (
+        "n7",
+        "0-3",
+        "all",
+    )
     assert s.profile == "dgx-h100"  # a flag beats the file
 
 

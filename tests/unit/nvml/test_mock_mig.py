@@ -10,19 +10,19 @@ import pytest
 from gpudra.devices.gpu import Health, MigMode
 from gpudra.nvml.backend import HealthEventKind
 from gpudra.nvml.errors import (
+    DeviceNotFound,
     GpuLost,
     InsufficientResources,
     InUse,
     InvalidArgument,
-    NotFound,
     NotSupported,
 )
-from gpudra.nvml.mock import MockBackend, load_named
-from gpudra.nvml.mock.profile import Profile
+from gpudra.nvml.mock import MockBackend, load_machine
+from gpudra.nvml.mock.profile import MachineProfile
 
 
-def mig_profile(name: str = "dgx-h100") -> Profile:
-    prof = load_named(name)
+def mig_profile(name: str = "dgx-h100") -> MachineProfile:
+    prof = load_machine(name)
     return prof.model_copy(update={"mig_modes": (MigMode.ENABLED,) * 7 + (MigMode.DISABLED,)})
 
 
@@ -44,7 +44,7 @@ def test_create_and_destroy(backend: MockBackend) -> None:
     assert inv.free_mig_placements(gpu)["3g.40gb"] == []
     backend.destroy_mig_device(a.uuid)
     assert [m.uuid for m in backend.inventory().migs_on(gpu)] == [b.uuid]
-    with pytest.raises(NotFound):
+    with pytest.raises(DeviceNotFound):
         backend.destroy_mig_device(a.uuid)
 
 
@@ -75,7 +75,7 @@ def test_impossible_requests_are_refused_with_the_reason(backend: MockBackend, c
 
 
 def test_gpu_without_mig() -> None:
-    b = MockBackend(load_named("dgx1-v100"), node_name="n")
+    b = MockBackend(load_machine("dgx1-v100"), node_name="n")
     with pytest.raises(NotSupported, match="does not support MIG"):
         b.create_mig_device(b.inventory().gpus[0].uuid, "1g.10gb", 0)
 
@@ -147,9 +147,9 @@ def test_a_mig_device_with_processes_refuses_destroy(tmp_path: Path) -> None:
 
 
 def test_processes_on_an_unknown_mig_device_are_refused(backend: MockBackend) -> None:
-    with pytest.raises(NotFound, match="no MIG device MIG-nope"):
+    with pytest.raises(DeviceNotFound, match="no MIG device MIG-nope"):
         backend.run_process("MIG-nope")
-    with pytest.raises(NotFound, match="no MIG device MIG-nope"):
+    with pytest.raises(DeviceNotFound, match="no MIG device MIG-nope"):
         backend.end_process("MIG-nope")
 
 
@@ -163,5 +163,5 @@ def test_a_state_file_from_before_busy_instances_still_reads(tmp_path: Path) -> 
 
 
 def test_fault_injection_checks_the_index(backend: MockBackend) -> None:
-    with pytest.raises(NotFound, match="node n has 8"):
+    with pytest.raises(DeviceNotFound, match="node n has 8"):
         backend.inject_xid(8, 13)

@@ -1,4 +1,4 @@
-"""Shipped mock profiles load and describe real node models; bad profiles are refused clearly."""
+"""Shipped mock machine profiles load and describe real node models; bad ones are refused."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from gpudra.devices.gpu import MigMode
 from gpudra.nvml.errors import ProfileError
-from gpudra.nvml.mock import MockBackend, available_profiles, load_file, load_named
+from gpudra.nvml.mock import MockBackend, available_machines, load_machine, load_machine_file
 
 EXPECTED = {
     # name: (GPUs, product, NVLink-connected pairs)
@@ -42,13 +42,13 @@ DGX1_LINKS = {
 
 
 def test_every_expected_profile_ships() -> None:
-    assert sorted(EXPECTED) == available_profiles()
+    assert sorted(EXPECTED) == available_machines()
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_profile_inventory(name: str) -> None:
     gpus, product, pairs = EXPECTED[name]
-    inv = MockBackend(load_named(name), node_name="node-a").inventory()
+    inv = MockBackend(load_machine(name), node_name="node-a").inventory()
     assert len(inv.gpus) == gpus
     assert {g.product_name for g in inv.gpus} == {product}
     assert len(inv.topology.linked_pairs()) == pairs
@@ -57,14 +57,14 @@ def test_profile_inventory(name: str) -> None:
 
 
 def test_dgx1_v100_has_the_exact_hybrid_cube_mesh() -> None:
-    topo = MockBackend(load_named("dgx1-v100"), node_name="n").inventory().topology
+    topo = MockBackend(load_machine("dgx1-v100"), node_name="n").inventory().topology
     assert set(topo.linked_pairs()) == DGX1_LINKS
     for g in range(8):
         assert sum(n for a, b, n in DGX1_LINKS if g in (a, b)) == 6  # six links per GPU
 
 
 def test_gb200_clique_is_configurable() -> None:
-    prof = load_named("gb200-tray")
+    prof = load_machine("gb200-tray")
     assert MockBackend(prof, node_name="n").inventory().topology.clique_id == "1"
     other = MockBackend(prof, node_name="n", clique_id="7").inventory().topology
     assert other.clique_id == "7"
@@ -72,7 +72,7 @@ def test_gb200_clique_is_configurable() -> None:
 
 
 def test_uuids_are_deterministic_per_node_and_index() -> None:
-    prof = load_named("dgx-h100")
+    prof = load_machine("dgx-h100")
     a1 = MockBackend(prof, node_name="a").inventory()
     a2 = MockBackend(prof, node_name="a").inventory()
     b = MockBackend(prof, node_name="b").inventory()
@@ -82,8 +82,8 @@ def test_uuids_are_deterministic_per_node_and_index() -> None:
 
 
 def test_mig_capable_profiles() -> None:
-    h100 = MockBackend(load_named("dgx-h100"), node_name="n").inventory().gpus[0]
-    v100 = MockBackend(load_named("dgx1-v100"), node_name="n").inventory().gpus[0]
+    h100 = MockBackend(load_machine("dgx-h100"), node_name="n").inventory().gpus[0]
+    v100 = MockBackend(load_machine("dgx1-v100"), node_name="n").inventory().gpus[0]
     assert (h100.mig_capable, h100.mig_mode, h100.mig_family) == (
         True,
         MigMode.DISABLED,
@@ -94,7 +94,7 @@ def test_mig_capable_profiles() -> None:
 
 def test_unknown_profile_lists_available() -> None:
     with pytest.raises(ProfileError) as e:
-        load_named("dgx-z900")
+        load_machine("dgx-z900")
     assert "unknown mock profile 'dgx-z900'" in str(e.value)
     assert "dgx-h100" in str(e.value) and "pcie-l4" in str(e.value)
 
@@ -142,7 +142,7 @@ def test_malformed_profile_file_names_file_field_and_rule(tmp_path: Path, case: 
     f = tmp_path / "custom.yaml"
     f.write_text(text)
     with pytest.raises(ProfileError) as e:
-        load_file(f)
+        load_machine_file(f)
     assert str(f) in str(e.value)
     assert message in str(e.value)
 
@@ -150,10 +150,10 @@ def test_malformed_profile_file_names_file_field_and_rule(tmp_path: Path, case: 
 def test_valid_custom_profile_file(tmp_path: Path) -> None:
     f = tmp_path / "custom.yaml"
     f.write_text(BASE)
-    inv = MockBackend(load_file(f), node_name="n").inventory()
+    inv = MockBackend(load_machine_file(f), node_name="n").inventory()
     assert [g.product_name for g in inv.gpus] == ["X", "X"]
 
 
 def test_missing_profile_file(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="cannot read profile file"):
-        load_file(tmp_path / "nope.yaml")
+        load_machine_file(tmp_path / "nope.yaml")

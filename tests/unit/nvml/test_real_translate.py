@@ -9,7 +9,7 @@ import pytest
 from gpudra.devices.gpu import MigMode
 from gpudra.devices.topology import PcieLevel
 from gpudra.nvml.backend import HealthEventKind
-from gpudra.nvml.errors import InvalidArgument, LibraryNotFound, NotFound
+from gpudra.nvml.errors import DeviceNotFound, InvalidArgument, LibraryNotFound
 from gpudra.nvml.real import RealBackend
 from gpudra.nvml.translate import normalize_bus_id
 from tests.unit.nvml.fake_pynvml import (
@@ -79,7 +79,7 @@ def test_mig_create_checks_then_calls_nvml_in_order() -> None:
     assert (made.profile, str(made.placement)) == ("1g.10gb", "0:1")
     with pytest.raises(InvalidArgument, match=r"overlaps 3g\.40gb at 4:4"):
         backend.create_mig_device("GPU-a", "3g.40gb", 4)
-    with pytest.raises(NotFound):
+    with pytest.raises(DeviceNotFound):
         backend.create_mig_device("GPU-zzz", "1g.10gb", 0)
 
 

@@ -1,7 +1,7 @@
-"""The mock GPU backend: a profile's node, behaving like NVML.
+"""The mock GPU backend: a machine profile's node, behaving like NVML.
 
 MIG create/destroy follows NVML's rules and error classes (MIG mode required, placements
-checked against the profile table and existing instances, a lost GPU refuses everything
+checked against the MIG profile table and existing instances, a lost GPU refuses everything
 with GpuLost, a MIG instance with processes refuses destroy with InUse), and faults can be
 injected for tests: an XID event, a GPU falling off the bus, hung NVML calls, processes
 running on a MIG instance.
@@ -17,15 +17,15 @@ from gpudra.devices.inventory import Inventory
 from gpudra.devices.mig import MigInstance, Placement, family_named, placement_violation
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
 from gpudra.nvml.errors import (
+    DeviceNotFound,
     GpuLost,
     InsufficientResources,
     InUse,
     InvalidArgument,
-    NotFound,
     NotSupported,
 )
 from gpudra.nvml.mock.hardware import build_gpus, build_topology, mig_uuid
-from gpudra.nvml.mock.profile import Profile
+from gpudra.nvml.mock.profile import MachineProfile
 from gpudra.nvml.mock.state import MigRecord, MockState, PendingEvent, StateStore
 
 _POLL_S = 0.05
@@ -36,16 +36,16 @@ class MockBackend:
 
     def __init__(
         self,
-        profile: Profile,
+        machine: MachineProfile,
         *,
         node_name: str,
         state_file: Path | None = None,
         clique_id: str | None = None,
     ) -> None:
-        self.profile = profile
+        self.machine = machine
         self.node_name = node_name
-        self._gpus = build_gpus(profile, node_name)
-        self._topology = build_topology(profile, clique_id)
+        self._gpus = build_gpus(machine, node_name)
+        self._topology = build_topology(machine, clique_id)
         self._store = StateStore(state_file)
 
     # --- GpuBackend -------------------------------------------------------------------
@@ -60,8 +60,8 @@ class MockBackend:
         ]
         return Inventory(
             node_name=self.node_name,
-            driver_version=self.profile.driver_version,
-            cuda_driver_version=self.profile.cuda_driver_version,
+            driver_version=self.machine.driver_version,
+            cuda_driver_version=self.machine.cuda_driver_version,
             gpus=tuple(gpus),
             mig_devices=tuple(self._to_device(r) for r in state.mig),
             topology=self._topology,
@@ -113,7 +113,7 @@ class MockBackend:
         def change(state: MockState) -> tuple[MockState, None]:
             rec = next((r for r in state.mig if r.uuid == mig_uuid), None)
             if rec is None:
-                raise NotFound(f"no MIG device {mig_uuid} on node {self.node_name}")
+                raise DeviceNotFound(f"no MIG device {mig_uuid} on node {self.node_name}")
             self._check_alive(state, self._gpus[rec.parent_index])
             if mig_uuid in state.busy:
                 raise InUse(
@@ -182,7 +182,7 @@ class MockBackend:
     def _set_busy(self, mig_uuid: str, busy: bool) -> None:
         def change(s: MockState) -> tuple[MockState, None]:
             if all(r.uuid != mig_uuid for r in s.mig):
-                raise NotFound(f"no MIG device {mig_uuid} on node {self.node_name}")
+                raise DeviceNotFound(f"no MIG device {mig_uuid} on node {self.node_name}")
             rest = {u for u in s.busy if u != mig_uuid}
             now = tuple(sorted(rest | {mig_uuid})) if busy else tuple(sorted(rest))
             return s.model_copy(update={"busy": now}), None
@@ -194,12 +194,14 @@ class MockBackend:
     def _gpu(self, gpu_uuid: str) -> Gpu:
         gpu = next((g for g in self._gpus if g.uuid == gpu_uuid), None)
         if gpu is None:
-            raise NotFound(f"no GPU {gpu_uuid} on node {self.node_name}")
+            raise DeviceNotFound(f"no GPU {gpu_uuid} on node {self.node_name}")
         return gpu
 
     def _gpu_at(self, index: int) -> Gpu:
         if not 0 <= index < len(self._gpus):
-            raise NotFound(f"no GPU index {index}; node {self.node_name} has {len(self._gpus)}")
+            raise DeviceNotFound(
+                f"no GPU index {index}; node {self.node_name} has {len(self._gpus)}"
+            )
         return self._gpus[index]
 
     @staticmethod

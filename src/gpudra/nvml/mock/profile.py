@@ -1,8 +1,11 @@
-"""Mock hardware profiles: the schema of a profile file and how one is found and loaded.
+"""Mock machine profiles: the schema of a machine profile file and how one is found and loaded.
 
-A profile describes one node model (GPU product, count, NUMA/PCIe layout, NVLink wiring,
-NVLink fabric ids).  The shipped ones live in ``profiles/*.yaml``; users pass their own with
-``--profile-file``.  A malformed file is refused with the file, the field and what is allowed.
+A machine profile describes one whole node model (GPU product, count, NUMA/PCIe layout,
+NVLink wiring, NVLink fabric ids), e.g. a DGX H100; it is not a MIG profile
+(``gpudra.devices.mig.MigProfile``, a slice of one GPU).  The shipped ones live in
+``profiles/*.yaml`` and are chosen with ``--profile``; users pass their own with
+``--profile-file`` (the user-facing names say "profile").  A malformed file is refused with
+the file, the field and what is allowed.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from gpudra.nvml.errors import ProfileError
 
 
 class GpuSpec(Model):
-    """What every GPU of the profile reports."""
+    """What every GPU of the machine reports."""
 
     product_name: str
     brand: str
@@ -66,7 +69,7 @@ class FabricSpec(Model):
     cluster_uuid: str
 
 
-class Profile(Model):
+class MachineProfile(Model):
     """A node model the mock backend can impersonate."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -87,7 +90,7 @@ class Profile(Model):
     fabric: FabricSpec | None = None
 
     @model_validator(mode="after")
-    def _shapes(self) -> Profile:
+    def _shapes(self) -> MachineProfile:
         n = self.gpu_count
         for field, value in (
             ("numaNodes", self.numa_nodes),
@@ -111,30 +114,32 @@ class Profile(Model):
         return self.mig_modes[index] if self.mig_modes else self.gpu.mig_mode
 
 
-def available_profiles() -> list[str]:
+def available_machines() -> list[str]:
+    """Names of the shipped machine profiles (``--profile`` values), sorted."""
     root = resources.files("gpudra.nvml.mock").joinpath("profiles")
     return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_named(name: str) -> Profile:
-    """A shipped profile by name; unknown names list the available ones."""
-    if name not in available_profiles():
+def load_machine(name: str) -> MachineProfile:
+    """A shipped machine profile by name; unknown names list the available ones."""
+    if name not in available_machines():
         raise ProfileError(
-            f"unknown mock profile {name!r}; available: {', '.join(available_profiles())}"
+            f"unknown mock profile {name!r}; available: {', '.join(available_machines())}"
         )
     text = resources.files("gpudra.nvml.mock").joinpath(f"profiles/{name}.yaml").read_text()
-    return parse(text, source=f"<built-in profile {name}>")
+    return parse_machine(text, source=f"<built-in profile {name}>")
 
 
-def load_file(path: Path) -> Profile:
+def load_machine_file(path: Path) -> MachineProfile:
+    """A machine profile from a user's YAML file."""
     try:
         text = path.read_text()
     except OSError as e:
         raise ProfileError(f"{path}: cannot read profile file: {e.strerror}") from e
-    return parse(text, source=str(path))
+    return parse_machine(text, source=str(path))
 
 
-def parse(text: str, *, source: str) -> Profile:
+def parse_machine(text: str, *, source: str) -> MachineProfile:
     try:
         raw: Any = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -142,7 +147,7 @@ def parse(text: str, *, source: str) -> Profile:
     if not isinstance(raw, dict):
         raise ProfileError(f"{source}: a profile must be a YAML mapping, got {type(raw).__name__}")
     try:
-        return Profile.model_validate(raw)
+        return MachineProfile.model_validate(raw)
     except ValidationError as e:
         raise ProfileError(f"{source}: invalid profile:\n{_describe(e)}") from e
 

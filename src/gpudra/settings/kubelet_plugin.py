@@ -1,0 +1,126 @@
+"""Settings of ``gpudra kubelet-plugin``, the DRA node daemon: paths, GPU modes, health limits.
+
+Each field's description is its ``--help`` text; the default is added to it from the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, PlainSerializer
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gpudra.catalogue.gpuset import GpuSet
+from gpudra.resourceapi import DRIVER_NAME
+from gpudra.settings.backend import BackendSettings
+from gpudra.settings.cluster import DriverName, KubeconfigSetting
+
+
+def _gpu_set(value: object) -> GpuSet:
+    if isinstance(value, GpuSet):
+        return value
+    if value is None or isinstance(value, str):
+        return GpuSet.parse(value)
+    raise ValueError(f"expected a GPU set (all, none, 4-7, 0,2), got {value!r}")
+
+
+# a GPU set, parsed once when the settings are read (syntax; the node's GPU count is checked
+# when the daemon starts); written back as the user spelled it
+GpuSetting = Annotated[
+    GpuSet, NoDecode, BeforeValidator(_gpu_set), PlainSerializer(str, return_type=str)
+]
+
+
+class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
+    """``gpudra kubelet-plugin``."""
+
+    model_config = SettingsConfigDict(env_prefix="GPUDRA_", extra="forbid", frozen=True)
+
+    driver_name: DriverName = Field(default=DRIVER_NAME, description="DRA driver name")
+    node_name: str = Field(
+        min_length=1, description="this node's name (the chart sets $GPUDRA_NODE_NAME)"
+    )
+    plugin_dir: Path | None = Field(
+        default=None,
+        description="DRA socket + checkpoint dir (default /var/lib/kubelet/plugins/<driver>)",
+    )
+    registry_dir: Path = Field(
+        default=Path("/var/lib/kubelet/plugins_registry"),
+        description="kubelet plugin registry dir",
+    )
+    cdi_dir: Path = Field(default=Path("/var/run/cdi"), description="CDI spec dir")
+    profile_node_label: str | None = Field(
+        default=None,
+        description="mock: take this node's machine profile from its label of this key "
+        "(--profile is the default)",
+    )
+    fake_dev_root: Path | None = Field(
+        default=None,
+        description="mock: host dir with stand-in /dev/nvidia* files "
+        "(default <plugin-dir>/fake-dev)",
+    )
+    controller_managed_gpus: GpuSetting = Field(
+        default=GpuSet(),
+        description="GPUs only the gpudra controller allocates: all, none, 4-7, 0,2 (GPU indices)",
+    )
+    dynamic_mig_gpus: GpuSetting = Field(
+        default=GpuSet(),
+        description="MIG-capable GPUs published as dynamic MIG placements (created at "
+        "prepare): all, 0-3",
+    )
+    remove_unknown_mig: bool = Field(
+        default=False,
+        description="destroy MIG instances on dynamic-MIG GPUs that no claim holds",
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="serve Prometheus /metrics, /healthz and /readyz on this port (0: off)",
+    )
+    boot_id_file: Path = Field(
+        default=Path("/proc/sys/kernel/random/boot_id"),
+        description="the node's boot id: a change since the checkpoint means a reboot (CDI "
+        "specs and MIG instances are gone), and every claim is prepared again",
+    )
+    gc_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="release checkpointed claims whose ResourceClaim is gone this often",
+    )
+    api_unreachable_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="/healthz fails when the API server has not answered for this long",
+    )
+    nvml_wedged_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="/healthz fails when NVML has not completed a call for this long",
+    )
+    nvml_probe_interval_s: float = Field(
+        default=10.0, gt=0, description="how often the NVML probe reads the inventory"
+    )
+
+    @property
+    def plugin_path(self) -> Path:
+        return self.plugin_dir or Path("/var/lib/kubelet/plugins") / self.driver_name
+
+    @property
+    def dra_socket(self) -> Path:
+        return self.plugin_path / "dra.sock"
+
+    @property
+    def registration_socket(self) -> Path:
+        return self.registry_dir / f"{self.driver_name}-reg.sock"
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.plugin_path / "checkpoint.json"
+
+    @property
+    def dev_root(self) -> Path | None:
+        if self.backend != "mock":
+            return None
+        return self.fake_dev_root or self.plugin_path / "fake-dev"

@@ -11,7 +11,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from gpudra.common.model import Model
-from gpudra.devices.mig import MigFamily, MigProfile, Placement, family_named
+from gpudra.devices.mig import MigFamily, Placement, family_named
 
 
 class MigMode(StrEnum):
@@ -79,9 +79,3 @@ class MigDevice(Model):
     @property
     def placement(self) -> Placement:
         return Placement(start=self.placement_start, size=self.placement_size)
-
-
-def profile_of(gpu: Gpu, name: str) -> MigProfile | None:
-    """The MIG profile ``name`` on ``gpu``'s family, or None if it has no such profile."""
-    family = gpu.mig_profiles()
-    return family.profile(name) if family else None

@@ -42,9 +42,6 @@ class Inventory(Model):
     def gpu(self, uuid: str) -> Gpu | None:
         return next((g for g in self.gpus if g.uuid == uuid), None)
 
-    def gpu_by_index(self, index: int) -> Gpu:
-        return self.gpus[index]
-
     def migs_on(self, gpu: Gpu) -> list[MigDevice]:
         return [m for m in self.mig_devices if m.parent_uuid == gpu.uuid]
 

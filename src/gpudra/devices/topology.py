@@ -29,7 +29,8 @@ class PcieLevel(StrEnum):
 
     @property
     def points(self) -> int:
-        """go-gpuallocator's score for the level (gpu-facts.md §4.1)."""
+        """go-gpuallocator's score for the level (``calculateGPUPairScore`` in
+        https://github.com/NVIDIA/go-gpuallocator, gpuallocator/besteffort_policy.go)."""
         return {"PIX": 50, "PXB": 40, "PHB": 30, "NODE": 20, "SYS": 10}[self.value]
 
 

@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpudra.devices.topology import NvLinkPair, NvSwitchDomain, PcieLevel, PciePair, Topology
-from gpudra.nvml.mock import MockBackend, load_named
+from gpudra.nvml.mock import MockBackend, load_machine
 
-# gpu-facts.md §4.2: go-gpuallocator best-effort pair scores on DGX-1 V100.
+# go-gpuallocator best-effort pair scores on DGX-1 V100 (https://github.com/NVIDIA/go-gpuallocator,
+# gpuallocator/common_test.go).
 DGX1_SCORES = [
     [0, 150, 130, 230, 210, 10, 10, 10],
     [150, 0, 230, 130, 10, 210, 10, 10],
@@ -24,7 +25,7 @@ DGX1_SCORES = [
 
 
 def dgx1() -> Topology:
-    return MockBackend(load_named("dgx1-v100"), node_name="n").inventory().topology
+    return MockBackend(load_machine("dgx1-v100"), node_name="n").inventory().topology
 
 
 def test_dgx1_pair_scores_match_go_gpuallocator() -> None:

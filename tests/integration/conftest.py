@@ -17,6 +17,8 @@
   mock profile, and a kubelet harness it has registered with; all are stopped afterwards.
 * ``controller`` (function): ``controller(*extra_args) -> Popen`` starts ``gpudra controller``
   as the chart runs it (one replica, fast passes); all are stopped afterwards.
+* ``cluster_objects`` (function): ``create(resource, obj)`` creates objects that are deleted
+  after the test (for cluster-scoped objects and namespaces).
 
 Objects and helpers shared by the test modules live in the test kit, not here and not in each
 other: `gpudra_testkit.builders` (claims, pods, slices as dicts) and
@@ -237,3 +239,20 @@ def controller(
         if p.poll() is None:
             p.terminate()
             p.wait(10)
+
+
+@pytest.fixture
+def cluster_objects(kube: KubeClient) -> Iterator[Callable[[Any, dict[str, Any]], Any]]:
+    """``create(resource, obj)``: creates an object and deletes it (cluster-scoped ones, and
+    namespaces) after the test, last created first."""
+    created: list[tuple[Any, str]] = []
+
+    def create(res: Any, obj: dict[str, Any]) -> Any:
+        out = kube.create(res, obj)
+        created.append((res, obj["metadata"]["name"]))
+        return out
+
+    yield create
+    for res, name in reversed(created):
+        with contextlib.suppress(NotFound):
+            kube.delete(res, name)

@@ -10,9 +10,8 @@ matches can be bound at once.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from gpudra.allocation.cel import CelCompileError, DeviceInput, compile_selector, evaluate
-from gpudra.kube import Invalid, KubeClient, NotFound, resources
+from gpudra.kube import Invalid, KubeClient, resources
 from gpudra_testkit import builders
 from gpudra_testkit.builders import unique
 
@@ -53,22 +52,6 @@ def gpudra_verdicts(expression: str) -> dict[str, Verdict]:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_gpudra_agrees_with_the_table(case: dict[str, Any]) -> None:
     assert gpudra_verdicts(case["expression"]) == expected(case, gpudra=True)
-
-
-@pytest.fixture
-def conformance_objects(kube: KubeClient) -> Iterator[Callable[[Any, dict[str, Any]], Any]]:
-    """Creates cluster-scoped objects and deletes them (and the namespaces) afterwards."""
-    created: list[tuple[Any, str]] = []
-
-    def create(res: Any, obj: dict[str, Any]) -> Any:
-        out = kube.create(res, obj)
-        created.append((res, obj["metadata"]["name"]))
-        return out
-
-    yield create
-    for res, name in reversed(created):
-        with contextlib.suppress(NotFound):
-            kube.delete(res, name)
 
 
 def _slice(node: dict[str, Any], device: dict[str, Any], copies: int) -> dict[str, Any]:
@@ -114,20 +97,20 @@ def _pod_verdict(pod: dict[str, Any]) -> Verdict | None:
 def test_kube_scheduler_agrees_with_the_table(
     kube: KubeClient,
     make_node: Callable[..., str],
-    conformance_objects: Callable[[Any, dict[str, Any]], Any],
+    cluster_objects: Callable[[Any, dict[str, Any]], Any],
 ) -> None:
     nodes = {d: make_node(f"cel-{d}") for d in DEVICES}
     device_class = unique("cel-conformance")
     selector = {"cel": {"expression": f'device.driver == "{DRIVER}"'}}
-    conformance_objects(
+    cluster_objects(
         resources.DEVICECLASSES,
         {"metadata": {"name": device_class}, "spec": {"selectors": [selector]}},
     )
     for dev, node in nodes.items():
         node_obj = kube.get(resources.NODES, node)
-        conformance_objects(resources.RESOURCESLICES, _slice(node_obj, DEVICES[dev], len(CASES)))
+        cluster_objects(resources.RESOURCESLICES, _slice(node_obj, DEVICES[dev], len(CASES)))
     namespace = unique("cel-conformance")
-    conformance_objects(resources.NAMESPACES, {"metadata": {"name": namespace}})
+    cluster_objects(resources.NAMESPACES, {"metadata": {"name": namespace}})
 
     actual: dict[str, dict[str, Verdict]] = {c["name"]: {} for c in CASES}
     cells: dict[str, tuple[str, str]] = {}  # pod name -> (case, device)

@@ -8,13 +8,12 @@ needs (device taints, partitionable-device counters) survive a write on this ver
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from gpudra.kube import KubeClient, NotFound, resources
+from gpudra.kube import KubeClient, resources
 from gpudra_testkit import builders
 from gpudra_testkit.localcluster import LocalCluster
 
@@ -33,21 +32,6 @@ def _gpu(name: str) -> dict[str, Any]:
         "attributes": {"model": {"string": "smoke-80g"}, "index": {"int": int(name[-1])}},
         "capacity": {"memory": {"value": "80Gi"}},
     }
-
-
-@pytest.fixture
-def dra_objects(kube: KubeClient) -> Any:
-    created: list[tuple[Any, str]] = []
-
-    def create(res: Any, obj: dict[str, Any]) -> dict[str, Any]:
-        out = kube.create(res, obj)
-        created.append((res, obj["metadata"]["name"]))
-        return out
-
-    yield create
-    for res, name in reversed(created):
-        with contextlib.suppress(NotFound):
-            kube.delete(res, name)
 
 
 def _pod(name: str, namespace: str, node: str, template: str) -> dict[str, Any]:
@@ -75,12 +59,12 @@ def test_scheduler_allocates_from_our_slice(
     kube: KubeClient,
     namespace: str,
     make_node: Callable[..., str],
-    dra_objects: Any,
+    cluster_objects: Any,
     wait_pods: Callable[..., list[dict[str, Any]]],
 ) -> None:
     node = make_node("dra", labels={"gpudra.io/smoke": "true"})
     device_class = f"smoke-gpu-{namespace}"
-    dra_objects(
+    cluster_objects(
         resources.DEVICECLASSES,
         {
             "apiVersion": "resource.k8s.io/v1",
@@ -89,7 +73,7 @@ def test_scheduler_allocates_from_our_slice(
             "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{DRIVER}"'}}]},
         },
     )
-    dra_objects(
+    cluster_objects(
         resources.RESOURCESLICES, _slice(f"{node}-gpus", node, [_gpu("gpu-0"), _gpu("gpu-1")])
     )
     kube.create(resources.RESOURCECLAIMTEMPLATES, _one_gpu_template(namespace, device_class))
@@ -127,7 +111,7 @@ def _phase(pod: dict[str, Any]) -> str:
 
 
 def test_gated_slice_fields_survive(
-    cluster: LocalCluster, kube: KubeClient, make_node: Callable[..., str], dra_objects: Any
+    cluster: LocalCluster, kube: KubeClient, make_node: Callable[..., str], cluster_objects: Any
 ) -> None:
     """Device taints and shared counters are alpha (off) before 1.36: without the shared gate
     string the apiserver would silently drop them."""
@@ -152,7 +136,7 @@ def test_gated_slice_fields_survive(
         )
         del counter_slice["spec"]["devices"]
         objs = [counter_slice, _slice(f"{node}-devices", node, [tainted, mig], pool=dict(pool))]
-    stored = [dra_objects(resources.RESOURCESLICES, o) for o in objs]
+    stored = [cluster_objects(resources.RESOURCESLICES, o) for o in objs]
     devices = {d["name"]: d for s in stored for d in s["spec"].get("devices") or []}
     assert [t["key"] for t in devices["gpu-0"].get("taints", [])] == [taint["key"]]
     assert devices["mig-0"].get("consumesCounters"), "consumesCounters was dropped"

@@ -163,11 +163,19 @@ def allocated(kube: KubeClient, ns: str, name: str, node: str, device: str) -> t
     return ns, name, c["metadata"]["uid"]
 
 
+def dynamic_mig_or_skip(kube: KubeClient) -> None:
+    """The dynamic-MIG-only tests: a 1.34 server has no partitionable-device layout, so the
+    GPUs asked for are static MIG there (what that means: test_mig_modes.py, on 1.34)."""
+    if kube.server_version()[1] < 35:
+        pytest.skip("dynamic MIG needs the 1.35+ partitionable-device layout")
+
+
 def test_mig_bad_input_is_a_per_claim_error(
     node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
     kube: KubeClient,
     namespace: str,
 ) -> None:
+    dynamic_mig_or_skip(kube)
     d, harness = node_daemon("dgx-h100-mig", extra_args=["--dynamic-mig-gpus", "0-3"])
     node = d.node_name
     plugin = harness.plugins[DRIVER_NAME]
@@ -191,6 +199,9 @@ def test_mig_disabled_gpu_refuses_with_the_reason(
     d, harness = node_daemon("dgx-h100", extra_args=["--dynamic-mig-gpus", "0"])
     ref = allocated(kube, namespace, "x", d.node_name, "gpu-0-mig-1g10gb-19-0")
     out = harness.plugins[DRIVER_NAME].prepare([ref])[ref[2]]
+    if kube.server_version()[1] < 35:  # no dynamic MIG: GPU 0 is a whole GPU, no placements
+        assert "unknown device 'gpu-0-mig-1g10gb-19-0'" in out.error
+        return
     assert "MIG mode is disabled on GPU 0" in out.error
 
 
@@ -199,6 +210,7 @@ def test_crash_between_create_and_record_and_between_destroy_and_record(
     kube: KubeClient,
     namespace: str,
 ) -> None:
+    dynamic_mig_or_skip(kube)
     d, harness = node_daemon("dgx-h100-mig", extra_args=["--dynamic-mig-gpus", "all"])
     node = d.node_name
     ref = allocated(kube, namespace, "c", node, "gpu-2-mig-1g10gb-19-0")
@@ -233,6 +245,7 @@ def test_unknown_instances_are_reported_and_removed_when_asked(
     node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
     kube: KubeClient,
 ) -> None:
+    dynamic_mig_or_skip(kube)
     d, _ = node_daemon("dgx-h100-mig", extra_args=["--dynamic-mig-gpus", "all"])
     d.stop()
     mock = MockBackend(load_machine("dgx-h100-mig"), node_name=d.node_name, state_file=d.state_file)

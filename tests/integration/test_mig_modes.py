@@ -22,7 +22,8 @@ from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceapi import DRIVER_NAME
 from gpudra_testkit.harness.kubelet import KubeletHarness
 from gpudra_testkit.harness.nodedaemon import NodeDaemon
-from gpudra_testkit.harness.waiting import allocation, wait_for
+from gpudra_testkit.harness.objects import allocated_claim
+from gpudra_testkit.harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,29 +43,14 @@ def instances(d: NodeDaemon) -> set[str]:
     return {m["uuid"] for m in json.loads(d.state_file.read_text())["mig"]}
 
 
+def claim_for(kube: KubeClient, namespace: str, node: str, device: str) -> tuple[str, str, str]:
+    return allocated_claim(
+        kube, namespace, "c", driver=DRIVER_NAME, pool=node, device=device, node=node
+    )
+
+
 def sweeps_logged(d: NodeDaemon) -> int:
     return d.logs(tail=100_000).count("MIG sweep:")
-
-
-def allocated_claim(kube: KubeClient, ns: str, name: str, node: str, device: str) -> str:
-    c = kube.create(
-        resources.RESOURCECLAIMS,
-        {
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {
-                "devices": {
-                    "requests": [{"name": "mig", "exactly": {"deviceClassName": "mig.gpudra.io"}}]
-                }
-            },
-        },
-    )
-    kube.patch_status(
-        resources.RESOURCECLAIMS,
-        name,
-        {"status": {"allocation": allocation(node, [device], request="mig")}},
-        namespace=ns,
-    )
-    return str(c["metadata"]["uid"])
 
 
 def test_existing_instances_on_dynamic_mig_gpus_are_published_and_prepared_alike(
@@ -86,15 +72,15 @@ def test_existing_instances_on_dynamic_mig_gpus_are_published_and_prepared_alike
         wait_for("placements", lambda: THREE in published(kube, node) or None)
         assert "uuid" not in published(kube, node)[THREE]["attributes"]
         wait_for("stray report", lambda: three.uuid in d.logs() and "held by no claim" in d.logs())
-        uid = allocated_claim(kube, namespace, "c", node, THREE)
-        out = plugin.prepare([(namespace, "c", uid)])[uid]
+        ref = claim_for(kube, namespace, node, THREE)
+        out = plugin.prepare([ref])[ref[2]]
         assert f"taken by instance {three.uuid}, which gpudra did not create" in out.error
         d.stop()
         d.extra_args.append("--remove-unknown-mig")
         d.start()
         wait_for("strays removed", lambda: instances(d) == set())
         plugin = harness.wait_for_plugin(DRIVER_NAME)
-        assert plugin.prepare([(namespace, "c", uid)])[uid].error == ""
+        assert plugin.prepare([ref])[ref[2]].error == ""
         return
     # 1.34: static MIG, the existing instances are the devices
     devices = wait_for("static MIG devices", lambda: published(kube, node) or None)
@@ -103,12 +89,12 @@ def test_existing_instances_on_dynamic_mig_gpus_are_published_and_prepared_alike
         ONE: one.uuid,
     }
     assert "publishing static MIG only" in d.logs()
-    uid = allocated_claim(kube, namespace, "c", node, THREE)
-    out = plugin.prepare([(namespace, "c", uid)])[uid]
+    ref = claim_for(kube, namespace, node, THREE)
+    out = plugin.prepare([ref])[ref[2]]
     assert out.error == ""
-    spec = json.loads(next(d.cdi_dir.glob(f"*{uid}*.json")).read_text())
+    spec = json.loads(next(d.cdi_dir.glob(f"*{ref[2]}*.json")).read_text())
     assert f"NVIDIA_VISIBLE_DEVICES={three.uuid}" in spec["containerEdits"]["env"]
-    assert plugin.unprepare([(namespace, "c", uid)]) == {uid: ""}
+    assert plugin.unprepare([ref]) == {ref[2]: ""}
     assert instances(d) == {three.uuid, one.uuid}  # not gpudra's: unprepare leaves them
     # the sweep, asked to remove instances nobody holds, must leave the published ones
     d.stop()

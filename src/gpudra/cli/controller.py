@@ -12,12 +12,11 @@ from types import FrameType
 from typing import Any
 
 from gpudra.cli.settings_flags import add_config_flag, add_flags, load_settings, precedence_note
-from gpudra.cli.shared_flags import SHARED_FIELDS, kubeconfig_flags
+from gpudra.cli.shared_flags import SHARED_FIELDS, api_client, kubeconfig_flags
 from gpudra.controller.cache import ClusterCache
 from gpudra.controller.leader import LeaderElector
 from gpudra.controller.loop import run_loop
 from gpudra.controller.reconciler import Reconciler
-from gpudra.kube.client import KubeClient
 from gpudra.metrics.controller import ControllerMetrics
 from gpudra.settings import ControllerSettings
 
@@ -42,7 +41,7 @@ def settings_from(args: argparse.Namespace) -> ControllerSettings:
 
 def run(args: argparse.Namespace) -> int:
     s = settings_from(args)
-    client = KubeClient.from_kubeconfig(s.kubeconfig) if s.kubeconfig else KubeClient.in_cluster()
+    client = api_client(s)
     metrics = ControllerMetrics()
     if s.metrics_port:
         metrics.serve(s.metrics_port)

@@ -16,7 +16,7 @@ from gpudra.cli.settings_flags import (
     load_settings,
     precedence_note,
 )
-from gpudra.cli.shared_flags import SHARED_FIELDS, backend_flags, kubeconfig_flags
+from gpudra.cli.shared_flags import SHARED_FIELDS, api_client, backend_flags, kubeconfig_flags
 from gpudra.kube.client import KubeClient
 from gpudra.kube.resources import NODES
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
@@ -47,7 +47,7 @@ def settings_from(args: argparse.Namespace) -> KubeletPluginSettings:
 
 def run(args: argparse.Namespace) -> int:
     s = settings_from(args)
-    client = KubeClient.from_kubeconfig(s.kubeconfig) if s.kubeconfig else KubeClient.in_cluster()
+    client = api_client(s)
     try:
         return _serve(s, client)
     finally:

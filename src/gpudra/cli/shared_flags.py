@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from gpudra.cli.settings_flags import add_flags
+from gpudra.kube.client import KubeClient
 from gpudra.nvml.mock import available_machines
 from gpudra.settings import BackendSettings, KubeconfigSetting
 
@@ -30,3 +31,11 @@ def backend_flags() -> argparse.ArgumentParser:
     shipped = ", ".join(available_machines())
     add_flags(p, BackendSettings, extra_help={"profile": f"one of: {shipped}"})
     return p
+
+
+def api_client(settings: KubeconfigSetting) -> KubeClient:
+    """The API client the ``kubeconfig`` setting asks for: that file, or (none given) the
+    in-cluster service account."""
+    if settings.kubeconfig:
+        return KubeClient.from_kubeconfig(settings.kubeconfig)
+    return KubeClient.in_cluster()

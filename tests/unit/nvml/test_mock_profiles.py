@@ -14,6 +14,7 @@ EXPECTED = {
     # name: (GPUs, product, NVLink-connected pairs)
     "dgx-h100": (8, "NVIDIA H100 80GB HBM3", 28),
     "dgx-h100-mig": (8, "NVIDIA H100 80GB HBM3", 28),
+    "dgx-h100-mixed": (8, "NVIDIA H100 80GB HBM3", 28),
     "dgx-a100": (8, "NVIDIA A100-SXM4-80GB", 28),
     "dgx1-v100": (8, "Tesla V100-SXM2-32GB", 16),
     "hgx-h200": (8, "NVIDIA H200", 28),
@@ -157,3 +158,9 @@ def test_valid_custom_profile_file(tmp_path: Path) -> None:
 def test_missing_profile_file(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="cannot read profile file"):
         load_machine_file(tmp_path / "nope.yaml")
+
+
+def test_the_mixed_machine_has_mig_on_gpus_1_and_4_to_7() -> None:
+    inv = MockBackend(load_machine("dgx-h100-mixed"), node_name="node-a").inventory()
+    enabled = [g.index for g in inv.gpus if g.mig_mode.value == "enabled"]
+    assert enabled == [1, 4, 5, 6, 7] and all(g.mig_capable for g in inv.gpus)

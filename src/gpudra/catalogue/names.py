@@ -21,16 +21,5 @@ def mig_device_name(gpu: Gpu, profile: MigProfile, start: int) -> str:
     return f"gpu-{gpu.minor}-mig-{label}-{profile.id}-{start}"
 
 
-def parse_mig_device_name(name: str) -> tuple[int, int, int] | None:
-    """``gpu-3-mig-3g40gb-9-4`` -> (minor 3, profile id 9, start 4); None if not a MIG name."""
-    parts = name.split("-")
-    if len(parts) < 6 or parts[0] != "gpu" or parts[2] != "mig":
-        return None
-    try:
-        return int(parts[1]), int(parts[-2]), int(parts[-1])
-    except ValueError:
-        return None
-
-
 def counter_set_name(gpu: Gpu) -> str:
     return f"gpu-{gpu.minor}-counter-set"

@@ -38,7 +38,10 @@ class CdiWriter:
         except FileNotFoundError:
             return False
         except OSError as e:
-            raise CdiWriteError(f"cannot remove CDI spec for claim {claim_uid}: {e}") from e
+            raise CdiWriteError(
+                f"cannot remove CDI spec {self.path(claim_uid).name} of claim {claim_uid} from "
+                f"{self.cdi_dir}: {e.strerror or e}"
+            ) from e
         return True
 
     def read_all(self) -> dict[str, dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from gpudra.catalogue.catalogue import build_catalogue
-from gpudra.catalogue.names import parse_mig_device_name
 from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceapi import MAX_ATTRIBUTES_AND_CAPACITIES, MAX_DEVICES_PER_SLICE_ADVANCED
 from gpudra.resourceslices.builder import desired_slices
@@ -61,9 +60,3 @@ def test_static_mig_publishes_existing_instances_with_uuids(tmp_path) -> None:
     assert static["attributes"]["uuid"] == {"string": made.uuid}
     assert "consumesCounters" not in static
     assert "gpu-1" not in devices and len(devices) == 1
-
-
-def test_device_names_round_trip() -> None:
-    assert parse_mig_device_name("gpu-3-mig-3g40gb-9-4") == (3, 9, 4)
-    assert parse_mig_device_name("gpu-3-mig-1g10gb-me-20-6") == (3, 20, 6)
-    assert parse_mig_device_name("gpu-3") is None

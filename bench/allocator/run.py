@@ -31,13 +31,17 @@ from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.engine import Allocator, Assignment
 from gpudra.allocation.inputs import parse_claim
 from gpudra.allocation.score import is_whole_gpu, topology_of
-from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.kube import KubeClient, resources
-from gpudra.nvml.mock import MockBackend, load_machine
-from gpudra.resourceapi import DRIVER_NAME
-from gpudra.resourceslices.builder import desired_slices
-from gpudra_testkit.builders import claim, counter_slice, device_class, exactly, node
+from gpudra_testkit.builders import (
+    claim,
+    counter_slice,
+    device_class,
+    exactly,
+    node,
+    profile_slices,
+)
 from gpudra_testkit.deviceclasses import shipped_class
+from gpudra_testkit.harness.objects import publish
 from gpudra_testkit.localcluster import LocalCluster, fake_node, locate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,14 +97,7 @@ def micro() -> dict[str, Any]:
         return sum(20 if d == 0 else 10 for d in perm) <= 70
 
     base_bt = timed(permutation_search, 8, 7, fits, repeat=3)
-    h100 = [
-        s
-        for i in range(2)
-        for s in desired_slices(
-            build_catalogue(MockBackend(load_machine("dgx-h100"), node_name=f"n{i}").inventory()),
-            driver=DRIVER_NAME,
-        )
-    ]
+    h100 = [s for i in range(2) for s in profile_slices("dgx-h100", f"n{i}")]
     v2 = ClusterView.from_objects(slices=h100, classes=[GPU_CLASS], nodes=[node("n0"), node("n1")])
     impossible = [parse_claim(claim(exactly("g", 9)))]
     ours_imp = timed(lambda: Allocator(v2).allocate(impossible))
@@ -149,15 +146,7 @@ def setup_nodes(kube: KubeClient, rng: random.Random) -> list[str]:
         name, profile = args
         labels = {"gpudra.io/profile": profile, "gpudra.io/bench": "throughput"}
         created = kube.create(resources.NODES, fake_node(name, labels=labels))
-        inv = MockBackend(load_machine(profile), node_name=name).inventory()
-        owner = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "name": name,
-            "uid": created["metadata"]["uid"],
-        }
-        for s in desired_slices(build_catalogue(inv), driver=DRIVER_NAME, owner=owner):
-            kube.create(resources.RESOURCESLICES, s)
+        publish(kube, created, profile)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, zip(names, profiles, strict=True)))
@@ -285,15 +274,7 @@ def quality(kube: KubeClient, rng: random.Random) -> dict[str, Any]:
         created = kube.create(
             resources.NODES, fake_node(name, labels={"gpudra.io/bench": "quality"})
         )
-        inv = MockBackend(load_machine("dgx1-v100"), node_name=name).inventory()
-        owner = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "name": name,
-            "uid": created["metadata"]["uid"],
-        }
-        for s in desired_slices(build_catalogue(inv), driver=DRIVER_NAME, owner=owner):
-            kube.create(resources.RESOURCESLICES, s)
+        publish(kube, created, "dgx1-v100")
     kube.create(resources.NAMESPACES, {"metadata": {"name": "quality"}})
     seq = [rng.choice([2, 2, 4]) for _ in range(16)]
     slices = [

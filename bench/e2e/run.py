@@ -29,12 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.allocator.run import GPU_CLASS
-from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.kube import KubeClient, resources
 from gpudra.kube.informer import Informer
-from gpudra.nvml.mock import MockBackend, load_machine
-from gpudra.resourceapi import DRIVER_NAME
-from gpudra.resourceslices.builder import desired_slices
+from gpudra_testkit.harness.objects import publish
 from gpudra_testkit.localcluster import LocalCluster, fake_node, locate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,18 +73,8 @@ def setup_nodes(kube: KubeClient, n: int) -> None:
         name = f"e2e-{i:04d}"
         pool = "ctrl" if i % 2 else "sched"
         created = kube.create(resources.NODES, fake_node(name, labels={"gpudra.io/e2e": pool}))
-        inv = MockBackend(load_machine("dgx-h100"), node_name=name).inventory()
-        owner = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "name": name,
-            "uid": created["metadata"]["uid"],
-        }
         managed = frozenset(range(8)) if pool == "ctrl" else frozenset()
-        for s in desired_slices(
-            build_catalogue(inv, managed=managed), driver=DRIVER_NAME, owner=owner
-        ):
-            kube.create(resources.RESOURCESLICES, s)
+        publish(kube, created, "dgx-h100", managed)
 
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(one, range(n)))

@@ -26,13 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.e2e.run import CLASS, NS, controller, rss_mib
-from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.kube import KubeClient, resources
 from gpudra.kube.informer import Informer
-from gpudra.nvml.mock import MockBackend, load_machine
-from gpudra.resourceapi import DRIVER_NAME
-from gpudra.resourceslices.builder import desired_slices
 from gpudra_testkit.harness.apimetrics import served
+from gpudra_testkit.harness.objects import publish
 from gpudra_testkit.localcluster import LocalCluster, fake_node, locate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,17 +51,7 @@ def setup(kube: KubeClient) -> list[str]:
 
     def one(name: str) -> None:
         created = kube.create(resources.NODES, fake_node(name))
-        inv = MockBackend(load_machine("dgx-h100"), node_name=name).inventory()
-        owner = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "name": name,
-            "uid": created["metadata"]["uid"],
-        }
-        for s in desired_slices(
-            build_catalogue(inv, managed=frozenset(range(8))), driver=DRIVER_NAME, owner=owner
-        ):
-            kube.create(resources.RESOURCESLICES, s)
+        publish(kube, created, "dgx-h100", frozenset(range(8)))
 
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(one, names))

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 _SYNTAX = "use all, none, or indices/ranges like 0,2,4-7"
 
 
+class GpuSetError(ValueError):
+    """A GPU set names a GPU the node does not have."""
+
+
 @dataclass(frozen=True)
 class GpuSet:
     """A set of GPU indices, or every GPU of the node."""
@@ -40,13 +44,13 @@ class GpuSet:
         return cls(indices=frozenset(out), text=spec)
 
     def resolve(self, count: int) -> frozenset[int]:
-        """The indices on a node with ``count`` GPUs; ValueError for one it does not have."""
+        """The indices on a node with ``count`` GPUs; GpuSetError for one it does not have."""
         if self.every:
             return frozenset(range(count))
         bad = sorted(i for i in self.indices if i >= count)
         if bad:
             last = f"0..{count - 1}" if count else "no GPUs"
-            raise ValueError(f"GPU set {self.text!r} names GPU(s) {bad}; this node has {last}")
+            raise GpuSetError(f"GPU set {self.text!r} names GPU(s) {bad}; this node has {last}")
         return self.indices
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from gpudra.catalogue.gpuset import GpuSetError
 from gpudra.cli.settings_flags import (
     SettingsError,
     add_config_flag,
@@ -75,15 +76,9 @@ def _serve(s: KubeletPluginSettings, client: KubeClient) -> int:
         )
     except ProfileError as e:
         raise ProfileError(f"node {s.node_name}: {choice.source}: {e}") from e
-    count = len(backend.inventory().gpus)
-    for field in ("controller_managed_gpus", "dynamic_mig_gpus"):
-        try:
-            getattr(s, field).resolve(count)
-        except ValueError as e:
-            raise SettingsError(f"invalid settings: {field}: {e}") from e
     try:
         daemon = KubeletPluginDaemon(s, client=client, backend=backend)
-    except DirLocked as e:
+    except (DirLocked, GpuSetError) as e:
         raise SettingsError(str(e)) from e
     if s.metrics_port:
         daemon.serve_http(s.metrics_port)

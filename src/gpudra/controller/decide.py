@@ -70,8 +70,9 @@ class Verdict(enum.Enum):
 
     @property
     def writes(self) -> bool:
-        """Acting on it writes claims or pods (the leader fence is checked first)."""
-        return self in (Verdict.ALLOCATE, Verdict.UNGATE, Verdict.ROLLBACK)
+        """Acting on it writes claims or pods, telling the pods (events, conditions) included:
+        the leader fence is checked first."""
+        return self is not Verdict.ERROR
 
     @property
     def settles(self) -> bool:

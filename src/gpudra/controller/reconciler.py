@@ -305,8 +305,8 @@ class Reconciler:
     # --- writes ----------------------------------------------------------------------------
 
     def _apply(self, group: Group, d: Decision, claims: dict[ClaimKey, dict[str, Any]]) -> None:
-        if d.verdict.writes or d.verdict in (Verdict.WAIT, Verdict.FAIL):
-            self._fence()  # telling the pods (events, conditions) is writing too
+        if d.verdict.writes:
+            self._fence()
         if d.verdict is Verdict.ALLOCATE:
             written: list[dict[str, Any]] = []
             try:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gpudra.catalogue.catalogue import GpuMode, NodeCatalogue
+from gpudra.catalogue.gpuset import GpuSetError
 from gpudra.cdi.spec import CONTROL_NODES
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kube.client import KubeClient
@@ -78,6 +79,12 @@ class KubeletPluginDaemon:
         self._threads: list[threading.Thread] = []
         self._http: ThreadingHTTPServer | None = None
         s = settings
+        gpus = backend.inventory().gpus
+        for field in ("dynamic_mig_gpus", "controller_managed_gpus"):
+            try:  # an index this node lacks stops the daemon before it takes anything
+                getattr(s, field).resolve(len(gpus))
+            except GpuSetError as e:
+                raise GpuSetError(f"invalid settings: {field}: {e}") from e
         self.health = HealthState(
             api_unreachable_s=s.api_unreachable_s, nvml_wedged_s=s.nvml_wedged_s
         )
@@ -91,18 +98,14 @@ class KubeletPluginDaemon:
             rebuild=lambda: rebuild(self.cdi, pool=s.node_name),
         )
         self._begin_boot(s.boot_id_file)
-        gpus = backend.inventory().gpus
         if s.dev_root is not None:
             make_fake_dev_root(s.dev_root, [g.minor for g in gpus])
-        dynamic, managed = s.dynamic_mig_gpus, s.controller_managed_gpus
-        for gpu_set in (dynamic, managed):
-            gpu_set.resolve(len(gpus))  # an index this node lacks stops the daemon here
         # the one answer to "what is device <name> here?", for publishing and for preparing
         self.catalogues = CatalogueSource(
             backend.inventory,
             client.server_version,
-            dynamic_mig=dynamic,
-            managed=managed,
+            dynamic_mig=s.dynamic_mig_gpus,
+            managed=s.controller_managed_gpus,
             on_build=self._catalogue_built,
         )
         self.node = NodePlugin(

@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 
 from gpudra._proto import dra_v1_pb2, dra_v1_pb2_grpc
 from gpudra.catalogue.catalogue import build_catalogue
+from gpudra.catalogue.gpuset import GpuSetError
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kube.client import KubeClient
 from gpudra.kube.objects import ObjectList
@@ -416,3 +417,17 @@ def test_a_daemon_starts_on_real_nvml_with_a_gpu_lost_and_publishes_the_others(
     names = [d["name"] for sl in daemon._desired(None) for d in sl["spec"].get("devices", [])]
     assert "gpu-3" not in names and {"gpu-0", "gpu-7"} <= set(names)
     daemon.stop()
+
+
+def test_a_gpu_set_naming_a_missing_gpu_stops_the_daemon_before_it_takes_the_directory(
+    tmp_path: Path,
+) -> None:
+    backend = MockBackend(load_machine("dgx-h100"), node_name=NODE)
+    bad = settings(tmp_path, dynamic_mig_gpus="2,9")
+    with pytest.raises(GpuSetError) as err:
+        KubeletPluginDaemon(bad, client=FlakyClient(), backend=backend)  # type: ignore[arg-type]
+    assert str(err.value) == (
+        "invalid settings: dynamic_mig_gpus: GPU set '2,9' names GPU(s) [9]; this node has 0..7"
+    )
+    # nothing was taken: a daemon with good settings starts on the same directory
+    KubeletPluginDaemon(settings(tmp_path), client=FlakyClient(), backend=backend).stop()  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from gpudra.settings import (
     MOCK_NEEDS_ONE_MACHINE,
     BackendSettings,
     ControllerSettings,
+    DevicePluginSettings,
     KubeconfigSetting,
     KubeletPluginSettings,
     mock_machine_problem,
@@ -23,7 +24,13 @@ KUBELET_FIELDS = {
     "backend", "profile", "profile_file", "profile_node_label", "mock_state_file", "clique_id",
     "fake_dev_root", "controller_managed_gpus", "dynamic_mig_gpus", "remove_unknown_mig",
     "metrics_port", "boot_id_file", "gc_interval_s", "api_unreachable_s", "nvml_wedged_s",
-    "nvml_probe_interval_s",
+    "nvml_probe_interval_s", "gpus", "gpu_lock_dir",
+}  # fmt: skip
+DEVICE_PLUGIN_FIELDS = {
+    "node_name", "kubelet_dir", "cdi_dir", "resource_name", "mig_strategy",
+    "device_list_strategy", "device_id_strategy", "pass_device_specs", "device_plugin_config",
+    "gpus", "gpu_lock_dir", "fake_dev_root", "health_probe_interval_s", "metrics_port",
+    "backend", "profile", "profile_file", "mock_state_file", "clique_id",
 }  # fmt: skip
 CONTROLLER_FIELDS = {
     "kubeconfig", "driver_name", "interval_s", "unschedulable_deadline_s", "metrics_port",
@@ -32,6 +39,7 @@ CONTROLLER_FIELDS = {
 
 MODELS: list[type[BaseModel]] = [
     KubeletPluginSettings,
+    DevicePluginSettings,
     ControllerSettings,
     BackendSettings,
     KubeconfigSetting,
@@ -49,6 +57,32 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_node_daemons_settings_are_unchanged() -> None:
     assert set(KubeletPluginSettings.model_fields) == KUBELET_FIELDS
+
+
+def test_the_device_plugins_settings() -> None:
+    assert set(DevicePluginSettings.model_fields) == DEVICE_PLUGIN_FIELDS
+
+
+def test_device_list_strategy_takes_nvidias_spellings_and_refuses_the_rest() -> None:
+    s = DevicePluginSettings(node_name="n", device_list_strategy="envvar, cdi-cri")
+    assert s.device_list_strategy == ("envvar", "cdi-cri")
+    assert DevicePluginSettings(
+        node_name="n", device_list_strategy=["cdi-cri"]
+    ).device_list_strategy == ("cdi-cri",)
+    with pytest.raises(ValidationError, match="'volume-mounts' is not supported: use envvar"):
+        DevicePluginSettings(node_name="n", device_list_strategy="volume-mounts")
+    with pytest.raises(ValidationError, match="'bogus' is unknown: allowed are envvar and cdi-cri"):
+        DevicePluginSettings(node_name="n", device_list_strategy="envvar,bogus")
+
+
+def test_the_device_plugin_paths_derive_from_the_kubelet_dir() -> None:
+    s = DevicePluginSettings(node_name="n", kubelet_dir=Path("/k"), backend="mock", profile="x")
+    assert s.kubelet_socket == Path("/k/device-plugins/kubelet.sock")
+    assert s.gpu_lock_path == Path("/k/gpudra/gpus")
+    assert s.dev_root == Path("/k/gpudra/device-plugin/fake-dev")
+    # the DRA plugin's default lock dir is the same one, from its registry dir
+    kp = KubeletPluginSettings(node_name="n", registry_dir=Path("/k/plugins_registry"))
+    assert kp.gpu_lock_path == s.gpu_lock_path
 
 
 def test_the_controllers_settings() -> None:

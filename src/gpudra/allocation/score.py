@@ -120,6 +120,28 @@ def _build_topology(gpus: list[Device], pos: dict[tuple[str, str, str], int]) ->
     )
 
 
+def bandwidth_share(topo: Topology, gpus: list[int]) -> tuple[float, float]:
+    """(aggregate NVLink bandwidth of ``gpus`` / the best any set of that size reaches on the
+    empty node, the bandwidth in GB/s); (1, 0) for fewer than two GPUs."""
+    if len(gpus) < 2:
+        return 1.0, 0.0
+    bw = topo.set_bandwidth(gpus)
+    best = topo.best_bandwidth(len(gpus))
+    return (bw / best if best > 0 else 0.0), bw
+
+
+def left_behind(topo: Topology, left: list[int]) -> float:
+    """How well connected the GPUs left free are: for the common sizes 2 and 4, the best
+    bandwidth still reachable among ``left`` / the best on the empty node, averaged; 1 when
+    nothing remains to compare."""
+    ratios = []
+    for size in LEFT_SIZES:
+        full = topo.best_bandwidth(size)
+        if full > 0 and len(left) >= size:
+            ratios.append(topo.best_bandwidth(size, among=left) / full)
+    return sum(ratios) / len(ratios) if ratios else 1.0
+
+
 def mig_packing(view: ClusterView, migs: list[Device]) -> float:
     """MIG placement packing: how full the parent GPUs' memory slices are afterwards (fill
     partly used GPUs first, so whole GPUs and large placements stay available)."""
@@ -143,19 +165,12 @@ def score(view: ClusterView, sol: Solution) -> Score:
         mine = [pos[d.key] for d in sol.devices_of(claim) if d.key in pos]
         if len(mine) < 2:
             continue
-        bw = topo.set_bandwidth(mine)
-        best = topo.best_bandwidth(len(mine))
-        shares.append(bw / best if best > 0 else 0.0)
+        share_of, bw = bandwidth_share(topo, mine)
+        shares.append(share_of)
         bws += bw
     share = sum(shares) / len(shares) if shares else 1.0
     chosen_pos = {pos[k] for k in chosen_all if k in pos}
-    left = [p for p in free if p not in chosen_pos]
-    ratios = []
-    for size in LEFT_SIZES:
-        full = topo.best_bandwidth(size)
-        if full > 0 and len(left) >= size:
-            ratios.append(topo.best_bandwidth(size, among=left) / full)
-    left_behind = sum(ratios) / len(ratios) if ratios else 1.0
+    left = left_behind(topo, [p for p in free if p not in chosen_pos])
     devices = view.devices_for(sol.node)
     migs = [c.device for c in sol.choices if _str(c.device, "type") == "mig"]
     if migs:
@@ -163,11 +178,11 @@ def score(view: ClusterView, sol: Solution) -> Score:
     else:
         used_after = sum(1 for d in devices if d.key in view.in_use or d.key in chosen_all)
         packing = used_after / len(devices) if devices else 0.0
-    total = W_BANDWIDTH * share + W_LEFT * left_behind + W_PACK * packing
+    total = W_BANDWIDTH * share + W_LEFT * left + W_PACK * packing
     return Score(
         total=total,
         bandwidth_share=share,
-        left_behind=left_behind,
+        left_behind=left,
         packing=packing,
         bandwidth_gbps=bws,
     )

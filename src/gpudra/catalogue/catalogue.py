@@ -16,8 +16,11 @@ The modes:
   dynamic-MIG GPU on a 1.34 server): its existing instances are published, used as they are.
 * **whole** - every other GPU.
 
-A lost GPU keeps its mode but publishes nothing; its devices stay in the catalogue, unhealthy,
-so a claim for them is refused with that reason rather than as unknown.
+A GPU outside the daemon's GPU set (``served``: the DRA plugin's ``--gpus``; the rest may be
+the device plugin's) has a mode but no devices: it is neither published nor prepared, and the
+stray-instance sweep leaves it alone.  A lost GPU keeps its mode but publishes nothing; its
+devices stay in the catalogue, unhealthy, so a claim for them is refused with that reason
+rather than as unknown.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class NodeCatalogue:
     modes: tuple[GpuMode, ...]  # by GPU index
     managed: frozenset[int]
     devices: Mapping[str, CatalogueDevice]  # in publishing order
+    served: frozenset[int]  # the GPUs (indices) whose devices are in the catalogue
     # GPUs asked for in dynamic mode that the server's layout forced back to static MIG/whole
     dynamic_refused: frozenset[int] = frozenset()
 
@@ -108,7 +112,10 @@ class NodeCatalogue:
         return self.modes[gpu.index]
 
     def gpus_in(self, mode: GpuMode) -> list[Gpu]:
-        return [g for g in self.inventory.gpus if self.modes[g.index] is mode]
+        """The served GPUs in ``mode``."""
+        return [
+            g for g in self.inventory.gpus if self.modes[g.index] is mode and g.index in self.served
+        ]
 
     def published(self, gpu: Gpu | None = None) -> list[dict[str, Any]]:
         """The slice devices (all of the node's, or one GPU's), in publishing order."""
@@ -121,7 +128,7 @@ class NodeCatalogue:
     @property
     def publishes_dynamic_mig(self) -> bool:
         return any(
-            m is GpuMode.DYNAMIC_MIG and g.health is not Health.LOST
+            m is GpuMode.DYNAMIC_MIG and g.health is not Health.LOST and g.index in self.served
             for g, m in zip(self.inventory.gpus, self.modes, strict=True)
         )
 
@@ -218,9 +225,11 @@ def build_catalogue(
     dynamic: frozenset[int] = frozenset(),
     managed: frozenset[int] = frozenset(),
     capabilities: ServerCapabilities = ServerCapabilities(),
+    served: frozenset[int] | None = None,
 ) -> NodeCatalogue:
     """The catalogue of ``inv``: GPUs in ``dynamic`` in dynamic-MIG mode where the GPU and the
-    server allow it, GPUs in ``managed`` tainted for the gpudra controller.
+    server allow it, GPUs in ``managed`` tainted for the gpudra controller, only the GPUs in
+    ``served`` (None: all) with devices.
 
     Publishing order: the whole GPUs and static MIG devices first (GPU order: whole GPUs, then
     each static-MIG GPU's instances), then each dynamic-MIG GPU (its whole GPU, then its
@@ -229,8 +238,11 @@ def build_catalogue(
         effective_mode(g, dynamic=g.index in dynamic, capabilities=capabilities) for g in inv.gpus
     )
     groups = nvlink_group_names(inv.topology)
+    serves = frozenset(g.index for g in inv.gpus) if served is None else served
     per_gpu = {
         g.index: _gpu_devices(inv, g, modes[g.index], managed=g.index in managed, groups=groups)
+        if g.index in serves
+        else []
         for g in inv.gpus
     }
     order = (
@@ -242,7 +254,10 @@ def build_catalogue(
     refused = frozenset(
         g.index
         for g in inv.gpus
-        if g.index in dynamic and g.mig_capable and modes[g.index] is not GpuMode.DYNAMIC_MIG
+        if g.index in dynamic
+        and g.index in serves
+        and g.mig_capable
+        and modes[g.index] is not GpuMode.DYNAMIC_MIG
     )
     return NodeCatalogue(
         inventory=inv,
@@ -250,5 +265,6 @@ def build_catalogue(
         modes=modes,
         managed=managed,
         devices=devices,
+        served=serves,
         dynamic_refused=refused,
     )

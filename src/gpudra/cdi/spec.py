@@ -1,11 +1,17 @@
-"""Build the CDI spec of one prepared claim (pure).
+"""Build CDI specs (pure): one per prepared DRA claim, and the device plugin's node-wide one.
 
-Kind ``k8s.gpu.gpudra.io/claim``; device names are ``<claimUID>-<device>`` so two claims
-never collide.  The claim-wide edits carry ``NVIDIA_VISIBLE_DEVICES`` (all UUIDs of the
+Claim specs: kind ``k8s.gpu.gpudra.io/claim``; device names are ``<claimUID>-<device>`` so
+two claims never collide.  The claim-wide edits carry ``NVIDIA_VISIBLE_DEVICES`` (all UUIDs of the
 claim) and, in real mode, the control device nodes; each device adds its own device node
 and a ``GPUDRA_DEVICE_<NAME>`` variable.  Spec-level annotations record the claim (and, from
 the node daemon, its full device records), so the node can rebuild its state from the specs
 on disk if its checkpoint is ever lost.
+
+The device plugin's spec (``device_plugin_spec``): kind ``k8s.gpu.gpudra.io/device``, one
+file for the node, one CDI device per advertised GPU or MIG device named as in the node
+catalogue (``k8s.gpu.gpudra.io/device=gpu-3``): the kubelet's device-plugin API has no
+"deallocate", so per-container specs could never be removed.  A device's own edits are the
+same in both kinds (``device_edits``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,11 @@ class CdiDevice:
     device_nodes: tuple[str, ...]  # container paths, e.g. /dev/nvidia3
 
 
+DEVICE_PLUGIN_CLASS = "device"
+DEVICE_PLUGIN_KIND = f"{VENDOR}/{DEVICE_PLUGIN_CLASS}"
+DEVICE_PLUGIN_SPEC_FILE = f"{VENDOR}-{DEVICE_PLUGIN_CLASS}.json"
+
+
 def device_id(claim_uid: str, device: str) -> str:
     return f"{KIND}={claim_uid}-{device}"
 
@@ -51,6 +62,30 @@ def _node(path: str, dev_root: str | None) -> dict[str, str]:
     if dev_root is None:
         return {"path": path}
     return {"path": path, "hostPath": f"{dev_root.rstrip('/')}/{path.rsplit('/', 1)[-1]}"}
+
+
+def device_edits(d: CdiDevice, dev_root: str | None) -> dict[str, Any]:
+    """What one device adds to a container: its device nodes and ``GPUDRA_DEVICE_<NAME>``."""
+    return {
+        "env": [f"{_env_name(d.name)}={d.uuid}"],
+        "deviceNodes": [_node(p, dev_root) for p in d.device_nodes],
+    }
+
+
+def plugin_device_id(device: str) -> str:
+    """The CDI name of a device in the device plugin's spec."""
+    return f"{DEVICE_PLUGIN_KIND}={device}"
+
+
+def device_plugin_spec(devices: list[CdiDevice], dev_root: str | None) -> dict[str, Any]:
+    """The device plugin's node-wide spec: the control nodes for any of its devices, and one
+    CDI device per advertised device."""
+    return {
+        "cdiVersion": CDI_VERSION,
+        "kind": DEVICE_PLUGIN_KIND,
+        "containerEdits": {"deviceNodes": [_node(p, dev_root) for p in CONTROL_NODES]},
+        "devices": [{"name": d.name, "containerEdits": device_edits(d, dev_root)} for d in devices],
+    }
 
 
 def claim_spec(
@@ -79,13 +114,7 @@ def claim_spec(
             "deviceNodes": [_node(p, dev_root) for p in CONTROL_NODES],
         },
         "devices": [
-            {
-                "name": f"{claim_uid}-{d.name}",
-                "containerEdits": {
-                    "env": [f"{_env_name(d.name)}={d.uuid}"],
-                    "deviceNodes": [_node(p, dev_root) for p in d.device_nodes],
-                },
-            }
+            {"name": f"{claim_uid}-{d.name}", "containerEdits": device_edits(d, dev_root)}
             for d in devices
         ],
     }

@@ -1,4 +1,5 @@
-"""Write and remove claim CDI spec files atomically in the CDI directory."""
+"""Write and remove CDI spec files atomically in the CDI directory (claim specs by claim UID,
+the device plugin's one spec by its file name)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gpudra.cdi.spec import CLAIM_UID_ANNOTATION, spec_file_name
+from gpudra.cdi.spec import CLAIM_UID_ANNOTATION, DEVICE_PLUGIN_SPEC_FILE, spec_file_name
 from gpudra.common.atomicfile import write_atomic
 
 
@@ -22,7 +23,20 @@ class CdiWriter:
         return self.cdi_dir / spec_file_name(claim_uid)
 
     def write(self, claim_uid: str, spec: dict[str, Any]) -> Path:
-        path = self.path(claim_uid)
+        return self._write(self.path(claim_uid), spec)
+
+    def write_device_plugin_spec(self, spec: dict[str, Any]) -> Path:
+        return self._write(self.cdi_dir / DEVICE_PLUGIN_SPEC_FILE, spec)
+
+    def device_plugin_spec(self) -> dict[str, Any] | None:
+        """The device plugin's spec as on disk, or None (absent or unreadable)."""
+        try:
+            spec = json.loads((self.cdi_dir / DEVICE_PLUGIN_SPEC_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return spec if isinstance(spec, dict) else None
+
+    def _write(self, path: Path, spec: dict[str, Any]) -> Path:
         try:
             write_atomic(path, (json.dumps(spec, indent=2) + "\n").encode())
         except OSError as e:

@@ -18,6 +18,7 @@ from gpudra.cli.settings_flags import (
     precedence_note,
 )
 from gpudra.cli.shared_flags import SHARED_FIELDS, api_client, backend_flags, kubeconfig_flags
+from gpudra.common.gpulocks import GpuLocked
 from gpudra.kube.client import KubeClient
 from gpudra.kube.resources import NODES
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
@@ -78,7 +79,7 @@ def _serve(s: KubeletPluginSettings, client: KubeClient) -> int:
         raise ProfileError(f"node {s.node_name}: {choice.source}: {e}") from e
     try:
         daemon = KubeletPluginDaemon(s, client=client, backend=backend)
-    except (DirLocked, GpuSetError) as e:
+    except (DirLocked, GpuLocked, GpuSetError) as e:
         raise SettingsError(str(e)) from e
     if s.metrics_port:
         daemon.serve_http(s.metrics_port)

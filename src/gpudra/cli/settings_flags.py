@@ -18,7 +18,7 @@ import os
 import re
 import types
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -52,12 +52,13 @@ def flag_type(name: str, annotation: Any) -> tuple[type, tuple[str, ...]]:
     args = [annotation]
     if get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
+    args = [get_args(a)[0] if get_origin(a) is Annotated else a for a in args]
     if len(args) == 1 and get_origin(args[0]) is Literal:
         return str, tuple(str(v) for v in get_args(args[0]))
     if len(args) == 1 and args[0] in _FLAG_TYPES:
         return args[0], ()
-    if len(args) == 1 and args[0] in _TEXT_TYPES:
-        return str, ()  # the model's validator parses the text
+    if len(args) == 1 and (args[0] in _TEXT_TYPES or args[0] == tuple[str, ...]):
+        return str, ()  # the model's validator parses the text (a GPU set, a list)
     raise TypeError(f"setting {name}: no command-line flag for type {annotation!r}")
 
 

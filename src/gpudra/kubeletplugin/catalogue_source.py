@@ -1,7 +1,7 @@
 """The node daemon's current catalogue: rebuilt only when what it is built from changes.
 
 The inputs are the inventory (read from NVML on every call: health and MIG instances
-change), the GPU-mode settings (fixed for the daemon's life) and the API server's
+change), the GPU-set settings (served GPUs, modes; fixed for the daemon's life) and the API server's
 capabilities (its version, read once it answers; until then unknown).  The catalogue
 (``gpudra.catalogue``) is rebuilt when the inventory or the capabilities differ from the
 last build, and the same object is returned otherwise.
@@ -34,12 +34,14 @@ class CatalogueSource:
         *,
         dynamic_mig: GpuSet,
         managed: GpuSet,
+        served: GpuSet | None = None,
         on_build: Callable[[NodeCatalogue], None] | None = None,
     ) -> None:
         self._inventory = inventory
         self._server_version = server_version
         self._dynamic_mig = dynamic_mig
         self._managed = managed
+        self._served = served or GpuSet(every=True, text="all")
         self._on_build = on_build or (lambda catalogue: None)
         self._capabilities = ServerCapabilities()
         self._built: NodeCatalogue | None = None
@@ -74,6 +76,7 @@ class CatalogueSource:
                 dynamic=self._dynamic_mig.resolve(n),
                 managed=self._managed.resolve(n),
                 capabilities=caps,
+                served=self._served.resolve(n),
             )
             self._built = built
         if last is None or last.capabilities != caps or last.modes != built.modes:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import stat
 import threading
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
@@ -25,8 +23,9 @@ from typing import Any
 
 from gpudra.catalogue.catalogue import GpuMode, NodeCatalogue
 from gpudra.catalogue.gpuset import GpuSetError
-from gpudra.cdi.spec import CONTROL_NODES
+from gpudra.cdi.fakedev import make_fake_dev_root
 from gpudra.cdi.writer import CdiWriter
+from gpudra.common.gpulocks import GpuLocked, GpuLocks
 from gpudra.kube.client import KubeClient
 from gpudra.kubeletplugin.catalogue_source import CatalogueSource
 from gpudra.kubeletplugin.checkpoint import CheckpointStore
@@ -44,21 +43,6 @@ from gpudra.resourceslices.publisher import SlicePublisher
 from gpudra.settings import KubeletPluginSettings
 
 log = logging.getLogger(__name__)
-
-
-def make_fake_dev_root(root: Path, minors: list[int]) -> None:
-    """Mock mode: stand-ins for /dev/nvidia* so CDI device nodes have a host path.  Character
-    devices with /dev/null's numbers where we may mknod, plain files otherwise."""
-    root.mkdir(parents=True, exist_ok=True)
-    names = [p.rsplit("/", 1)[-1] for p in CONTROL_NODES] + [f"nvidia{m}" for m in minors]
-    for name in names:
-        path = root / name
-        if path.exists():
-            continue
-        try:
-            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-        except (PermissionError, OSError):
-            path.touch()
 
 
 class KubeletPluginDaemon:
@@ -80,7 +64,7 @@ class KubeletPluginDaemon:
         self._http: ThreadingHTTPServer | None = None
         s = settings
         gpus = backend.inventory().gpus
-        for field in ("dynamic_mig_gpus", "controller_managed_gpus"):
+        for field in ("gpus", "dynamic_mig_gpus", "controller_managed_gpus"):
             try:  # an index this node lacks stops the daemon before it takes anything
                 getattr(s, field).resolve(len(gpus))
             except GpuSetError as e:
@@ -91,6 +75,14 @@ class KubeletPluginDaemon:
         s.plugin_path.mkdir(parents=True, exist_ok=True)
         self._dir_lock = DirLock(s.plugin_path)
         self._dir_lock.acquire()  # before anything touches the checkpoint or the sockets
+        # the GPUs it serves, locked against the device plugin (GpuLocked: served there)
+        self._gpu_locks = GpuLocks(s.gpu_lock_path, holder="kubelet-plugin", setting="--gpus")
+        served = s.gpus.resolve(len(gpus))
+        try:
+            self._gpu_locks.acquire((g.index, g.uuid) for g in gpus if g.index in served)
+        except GpuLocked:
+            self._dir_lock.release()
+            raise
         self.cdi = CdiWriter(s.cdi_dir)
         self.checkpoint = CheckpointStore(
             s.checkpoint_file,
@@ -99,13 +91,14 @@ class KubeletPluginDaemon:
         )
         self._begin_boot(s.boot_id_file)
         if s.dev_root is not None:
-            make_fake_dev_root(s.dev_root, [g.minor for g in gpus])
+            make_fake_dev_root(s.dev_root, [f"/dev/nvidia{g.minor}" for g in gpus])
         # the one answer to "what is device <name> here?", for publishing and for preparing
         self.catalogues = CatalogueSource(
             backend.inventory,
             client.server_version,
             dynamic_mig=s.dynamic_mig_gpus,
             managed=s.controller_managed_gpus,
+            served=s.gpus,
             on_build=self._catalogue_built,
         )
         self.node = NodePlugin(
@@ -310,6 +303,7 @@ class KubeletPluginDaemon:
             self._http.server_close()
         with contextlib.suppress(NvmlError):
             self._backend.close()
+        self._gpu_locks.release()
         self._dir_lock.release()
         log.info("kubelet plugin stopped")
 

@@ -17,10 +17,11 @@ from gpudra.devices.inventory import Inventory
 class HealthEventKind(StrEnum):
     XID = "xid"
     GPU_LOST = "gpu-lost"
+    RECOVERED = "recovered"  # the GPU answers again and its faults are cleared
 
 
 class HealthEvent(Model):
-    """One health event: an XID on a GPU (or a MIG device of it), or a GPU lost.
+    """One health event: an XID on a GPU (or a MIG device of it), a GPU lost, a GPU recovered.
 
     ``gpu_uuid`` is None when NVML could not say which GPU: it then concerns all of them.
     """

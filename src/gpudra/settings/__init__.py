@@ -16,6 +16,7 @@ from gpudra.settings.backend import (
 )
 from gpudra.settings.cluster import DriverName, KubeconfigSetting
 from gpudra.settings.controller import ControllerSettings
+from gpudra.settings.device_plugin import DevicePluginSettings
 from gpudra.settings.kubelet_plugin import KubeletPluginSettings
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "BackendName",
     "BackendSettings",
     "ControllerSettings",
+    "DevicePluginSettings",
     "DriverName",
     "KubeconfigSetting",
     "KubeletPluginSettings",

@@ -60,6 +60,16 @@ class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
         description="mock: host dir with stand-in /dev/nvidia* files "
         "(default <plugin-dir>/fake-dev)",
     )
+    gpus: GpuSetting = Field(
+        default=GpuSet(every=True, text="all"),
+        description="the GPUs this daemon serves (all, none, 4-7, 0,2); the rest can be "
+        "served by gpudra device-plugin, never both",
+    )
+    gpu_lock_dir: Path | None = Field(
+        default=None,
+        description="where each served GPU is locked against the device plugin "
+        "(default <registry-dir>/../gpudra/gpus, i.e. <kubelet dir>/gpudra/gpus)",
+    )
     controller_managed_gpus: GpuSetting = Field(
         default=GpuSet(),
         description="GPUs only the gpudra controller allocates: all, none, 4-7, 0,2 (GPU indices)",
@@ -118,6 +128,10 @@ class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
     @property
     def checkpoint_file(self) -> Path:
         return self.plugin_path / "checkpoint.json"
+
+    @property
+    def gpu_lock_path(self) -> Path:
+        return self.gpu_lock_dir or self.registry_dir.parent / "gpudra" / "gpus"
 
     @property
     def dev_root(self) -> Path | None:

@@ -38,6 +38,8 @@ KUBELET_FLAGS: dict[str, tuple[type, Any, str]] = {
     "--cdi-dir": (Path, Path("/var/run/cdi"), "CDI spec dir"),
     "--profile-node-label": (str, None, "from its label of this key"),
     "--fake-dev-root": (Path, None, "stand-in /dev/nvidia* files"),
+    "--gpus": (str, GpuSet(every=True, text="all"), "the GPUs this daemon serves"),
+    "--gpu-lock-dir": (Path, None, "locked against the device plugin"),
     "--controller-managed-gpus": (str, GpuSet(), "only the gpudra controller allocates"),
     "--dynamic-mig-gpus": (str, GpuSet(), "dynamic MIG placements"),
     "--remove-unknown-mig": (bool, False, "destroy MIG instances"),

@@ -170,6 +170,18 @@ class MockBackend:
 
         self._store.update(change)
 
+    def recover(self, gpu_index: int) -> None:
+        """The GPU is back (a reset, a driver reload): it answers again and a ``recovered``
+        event clears its faults."""
+        self._gpu_at(gpu_index)
+        ev = PendingEvent(kind="recovered", gpu_index=gpu_index)
+
+        def change(s: MockState) -> tuple[MockState, None]:
+            lost = tuple(i for i in s.lost if i != gpu_index)
+            return s.model_copy(update={"lost": lost, "events": (*s.events, ev)}), None
+
+        self._store.update(change)
+
     def run_process(self, mig_uuid: str) -> None:
         """A process now runs on the MIG instance: destroying it raises InUse until
         ``end_process``."""

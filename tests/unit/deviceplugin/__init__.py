@@ -1,0 +1,1 @@
+"""Unit tests of the classic device-plugin API (gpudra.deviceplugin)."""

@@ -45,6 +45,8 @@ def test_helm_lint_passes_for_default_and_mock_values(tmp_path: Path) -> None:
         ("kubeletPlugin.extraConfig.nodeName=x", "/kubeletPlugin/extraConfig", "nodeName"),
         ("mock.profileNodeLabel=a b", "/mock/profileNodeLabel", "pattern"),
         ("kubeletPlugin.metricsPort=70000", "/kubeletPlugin/metricsPort", "maximum"),
+        ("kubeletPlugin.gpus=some", "/kubeletPlugin/gpus", "pattern"),
+        ("kubeletPlugin.extraConfig.gpuLockDir=/x", "/kubeletPlugin/extraConfig", "gpuLockDir"),
         ("bogus=1", "''", "additional properties 'bogus' not allowed"),
     ],
     ids=lambda v: v if "=" in str(v) else None,
@@ -62,9 +64,11 @@ def test_schema_profiles_and_config_keys_match_the_code() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     props = schema["properties"]
     assert sorted(props["mock"]["properties"]["profile"]["enum"]) == sorted(available_machines())
+    # not settable: where to reach the API (the pod's token), the node (downward API), the GPU
+    # lock dir (mounted by the chart, shared with the device plugin)
     camel = {
         re.sub(r"_(.)", lambda m: m.group(1).upper(), k) for k in KubeletPluginSettings.model_fields
-    } - {"kubeconfig", "nodeName"}
+    } - {"kubeconfig", "nodeName", "gpuLockDir"}
     extra = props["kubeletPlugin"]["properties"]["extraConfig"]["properties"]
     assert set(extra) == camel
 
@@ -115,6 +119,7 @@ def test_mock_values_render_a_valid_daemon_config_and_a_least_privileged_pod(
     )
     assert s.plugin_path == Path("/var/lib/kubelet/plugins/gpu.gpudra.io")
     assert s.mock_state_file == s.plugin_path / "mock-state.json"
+    assert s.gpu_lock_path == Path("/var/lib/kubelet/gpudra/gpus")  # the device plugin's too
     pod = find(objs, "DaemonSet")["spec"]["template"]["spec"]
     c = pod["containers"][0]
     sc = c["securityContext"]
@@ -126,6 +131,7 @@ def test_mock_values_render_a_valid_daemon_config_and_a_least_privileged_pod(
         "/var/lib/kubelet/plugins/gpu.gpudra.io",
         "/var/lib/kubelet/plugins_registry",
         "/var/run/cdi",
+        str(s.gpu_lock_path),
     }
     # every host path is mounted at the same path: the socket and CDI paths the daemon
     # reports are host paths
@@ -162,6 +168,7 @@ def test_gpu_modes_and_extra_config_reach_the_daemon(tmp_path: Path) -> None:
                 "dynamicMigGpus": "0-3",
                 "controllerManagedGpus": "4-7",
                 "removeUnknownMig": True,
+                "gpus": "0-5",
                 "extraConfig": {"cliqueId": "c7", "dynamicMigGpus": "ignored"},
             },
         }
@@ -169,6 +176,8 @@ def test_gpu_modes_and_extra_config_reach_the_daemon(tmp_path: Path) -> None:
     s = daemon_settings(objs, tmp_path)
     assert (str(s.dynamic_mig_gpus), str(s.controller_managed_gpus)) == ("0-3", "4-7")
     assert s.remove_unknown_mig is True and s.clique_id == "c7"
+    assert str(s.gpus) == "0-5"
+    assert daemon_settings(render(MOCK), tmp_path).gpus.every  # default: all
 
 
 def test_driver_name_flows_to_every_object_that_names_it(tmp_path: Path) -> None:

@@ -126,10 +126,18 @@ def gpudra_executable() -> str:
     return found
 
 
-def launch(objs: list[dict[str, Any]], kind: str, *, node_name: str, files_dir: Path) -> Launch:
+def launch(
+    objs: list[dict[str, Any]],
+    kind: str,
+    *,
+    node_name: str,
+    files_dir: Path,
+    component: str | None = None,
+) -> Launch:
     """The argv and env of the first container of the rendered ``kind`` (DaemonSet or
-    Deployment), with its ConfigMap volumes written under ``files_dir``."""
-    workload = find(objs, kind)
+    Deployment; ``component``: the one with that ``app.kubernetes.io/component``, where the
+    chart renders several), with its ConfigMap volumes written under ``files_dir``."""
+    workload = find(objs, kind, component)
     pod = workload["spec"]["template"]["spec"]
     container = pod["containers"][0]
     command = container.get("command") or []

@@ -64,6 +64,7 @@ bench: install cluster-binaries ## end to end (controller path vs kube-scheduler
 	PYTHONUNBUFFERED=1 $(PY) -m bench.e2e.run
 	PYTHONUNBUFFERED=1 $(PY) -m bench.e2e.scale
 	PYTHONUNBUFFERED=1 $(PY) -m bench.allocator.run
+	PYTHONUNBUFFERED=1 $(PY) -m bench.preferred.run
 
 image: ## build the container image $(IMAGE) from the Dockerfile (needs Docker)
 	docker build -t $(IMAGE) .

@@ -1,0 +1,1 @@
+"""GetPreferredAllocation benchmark: gpudra's device plugin against a go-gpuallocator baseline."""

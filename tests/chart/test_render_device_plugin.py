@@ -182,12 +182,14 @@ def test_values_reach_the_daemon_and_the_schema_knows_every_setting(tmp_path: Pa
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     svc = find(objs, "Service", DP)
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["ports"][0]["port"] == 9402
-    # every setting but the node (downward API), the NVIDIA file (devicePlugin.config) and
-    # the lock dir (mounted, shared with the DRA plugin) is an extraConfig key
+    # every setting but the node (downward API), the NVIDIA file (devicePlugin.config), the
+    # lock dir (mounted, shared with the DRA plugin) and the socket dir (mounted:
+    # <kubeletDir>/device-plugins) is an extraConfig key
     schema = json.loads((CHART / "values.schema.json").read_text())
     extra = schema["properties"]["devicePlugin"]["properties"]["extraConfig"]["properties"]
     fields = camel(DevicePluginSettings.model_fields)
-    assert set(extra) == fields - {"nodeName", "devicePluginConfig", "gpuLockDir"}
+    mounted = {"gpuLockDir", "devicePluginDir"}
+    assert set(extra) == fields - {"nodeName", "devicePluginConfig"} - mounted
     assert set(yaml.safe_load(find(objs, "ConfigMap", DP)["data"]["config.yaml"])) <= fields
 
 

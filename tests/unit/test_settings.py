@@ -27,7 +27,7 @@ KUBELET_FIELDS = {
     "nvml_probe_interval_s", "gpus", "gpu_lock_dir",
 }  # fmt: skip
 DEVICE_PLUGIN_FIELDS = {
-    "node_name", "kubelet_dir", "cdi_dir", "resource_name", "mig_strategy",
+    "node_name", "kubelet_dir", "device_plugin_dir", "cdi_dir", "resource_name", "mig_strategy",
     "device_list_strategy", "device_id_strategy", "pass_device_specs", "device_plugin_config",
     "gpus", "gpu_lock_dir", "fake_dev_root", "health_probe_interval_s", "metrics_port",
     "backend", "profile", "profile_file", "mock_state_file", "clique_id",

@@ -88,6 +88,14 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):  # type: ignore[misc]
                     c.allocation_size,
                 )
                 resp.container_responses.add(deviceIDs=ids)
+                log.info(
+                    "preferred %s: %d of %d available (must include %d): %s",
+                    self._resource,
+                    c.allocation_size,
+                    len(c.available_deviceIDs),
+                    len(c.must_include_deviceIDs),
+                    ",".join(self._service.device_names(self._resource, ids)),
+                )
         except LookupError as e:
             self._metrics.call("GetPreferredAllocation", ok=False)
             context.abort(grpc.StatusCode.NOT_FOUND, str(e))

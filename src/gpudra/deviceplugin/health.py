@@ -1,11 +1,12 @@
 """Which GPUs the device plugin reports Unhealthy, and why (pure).
 
-Two sources, as the node daemon has them: the backend's inventory (a GPU NVML cannot read is
-LOST) and its health events.  A fatal XID marks its GPU (and so every MIG device and replica
-of it) until a ``recovered`` event for it; XIDs that are the application's fault are ignored,
-the list NVIDIA's device plugin and DRA driver ignore by default (13, 31, 43, 45, 68, 109).
-An event NVML could not attribute to a GPU marks every GPU, as NVIDIA does: nothing is
-handed out that might be broken.  Issue-free GPUs keep serving whatever happens to the others.
+Two sources, as the node daemon has them: the backend's inventory (a GPU NVML cannot read
+is LOST, for as long as it cannot) and its health events.  A fatal XID marks its GPU (and
+so every MIG device and replica of it) until a ``recovered`` event for it; XIDs that are
+the application's fault are ignored, the list NVIDIA's device plugin and DRA driver ignore
+by default (13, 31, 43, 45, 68, 109).  An event NVML could not attribute to a GPU marks
+every GPU, as NVIDIA does: nothing is handed out that might be broken.  The other GPUs keep
+serving whatever happens to one.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class GpuHealth:
             if ev.xid is not None and ev.xid in self._ignored:
                 return False
             why = f"XID {ev.xid}"
+        elif ev.gpu_uuid is not None:
+            return True  # a lost GPU: the inventory says so for as long as it lasts
         else:
             why = "GPU lost (fallen off the bus)"
         if ev.gpu_uuid is None:

@@ -154,6 +154,12 @@ class DevicePluginService:
             self.ensure_cdi_spec()  # the runtime reads it as soon as we answer
         return out
 
+    def device_names(self, resource: str, ids: Sequence[str]) -> list[str]:
+        """The catalogue names behind ``ids`` (for logs), an unknown ID as itself."""
+        r = self.layout.resource(resource)
+        by_id = {d.id: d for d in r.devices} if r else {}
+        return [by_id[i].device if i in by_id else i for i in ids]
+
     def preferred(
         self, resource: str, available: Sequence[str], must_include: Sequence[str], size: int
     ) -> list[str]:

@@ -79,6 +79,12 @@ class DevicePluginSettings(BaseSettings, BackendSettings):
         description="the kubelet's root dir: sockets in <dir>/device-plugins, GPU ownership "
         "locks (shared with the DRA plugin) in <dir>/gpudra/gpus",
     )
+    device_plugin_dir: Path | None = Field(
+        default=None,
+        description="the kubelet's device-plugin socket dir (default <kubelet-dir>/"
+        "device-plugins; the kubelet itself always uses /var/lib/kubelet/device-plugins, "
+        "whatever its --root-dir)",
+    )
     cdi_dir: Path = Field(default=Path("/var/run/cdi"), description="CDI spec dir")
     resource_name: str = Field(
         default="nvidia.com/gpu",
@@ -139,7 +145,7 @@ class DevicePluginSettings(BaseSettings, BackendSettings):
 
     @property
     def device_plugin_path(self) -> Path:
-        return self.kubelet_dir / "device-plugins"
+        return self.device_plugin_dir or self.kubelet_dir / "device-plugins"
 
     @property
     def kubelet_socket(self) -> Path:

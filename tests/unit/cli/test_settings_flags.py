@@ -19,7 +19,7 @@ from gpudra.catalogue.gpuset import GpuSet
 from gpudra.cli import controller, kubelet_plugin
 from gpudra.cli.main import main, parser
 from gpudra.cli.settings_flags import SettingsError, add_flags, load_settings
-from gpudra.settings import ControllerSettings, KubeletPluginSettings
+from gpudra.settings import ControllerSettings, DevicePluginSettings, KubeletPluginSettings
 
 REQUIRED = object()
 
@@ -62,6 +62,28 @@ CONTROLLER_FLAGS: dict[str, tuple[type, Any, str]] = {
     "--lease-name": (str, "gpudra-controller", "leader-election Lease"),
     "--once": (bool, False, "one pass, then exit"),
 }
+DEVICE_PLUGIN_FLAGS: dict[str, tuple[type, Any, str]] = {
+    "--backend": (str, "nvml", "where GPUs come from: nvml"),
+    "--profile": (str, None, "shipped machine profile"),
+    "--profile-file": (Path, None, "machine profile YAML file"),
+    "--mock-state-file": (Path, None, "MIG instances and faults"),
+    "--clique-id": (str, None, "NVLink clique id"),
+    "--node-name": (str, REQUIRED, "this node's name"),
+    "--kubelet-dir": (Path, Path("/var/lib/kubelet"), "<dir>/device-plugins"),
+    "--device-plugin-dir": (Path, None, "always uses /var/lib/kubelet/device-plugins"),
+    "--cdi-dir": (Path, Path("/var/run/cdi"), "CDI spec dir"),
+    "--resource-name": (str, "nvidia.com/gpu", "<domain>/mig-<profile>"),
+    "--mig-strategy": (str, None, "single (identical MIG devices"),
+    "--device-list-strategy": (str, None, "envvar (NVIDIA_VISIBLE_DEVICES)"),
+    "--device-id-strategy": (str, None, "uuid or index"),
+    "--pass-device-specs": (bool, None, "device nodes in the Allocate response"),
+    "--device-plugin-config": (Path, None, "NVIDIA's k8s-device-plugin layout"),
+    "--gpus": (str, GpuSet(every=True, text="all"), "served by the DRA plugin, never both"),
+    "--gpu-lock-dir": (Path, None, "locked against the other mode"),
+    "--fake-dev-root": (Path, None, "stand-in /dev/nvidia* files"),
+    "--health-probe-interval-s": (float, 1.0, "health is read from NVML"),
+    "--metrics-port": (int, 0, "/metrics and /healthz"),
+}
 LEGACY = {"--interval": "--interval-s", "--unschedulable-deadline": "--unschedulable-deadline-s"}
 
 SAMPLES: dict[type, tuple[str, Any]] = {
@@ -95,7 +117,11 @@ def shown(default: Any) -> str:
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 
-TABLES = {"kubelet-plugin": KUBELET_FLAGS, "controller": CONTROLLER_FLAGS}
+TABLES = {
+    "kubelet-plugin": KUBELET_FLAGS,
+    "controller": CONTROLLER_FLAGS,
+    "device-plugin": DEVICE_PLUGIN_FLAGS,
+}
 ALL = [(cmd, flag) for cmd, table in TABLES.items() for flag in table]
 
 
@@ -128,6 +154,9 @@ def test_flag_type_help_and_default(cmd: str, flag: str) -> None:
 def defaults_of(cmd: str) -> Any:
     if cmd == "kubelet-plugin":
         return kubelet_plugin.settings_from(parser().parse_args([cmd, "--node-name", "n1"]))
+    if cmd == "device-plugin":
+        args = parser().parse_args([cmd, "--node-name", "n1"])
+        return load_settings(DevicePluginSettings, args)
     return controller.settings_from(parser().parse_args([cmd]))
 
 

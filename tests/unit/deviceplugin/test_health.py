@@ -27,12 +27,16 @@ def test_xids_mark_their_gpu_until_it_recovers(tmp_path: Path) -> None:
     assert not h.event(HealthEvent(kind=HealthEventKind.RECOVERED, gpu_uuid=uuid), inv)
 
 
-def test_a_lost_gpu_is_unhealthy_from_the_inventory_alone(tmp_path: Path) -> None:
+def test_a_lost_gpu_is_unhealthy_for_as_long_as_the_inventory_says_so(tmp_path: Path) -> None:
     b = mock("dgx-h100", tmp_path / "s.json")
+    h = GpuHealth()
     b.fall_off_bus(6)
-    assert GpuHealth().unhealthy(b.inventory()) == {6: "NVML cannot read the GPU (lost)"}
-    b.recover(6)
-    assert GpuHealth().unhealthy(b.inventory()) == {}
+    ev = b.wait_health_event(1.0)
+    assert ev is not None and ev.kind is HealthEventKind.GPU_LOST
+    assert h.event(ev, b.inventory())  # worth a refresh, but no mark of its own
+    assert h.unhealthy(b.inventory()) == {6: "NVML cannot read the GPU (lost)"}
+    b.recover(6)  # NVML reads it again: healthy, even before the recovered event is seen
+    assert h.unhealthy(b.inventory()) == {}
 
 
 def test_an_event_nvml_cannot_attribute_marks_every_gpu(tmp_path: Path) -> None:

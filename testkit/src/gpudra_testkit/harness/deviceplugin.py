@@ -45,11 +45,14 @@ class DevicePluginProcess:
     cdi_root: Path | None = None  # default <root>/cdi
     values: dict[str, Any] = field(default_factory=dict)  # on top of the devicePlugin values
     extra_args: list[str] = field(default_factory=list)
+    # the kubelet's device-plugin dir when it is not <root>/device-plugins: a real kubelet
+    # always uses /var/lib/kubelet/device-plugins, whatever its --root-dir
+    socket_dir: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def device_plugin_dir(self) -> Path:
-        return self.root / "device-plugins"
+        return self.socket_dir or self.root / "device-plugins"
 
     @property
     def cdi_dir(self) -> Path:
@@ -101,6 +104,8 @@ class DevicePluginProcess:
             node_name=self.node_name,
             files_dir=self.files_dir,
         )
+        if self.socket_dir is not None:
+            how.argv += ["--device-plugin-dir", str(self.socket_dir)]
         how.argv += self.extra_args
         return how
 

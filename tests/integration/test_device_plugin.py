@@ -71,7 +71,8 @@ def dp_node(kube: KubeClient, make_node: Callable[..., str]) -> Iterator[Callabl
         before: Callable[[Node], None] | None = None,
     ) -> Node:
         name = make_node(f"dp-{profile}")
-        n = Node(kube, name, DevicePluginProcess(name, profile, root / name, values=values or {}))
+        values = {"extraConfig": {"healthRecoveryS": 0.5}, **(values or {})}
+        n = Node(kube, name, DevicePluginProcess(name, profile, root / name, values=values))
         if before is not None:
             before(n)
         n.kubelet.start()

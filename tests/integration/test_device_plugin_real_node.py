@@ -47,6 +47,7 @@ def plugin(real_node: RealNode, kube: KubeClient) -> Iterator[DevicePluginProces
         real_node.layout.kubelet_root,
         cdi_root=real_node.layout.cdi_dir,
         socket_dir=KUBELET_DP_DIR,
+        values={"extraConfig": {"healthRecoveryS": 0.5}},
     )
     p.start()
     try:

@@ -24,12 +24,14 @@ KUBELET_FIELDS = {
     "backend", "profile", "profile_file", "profile_node_label", "mock_state_file", "clique_id",
     "fake_dev_root", "controller_managed_gpus", "dynamic_mig_gpus", "remove_unknown_mig",
     "metrics_port", "boot_id_file", "gc_interval_s", "api_unreachable_s", "nvml_wedged_s",
-    "nvml_probe_interval_s", "gpus", "gpu_lock_dir",
+    "nvml_probe_interval_s", "gpus", "gpu_lock_dir", "health_recovery_s",
+    "lost_gpu_taint_effect",
 }  # fmt: skip
 DEVICE_PLUGIN_FIELDS = {
     "node_name", "kubelet_dir", "device_plugin_dir", "cdi_dir", "resource_name", "mig_strategy",
     "device_list_strategy", "device_id_strategy", "pass_device_specs", "device_plugin_config",
-    "gpus", "gpu_lock_dir", "fake_dev_root", "health_probe_interval_s", "metrics_port",
+    "gpus", "gpu_lock_dir", "fake_dev_root", "health_probe_interval_s", "health_recovery_s",
+    "metrics_port",
     "backend", "profile", "profile_file", "mock_state_file", "clique_id",
 }  # fmt: skip
 CONTROLLER_FIELDS = {

@@ -189,8 +189,10 @@ class NodeSearch:
                 return Rejection(f"selector {expr!r} is false")
         taint = untolerated(dev.taints, req.tolerations)
         if taint is not None:
+            since = f" since {taint['timeAdded']}" if taint.get("timeAdded") else ""
             return Rejection(
-                f"untolerated taint {taint.get('key')}={taint.get('value', '')}:{taint['effect']}"
+                f"{dev.name} is tainted {taint.get('key')}={taint.get('value', '')}:"
+                f"{taint['effect']}{since} (not tolerated)"
             )
         if not req.admin_access and dev.key in self.view.in_use:
             return Rejection(IN_USE, RejectionKind.IN_USE)

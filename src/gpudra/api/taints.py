@@ -13,7 +13,9 @@ from typing import TypedDict
 class Taint(TypedDict, total=False):
     key: str
     value: str
-    effect: str  # NoSchedule | NoExecute | PreferNoSchedule (nodes); NoSchedule | NoExecute
+    # nodes: NoSchedule | NoExecute | PreferNoSchedule; devices: NoSchedule | NoExecute | None
+    effect: str
+    timeAdded: str  # devices: RFC 3339, when the taint was added
 
 
 class Toleration(TypedDict, total=False):

@@ -18,14 +18,17 @@ The modes:
 
 A GPU outside the daemon's GPU set (``served``: the DRA plugin's ``--gpus``; the rest may be
 the device plugin's) has a mode but no devices: it is neither published nor prepared, and the
-stray-instance sweep leaves it alone.  A lost GPU keeps its mode but publishes nothing; its
-devices stay in the catalogue, unhealthy, so a claim for them is refused with that reason
-rather than as unknown.
+stray-instance sweep leaves it alone.  A lost GPU keeps its mode; its devices stay in the
+catalogue, unhealthy, so a claim for them is refused with that reason rather than as
+unknown, and they are published only with a taint for the fault (``taints``: the node
+daemon's ``gpudra.devices.faults``), so claims that hold them can be explained and no new
+claim gets them.  Every device of a GPU carries its GPU's fault taints (MIG devices
+inherit their parent's), after the controller-managed taint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -145,17 +148,31 @@ def _footprint(gpu: Gpu, slices: range) -> tuple[str, ...]:
     return tuple(f"{gpu.uuid}/{i}" for i in slices)
 
 
-def _taint(dev: dict[str, Any], managed: bool) -> dict[str, Any]:
-    if managed:
-        dev["taints"] = [dict(MANAGED_TAINT)]
-    return dev
+def _tainter(
+    managed: bool, faults: Sequence[Mapping[str, Any]]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    taints = ([dict(MANAGED_TAINT)] if managed else []) + [dict(t) for t in faults]
+
+    def taint(dev: dict[str, Any]) -> dict[str, Any]:
+        if taints:
+            dev["taints"] = [dict(t) for t in taints]
+        return dev
+
+    return taint
 
 
 def _gpu_devices(
-    inv: Inventory, gpu: Gpu, mode: GpuMode, *, managed: bool, groups: dict[int, str]
+    inv: Inventory,
+    gpu: Gpu,
+    mode: GpuMode,
+    *,
+    managed: bool,
+    groups: dict[int, str],
+    faults: Sequence[Mapping[str, Any]] = (),
 ) -> list[CatalogueDevice]:
     """The catalogue entries of one GPU (publishing order within the GPU)."""
-    published = gpu.health is not Health.LOST
+    _taint = _tainter(managed, faults)
+    published = gpu.health is not Health.LOST or bool(faults)
     healthy = gpu.health is Health.HEALTHY
     node = (f"/dev/nvidia{gpu.minor}",)
     out: list[CatalogueDevice] = []
@@ -163,7 +180,7 @@ def _gpu_devices(
     if mode is not GpuMode.STATIC_MIG:
         whole = gpu_device(inv, gpu, groups) if published else None
         if whole is not None:
-            _taint(whole, managed)
+            _taint(whole)
             if mode is GpuMode.DYNAMIC_MIG:
                 whole["consumesCounters"] = whole_gpu_consumption(gpu)
         out.append(
@@ -194,7 +211,7 @@ def _gpu_devices(
                         healthy=healthy,
                         footprint=_footprint(gpu, pl.slices),
                         mig=MigIdentity(gpu.uuid, prof.name, pl.start),
-                        slice_device=_taint(dev, managed) if dev else None,
+                        slice_device=_taint(dev) if dev else None,
                     )
                 )
     elif mode is GpuMode.STATIC_MIG:
@@ -213,7 +230,7 @@ def _gpu_devices(
                     healthy=healthy,
                     footprint=_footprint(gpu, m.placement.slices),
                     mig=MigIdentity(gpu.uuid, known.name, m.placement_start),
-                    slice_device=_taint(dev, managed) if dev else None,
+                    slice_device=_taint(dev) if dev else None,
                 )
             )
     return out
@@ -226,10 +243,12 @@ def build_catalogue(
     managed: frozenset[int] = frozenset(),
     capabilities: ServerCapabilities = ServerCapabilities(),
     served: frozenset[int] | None = None,
+    taints: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
 ) -> NodeCatalogue:
     """The catalogue of ``inv``: GPUs in ``dynamic`` in dynamic-MIG mode where the GPU and the
     server allow it, GPUs in ``managed`` tainted for the gpudra controller, only the GPUs in
-    ``served`` (None: all) with devices.
+    ``served`` (None: all) with devices, each GPU's devices with its ``taints`` (GPU index ->
+    fault taints; a lost GPU is published only with some).
 
     Publishing order: the whole GPUs and static MIG devices first (GPU order: whole GPUs, then
     each static-MIG GPU's instances), then each dynamic-MIG GPU (its whole GPU, then its
@@ -240,7 +259,14 @@ def build_catalogue(
     groups = nvlink_group_names(inv.topology)
     serves = frozenset(g.index for g in inv.gpus) if served is None else served
     per_gpu = {
-        g.index: _gpu_devices(inv, g, modes[g.index], managed=g.index in managed, groups=groups)
+        g.index: _gpu_devices(
+            inv,
+            g,
+            modes[g.index],
+            managed=g.index in managed,
+            groups=groups,
+            faults=(taints or {}).get(g.index, ()),
+        )
         if g.index in serves
         else []
         for g in inv.gpus

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import yaml
 
 from gpudra import __version__
-from gpudra.cli import controller, device_plugin, explain, kubelet_plugin
+from gpudra.cli import controller, device_plugin, explain, kubelet_plugin, mock
 from gpudra.cli.discover_view import document, table
 from gpudra.cli.settings_flags import SettingsError, load_settings
 from gpudra.cli.shared_flags import backend_flags
@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     disc.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     kubelet_plugin.add_parser(sub)
     device_plugin.add_parser(sub)
+    mock.add_parser(sub)
     explain.add_parser(sub)
     controller.add_parser(sub)
     return root
@@ -85,6 +86,7 @@ COMMANDS = {
     "discover": cmd_discover,
     "kubelet-plugin": kubelet_plugin.run,
     "device-plugin": device_plugin.run,
+    "mock": mock.run,
     "explain": explain.run,
     "controller": controller.run,
 }

@@ -90,7 +90,7 @@ class DevicePluginDaemon:
         self.service = DevicePluginService(
             options, cdi=self.cdi, dev_root=str(dev_root) if dev_root else None
         )
-        self.gpu_health = GpuHealth()
+        self.gpu_health = GpuHealth(recovery_s=s.health_recovery_s)
         self._inventory = inv
         self._nvml_error: str | None = None
         self.servers: dict[str, ResourceServer] = {}
@@ -196,6 +196,8 @@ class DevicePluginDaemon:
                 self._stop.wait(5.0)
                 continue
             if event is None:
+                if self.gpu_health.due():  # a recovered GPU's damping window ended
+                    self._refresh()
                 continue
             log.warning("GPU health event: %s", event.to_wire())
             try:
@@ -219,7 +221,9 @@ class DevicePluginDaemon:
                 continue
             back = self._nvml_error is not None
             self._nvml_error = None
-            if back or inv != self._inventory:
+            with self._lock:
+                changed = self.gpu_health.inventory(inv)
+            if back or changed or inv != self._inventory:
                 self._refresh(inv)
 
     # --- life cycle -------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The node daemon's current catalogue: rebuilt only when what it is built from changes.
 
 The inputs are the inventory (read from NVML on every call: health and MIG instances
-change), the GPU-set settings (served GPUs, modes; fixed for the daemon's life) and the API server's
+change), the GPUs' fault taints (``fault_taints.FaultTaints``), the GPU-set settings
+(served GPUs, modes; fixed for the daemon's life) and the API server's
 capabilities (its version, read once it answers; until then unknown).  The catalogue
 (``gpudra.catalogue``) is rebuilt when the inventory or the capabilities differ from the
 last build, and the same object is returned otherwise.
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from gpudra.catalogue.catalogue import (
     PARTITIONABLE_SINCE_MINOR,
@@ -35,6 +37,8 @@ class CatalogueSource:
         dynamic_mig: GpuSet,
         managed: GpuSet,
         served: GpuSet | None = None,
+        taints: Callable[[Inventory, ServerCapabilities], Mapping[int, tuple[Any, ...]]]
+        | None = None,
         on_build: Callable[[NodeCatalogue], None] | None = None,
     ) -> None:
         self._inventory = inventory
@@ -42,9 +46,11 @@ class CatalogueSource:
         self._dynamic_mig = dynamic_mig
         self._managed = managed
         self._served = served or GpuSet(every=True, text="all")
+        self._taints = taints or (lambda inv, caps: {})
         self._on_build = on_build or (lambda catalogue: None)
         self._capabilities = ServerCapabilities()
         self._built: NodeCatalogue | None = None
+        self._built_taints: dict[int, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
 
     def capabilities(self) -> ServerCapabilities:
@@ -62,13 +68,24 @@ class CatalogueSource:
                 self._capabilities = ServerCapabilities(minor=minor)
         return self._capabilities
 
+    def last_inventory(self) -> Inventory | None:
+        """The inventory of the last build (when NVML does not answer now)."""
+        with self._lock:
+            return self._built.inventory if self._built else None
+
     def current(self) -> NodeCatalogue:
         """The catalogue of the node as it is now (NvmlError when NVML does not answer)."""
         inv = self._inventory()
         caps = self.capabilities()
+        taints = dict(self._taints(inv, caps))
         with self._lock:
             last = self._built
-            if last is not None and last.inventory == inv and last.capabilities == caps:
+            if (
+                last is not None
+                and last.inventory == inv
+                and last.capabilities == caps
+                and self._built_taints == taints
+            ):
                 return last
             n = len(inv.gpus)
             built = build_catalogue(
@@ -77,8 +94,9 @@ class CatalogueSource:
                 managed=self._managed.resolve(n),
                 capabilities=caps,
                 served=self._served.resolve(n),
+                taints=taints,
             )
-            self._built = built
+            self._built, self._built_taints = built, taints
         if last is None or last.capabilities != caps or last.modes != built.modes:
             self._said(built)
         self._on_build(built)

@@ -26,10 +26,12 @@ from gpudra.catalogue.gpuset import GpuSetError
 from gpudra.cdi.fakedev import make_fake_dev_root
 from gpudra.cdi.writer import CdiWriter
 from gpudra.common.gpulocks import GpuLocked, GpuLocks
+from gpudra.devices.inventory import Inventory
 from gpudra.kube.client import KubeClient
 from gpudra.kubeletplugin.catalogue_source import CatalogueSource
 from gpudra.kubeletplugin.checkpoint import CheckpointStore
 from gpudra.kubeletplugin.dirlock import DirLock
+from gpudra.kubeletplugin.fault_taints import FaultTaints
 from gpudra.kubeletplugin.grpc_server import PluginServers
 from gpudra.kubeletplugin.health import HealthState
 from gpudra.kubeletplugin.node import NodePlugin
@@ -92,6 +94,11 @@ class KubeletPluginDaemon:
         self._begin_boot(s.boot_id_file)
         if s.dev_root is not None:
             make_fake_dev_root(s.dev_root, [f"/dev/nvidia{g.minor}" for g in gpus])
+        self.faults = FaultTaints(
+            recovery_s=s.health_recovery_s,
+            lost_effect=s.lost_gpu_taint_effect,
+            metrics=self.metrics,
+        )
         # the one answer to "what is device <name> here?", for publishing and for preparing
         self.catalogues = CatalogueSource(
             backend.inventory,
@@ -99,6 +106,7 @@ class KubeletPluginDaemon:
             dynamic_mig=s.dynamic_mig_gpus,
             managed=s.controller_managed_gpus,
             served=s.gpus,
+            taints=self.faults.taints,
             on_build=self._catalogue_built,
         )
         self.node = NodePlugin(
@@ -231,6 +239,13 @@ class KubeletPluginDaemon:
                 continue
             if event is not None:
                 log.warning("GPU health event: %s", event.to_wire())
+                try:
+                    seen: Inventory | None = self._backend.inventory()
+                except NvmlError:
+                    seen = self.catalogues.last_inventory()
+                if seen is not None and self.faults.event(event, seen):
+                    self.publisher.trigger()
+            if self.faults.due():  # a recovered GPU's damping window ended
                 self.publisher.trigger()
 
     def _probe_nvml(self) -> None:
@@ -245,6 +260,8 @@ class KubeletPluginDaemon:
                 self.health.nvml_failed(f"{type(e).__name__}: {e}")
             else:
                 self.health.nvml_ok()
+                if self.faults.inventory(inv):
+                    self.publisher.trigger()
                 now = {g.uuid: g.health.value for g in inv.gpus}
                 if seen is not None and now != seen:
                     log.warning("GPU health changed: %s", now)

@@ -36,12 +36,28 @@ class NodeMetrics:
             "Checkpointed claims released by garbage collection (their ResourceClaim was gone)",
             registry=r,
         )
+        self.gpu_healthy = Gauge(
+            "gpudra_gpu_health",
+            "1 while the GPU has no fatal fault (XID, double-bit ECC, lost), 0 while it has one "
+            "(its devices are tainted)",
+            ["gpu", "uuid"],
+            registry=r,
+        )
+        self.xids = Counter(
+            "gpudra_gpu_xid_total", "XID events reported by NVML", ["gpu", "xid"], registry=r
+        )
         for op in ("prepare", "unprepare"):
             for outcome in ("ok", "error"):
                 self.requests.labels(operation=op, outcome=outcome)
 
     def claim(self, operation: str, ok: bool) -> None:
         self.requests.labels(operation=operation, outcome="ok" if ok else "error").inc()
+
+    def gpu_health(self, gpu: int, uuid: str, healthy: bool) -> None:
+        self.gpu_healthy.labels(gpu=str(gpu), uuid=uuid).set(1 if healthy else 0)
+
+    def xid(self, gpu: int, xid: int) -> None:
+        self.xids.labels(gpu=str(gpu), xid=str(xid)).inc()
 
     def serve(
         self, port: int, addr: str = "0.0.0.0", routes: Mapping[str, Route] | None = None

@@ -16,12 +16,15 @@ from gpudra.devices.inventory import Inventory
 
 class HealthEventKind(StrEnum):
     XID = "xid"
+    ECC_DOUBLE_BIT = "ecc-double-bit"
+    ECC_SINGLE_BIT = "ecc-single-bit"
     GPU_LOST = "gpu-lost"
     RECOVERED = "recovered"  # the GPU answers again and its faults are cleared
 
 
 class HealthEvent(Model):
-    """One health event: an XID on a GPU (or a MIG device of it), a GPU lost, a GPU recovered.
+    """One health event: an XID or ECC error on a GPU (or a MIG device of it), a GPU lost, a
+    GPU recovered.
 
     ``gpu_uuid`` is None when NVML could not say which GPU: it then concerns all of them.
     """

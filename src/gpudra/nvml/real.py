@@ -212,14 +212,18 @@ class RealBackend:
         lib = self._lib
         if self._events is None:
             events = call(lib, "create event set", lib.nvmlEventSetCreate)
-            wanted = lib.nvmlEventTypeXidCriticalError
+            wanted = (
+                lib.nvmlEventTypeXidCriticalError
+                | getattr(lib, "nvmlEventTypeDoubleBitEccError", 0)
+                | getattr(lib, "nvmlEventTypeSingleBitEccError", 0)
+            )
             for i in range(call(lib, "count GPUs", lib.nvmlDeviceGetCount)):
                 handle = optional(lib, lib.nvmlDeviceGetHandleByIndex, i)
                 if handle is None:  # lost: its events could not be delivered anyway
                     continue
                 supported = optional(lib, lib.nvmlDeviceGetSupportedEventTypes, handle) or 0
                 if supported & wanted:
-                    optional(lib, lib.nvmlDeviceRegisterEvents, handle, wanted, events)
+                    optional(lib, lib.nvmlDeviceRegisterEvents, handle, supported & wanted, events)
             self._events = events
         return self._events
 
@@ -238,10 +242,16 @@ class RealBackend:
         uuid = optional(lib, lib.nvmlDeviceGetUUID, data.device)
         if uuid is None:
             return HealthEvent(kind=HealthEventKind.GPU_LOST, gpu_uuid=None)
+        kind = HealthEventKind.XID
+        event_type = int(getattr(data, "eventType", 0) or 0)
+        if event_type & getattr(lib, "nvmlEventTypeDoubleBitEccError", 0):
+            kind = HealthEventKind.ECC_DOUBLE_BIT
+        elif event_type & getattr(lib, "nvmlEventTypeSingleBitEccError", 0):
+            kind = HealthEventKind.ECC_SINGLE_BIT
         return HealthEvent(
-            kind=HealthEventKind.XID,
+            kind=kind,
             gpu_uuid=text(uuid),
-            xid=int(data.eventData),
+            xid=int(data.eventData) if kind is HealthEventKind.XID else None,
             gpu_instance_id=int(data.gpuInstanceId),
             compute_instance_id=int(data.computeInstanceId),
         )

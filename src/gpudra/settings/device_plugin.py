@@ -136,6 +136,12 @@ class DevicePluginSettings(BaseSettings, BackendSettings):
     health_probe_interval_s: float = Field(
         default=1.0, gt=0, description="how often the GPUs' health is read from NVML"
     )
+    health_recovery_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="a GPU with a fault is Healthy again once it has recovered for this long "
+        "(damps a flapping GPU)",
+    )
     metrics_port: int = Field(
         default=0,
         ge=0,

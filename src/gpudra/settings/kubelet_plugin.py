@@ -6,7 +6,7 @@ Each field's description is its ``--help`` text; the default is added to it from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, PlainSerializer
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -108,6 +108,18 @@ class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
         default=60.0,
         gt=0,
         description="/healthz fails when NVML has not completed a call for this long",
+    )
+    health_recovery_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="a GPU's fault taint is removed once it has recovered for this long "
+        "(damps a flapping GPU)",
+    )
+    lost_gpu_taint_effect: Literal["NoExecute", "NoSchedule"] = Field(
+        default="NoExecute",
+        description="effect of the gpu.gpudra.io/gpu-lost taint: NoExecute evicts the pods "
+        "using the GPU (where the cluster evicts on device taints), NoSchedule only keeps "
+        "new claims away",
     )
     nvml_probe_interval_s: float = Field(
         default=10.0, gt=0, description="how often the NVML probe reads the inventory"

@@ -147,7 +147,8 @@ def test_untolerated_taints_exclude_devices() -> None:
     v = view(slices)
     sols, search = solve(v, claim(exactly("g", 4)))
     assert sols == []
-    assert search.diag.rejected["g"]["untolerated taint gpu.gpudra.io/xid=79:NoSchedule"] == 1
+    rejected = search.diag.rejected["g"]
+    assert rejected["gpu-0 is tainted gpu.gpudra.io/xid=79:NoSchedule (not tolerated)"] == 1
     tol = [{"key": "gpu.gpudra.io/xid", "operator": "Exists", "effect": "NoSchedule"}]
     sols, _ = solve(v, claim(exactly("g", 4, tolerations=tol)))
     assert len(sols) == 1

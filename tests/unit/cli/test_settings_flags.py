@@ -49,6 +49,8 @@ KUBELET_FLAGS: dict[str, tuple[type, Any, str]] = {
     "--api-unreachable-s": (float, 300.0, "API server has not answered"),
     "--nvml-wedged-s": (float, 60.0, "NVML has not completed a call"),
     "--nvml-probe-interval-s": (float, 10.0, "NVML probe"),
+    "--health-recovery-s": (float, 30.0, "has recovered for this long"),
+    "--lost-gpu-taint-effect": (str, "NoExecute", "gpu.gpudra.io/gpu-lost taint"),
 }
 
 CONTROLLER_FLAGS: dict[str, tuple[type, Any, str]] = {
@@ -82,6 +84,7 @@ DEVICE_PLUGIN_FLAGS: dict[str, tuple[type, Any, str]] = {
     "--gpu-lock-dir": (Path, None, "locked against the other mode"),
     "--fake-dev-root": (Path, None, "stand-in /dev/nvidia* files"),
     "--health-probe-interval-s": (float, 1.0, "health is read from NVML"),
+    "--health-recovery-s": (float, 30.0, "Healthy again once it has recovered"),
     "--metrics-port": (int, 0, "/metrics and /healthz"),
 }
 LEGACY = {"--interval": "--interval-s", "--unschedulable-deadline": "--unschedulable-deadline-s"}

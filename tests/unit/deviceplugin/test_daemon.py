@@ -43,6 +43,7 @@ def settings(root: Path, **kw: Any) -> DevicePluginSettings:
         cdi_dir=root / "cdi",
         mock_state_file=root / "mock-state.json",
         health_probe_interval_s=0.2,
+        health_recovery_s=kw.pop("health_recovery_s", 0.3),
         **kw,
     )
 

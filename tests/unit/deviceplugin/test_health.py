@@ -1,41 +1,67 @@
-"""GPU health for ListAndWatch: lost GPUs, fatal and ignored XIDs, recovery, unattributed
-events; one GPU's fault never touches another's verdict."""
+"""GPU health for ListAndWatch, on the DRA plugin's fault rules: lost GPUs, fatal and
+application XIDs, ECC errors, damped recovery, unattributed events; one GPU's fault never
+touches another's verdict."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gpudra.deviceplugin.health import IGNORED_XIDS, GpuHealth
+from gpudra.deviceplugin.health import GpuHealth
+from gpudra.devices.faults import APPLICATION_XIDS
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
 from tests.unit.deviceplugin.nodes import mock
 
 
-def test_xids_mark_their_gpu_until_it_recovers(tmp_path: Path) -> None:
-    b = mock("dgx-h100", tmp_path / "s.json")
-    inv = b.inventory()
-    h = GpuHealth()
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_xids_mark_their_gpu_until_it_has_recovered_for_the_damping_time(tmp_path: Path) -> None:
+    inv = mock("dgx-h100", tmp_path / "s.json").inventory()
+    clock = Clock()
+    h = GpuHealth(recovery_s=10, clock=clock)
     uuid = inv.gpus[3].uuid
     assert h.event(HealthEvent(kind=HealthEventKind.XID, gpu_uuid=uuid, xid=79), inv)
-    assert h.unhealthy(inv) == {3: "XID 79"}
-    for xid in sorted(IGNORED_XIDS):  # the application's fault, not the GPU's
-        assert not h.event(
-            HealthEvent(kind=HealthEventKind.XID, gpu_uuid=inv.gpus[1].uuid, xid=xid), inv
-        )
-    assert h.unhealthy(inv) == {3: "XID 79"}
+    assert h.unhealthy(inv) == {3: "XID 79 (GPU has fallen off the bus)"}
+    for xid in sorted(APPLICATION_XIDS):  # the application's fault, not the GPU's
+        h.event(HealthEvent(kind=HealthEventKind.XID, gpu_uuid=inv.gpus[1].uuid, xid=xid), inv)
+    h.event(HealthEvent(kind=HealthEventKind.ECC_SINGLE_BIT, gpu_uuid=inv.gpus[2].uuid), inv)
+    assert h.unhealthy(inv) == {3: "XID 79 (GPU has fallen off the bus)"}
     assert h.event(HealthEvent(kind=HealthEventKind.RECOVERED, gpu_uuid=uuid), inv)
-    assert h.unhealthy(inv) == {}
-    assert not h.event(HealthEvent(kind=HealthEventKind.RECOVERED, gpu_uuid=uuid), inv)
+    clock.t += 9
+    assert set(h.unhealthy(inv)) == {3} and not h.due()  # still damped
+    clock.t += 1
+    assert h.due() and h.unhealthy(inv) == {}
 
 
-def test_a_lost_gpu_is_unhealthy_for_as_long_as_the_inventory_says_so(tmp_path: Path) -> None:
+def test_a_fault_while_recovering_keeps_the_gpu_unhealthy(tmp_path: Path) -> None:
+    inv = mock("dgx-h100", tmp_path / "s.json").inventory()
+    clock = Clock()
+    h = GpuHealth(recovery_s=10, clock=clock)
+    uuid = inv.gpus[0].uuid
+    h.event(HealthEvent(kind=HealthEventKind.ECC_DOUBLE_BIT, gpu_uuid=uuid), inv)
+    h.event(HealthEvent(kind=HealthEventKind.RECOVERED, gpu_uuid=uuid), inv)
+    clock.t += 5
+    h.event(HealthEvent(kind=HealthEventKind.ECC_DOUBLE_BIT, gpu_uuid=uuid), inv)  # flaps
+    clock.t += 30
+    assert h.unhealthy(inv) == {0: "double-bit ECC error"}
+
+
+def test_a_lost_gpu_is_unhealthy_while_lost_and_damped_after(tmp_path: Path) -> None:
     b = mock("dgx-h100", tmp_path / "s.json")
-    h = GpuHealth()
+    clock = Clock()
+    h = GpuHealth(recovery_s=10, clock=clock)
     b.fall_off_bus(6)
-    ev = b.wait_health_event(1.0)
-    assert ev is not None and ev.kind is HealthEventKind.GPU_LOST
-    assert h.event(ev, b.inventory())  # worth a refresh, but no mark of its own
+    assert h.inventory(b.inventory())
     assert h.unhealthy(b.inventory()) == {6: "NVML cannot read the GPU (lost)"}
-    b.recover(6)  # NVML reads it again: healthy, even before the recovered event is seen
+    b.recover(6)
+    assert h.inventory(b.inventory())  # readable again: the recovery starts
+    assert h.unhealthy(b.inventory()) == {6: "GPU lost (NVML cannot reach it)"}
+    clock.t += 10
     assert h.unhealthy(b.inventory()) == {}
 
 

@@ -3,8 +3,9 @@
 MIG create/destroy follows NVML's rules and error classes (MIG mode required, placements
 checked against the MIG profile table and existing instances, a lost GPU refuses everything
 with GpuLost, a MIG instance with processes refuses destroy with InUse), and faults can be
-injected for tests: an XID event, a GPU falling off the bus, hung NVML calls, processes
-running on a MIG instance.
+injected (``gpudra.nvml.mock.faults``, also ``gpudra mock inject``): an XID or ECC event, a
+GPU falling off the bus and its recovery, hung NVML calls, processes running on a MIG
+instance.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gpudra.nvml.errors import (
     InvalidArgument,
     NotSupported,
 )
+from gpudra.nvml.mock.faults import inject
 from gpudra.nvml.mock.hardware import build_gpus, build_topology, mig_uuid
 from gpudra.nvml.mock.profile import MachineProfile
 from gpudra.nvml.mock.state import MigRecord, MockState, PendingEvent, StateStore
@@ -150,8 +152,16 @@ class MockBackend:
     def inject_xid(self, gpu_index: int, xid: int, *, gpu_instance_id: int | None = None) -> None:
         """Queue an XID event for a GPU (or one of its MIG devices)."""
         self._gpu_at(gpu_index)
+        if gpu_instance_id is None:
+            inject(self._store, gpu_index, "xid", xid)
+            return
         ev = PendingEvent(kind="xid", gpu_index=gpu_index, xid=xid, gpu_instance_id=gpu_instance_id)
         self._store.update(lambda s: (s.model_copy(update={"events": (*s.events, ev)}), None))
+
+    def inject_ecc(self, gpu_index: int, *, double_bit: bool = True) -> None:
+        """Queue an ECC error event (double-bit: fatal; single-bit: informational)."""
+        self._gpu_at(gpu_index)
+        inject(self._store, gpu_index, "ecc-double-bit" if double_bit else "ecc-single-bit")
 
     def hang(self, seconds: float) -> None:
         """From now on every inventory read blocks ``seconds`` (0: answer at once again)."""
@@ -162,25 +172,13 @@ class MockBackend:
     def fall_off_bus(self, gpu_index: int) -> None:
         """The GPU is lost: inventory reports it, every operation on it raises GpuLost."""
         self._gpu_at(gpu_index)
-        ev = PendingEvent(kind="gpu-lost", gpu_index=gpu_index)
-
-        def change(s: MockState) -> tuple[MockState, None]:
-            lost = tuple(sorted({*s.lost, gpu_index}))
-            return s.model_copy(update={"lost": lost, "events": (*s.events, ev)}), None
-
-        self._store.update(change)
+        inject(self._store, gpu_index, "lost")
 
     def recover(self, gpu_index: int) -> None:
         """The GPU is back (a reset, a driver reload): it answers again and a ``recovered``
         event clears its faults."""
         self._gpu_at(gpu_index)
-        ev = PendingEvent(kind="recovered", gpu_index=gpu_index)
-
-        def change(s: MockState) -> tuple[MockState, None]:
-            lost = tuple(i for i in s.lost if i != gpu_index)
-            return s.model_copy(update={"lost": lost, "events": (*s.events, ev)}), None
-
-        self._store.update(change)
+        inject(self._store, gpu_index, "recover")
 
     def run_process(self, mig_uuid: str) -> None:
         """A process now runs on the MIG instance: destroying it raises InUse until

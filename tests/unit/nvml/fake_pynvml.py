@@ -30,6 +30,8 @@ NVML_NVLINK_MAX_LINKS = 18
 NVML_NVLINK_DEVICE_TYPE_GPU = 0
 NVML_NVLINK_DEVICE_TYPE_SWITCH = 2
 NVML_GPU_FABRIC_STATE_COMPLETED = 3
+nvmlEventTypeSingleBitEccError = 1
+nvmlEventTypeDoubleBitEccError = 2
 nvmlEventTypeXidCriticalError = 8
 
 
@@ -100,6 +102,7 @@ class FakeNvml:
         self.present = present
         self.calls: list[str] = []
         self.events: list[Any] = []
+        self.registered_masks: list[int] = []
         for name, value in globals().items():
             if name.startswith(("NVML_", "nvmlEventType")):
                 setattr(self, name, value)
@@ -272,6 +275,7 @@ class FakeNvml:
 
     def nvmlDeviceRegisterEvents(self, h: Any, mask: int, es: Any) -> None:
         self.calls.append(f"register {self._gpu(h).uuid}")
+        self.registered_masks.append(mask)
 
     def nvmlEventSetWait_v2(self, es: Any, timeout_ms: int) -> Any:
         if not self.events:

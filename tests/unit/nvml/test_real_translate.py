@@ -133,3 +133,54 @@ def test_mig_capability_minors_from_procfs(tmp_path) -> None:  # type: ignore[no
         "/dev/nvidia-caps/nvidia-cap21",
         "/dev/nvidia-caps/nvidia-cap22",
     )
+
+
+def test_xid_ecc_and_lost_events_reach_the_health_source() -> None:
+    """NVML's events through the real backend into the fault tracker both daemons use."""
+    from gpudra.devices.faults import FaultKind, GpuFaults
+    from gpudra.nvml.health_events import apply_event
+
+    lib = two_linked()
+    backend = RealBackend(node_name="n", lib=lib)
+    inv = backend.inventory()
+    assert backend.wait_health_event(0.01) is None  # registers the event set
+    xid, dbe, sbe = (
+        lib.nvmlEventTypeXidCriticalError,
+        lib.nvmlEventTypeDoubleBitEccError,
+        lib.nvmlEventTypeSingleBitEccError,
+    )
+    assert lib.registered_masks and all(m == xid | dbe | sbe for m in lib.registered_masks)
+    none = 0xFFFFFFFF
+    for event_type, data in ((xid, 79), (dbe, 0), (sbe, 0)):
+        lib.events.append(
+            SimpleNamespace(
+                device=lib.gpus[1],
+                eventType=event_type,
+                eventData=data,
+                gpuInstanceId=none,
+                computeInstanceId=none,
+            )
+        )
+    lib.events.append(NVMLError(NVML_ERROR_GPU_IS_LOST))
+    faults = GpuFaults(recovery_s=0)
+    kinds = []
+    for _ in range(4):
+        ev = backend.wait_health_event(1)
+        assert ev is not None
+        kinds.append(ev.kind)
+        assert apply_event(faults, ev, inv, now=1.0)
+    assert kinds == [
+        HealthEventKind.XID,
+        HealthEventKind.ECC_DOUBLE_BIT,
+        HealthEventKind.ECC_SINGLE_BIT,
+        HealthEventKind.GPU_LOST,
+    ]
+    now = faults.current(1.0)
+    assert {(f.kind, f.xid) for f in now["GPU-b"]} == {
+        (FaultKind.XID, 79),
+        (FaultKind.ECC_DOUBLE_BIT, None),
+        (FaultKind.ECC_SINGLE_BIT, None),
+        (FaultKind.LOST, None),
+    }
+    assert {f.kind for f in now["GPU-a"]} == {FaultKind.LOST}  # unattributed: every GPU
+    backend.close()

@@ -118,7 +118,7 @@ class KubeletPluginDaemon:
             node_name=s.node_name,
             dev_root=str(s.dev_root) if s.dev_root else None,
             catalogue=self.catalogues.current,
-            on_result=self.metrics.claim,
+            metrics=self.metrics,
         )
         self.publisher = SlicePublisher(
             client,

@@ -9,6 +9,11 @@ an instance gpudra did not create.  Unprepare undoes the steps in reverse and de
 instances gpudra created; garbage collection does the same for claims gone from the API.
 Claims are serialized per claim UID (not per node), and a failure is reported for that claim
 only.
+
+Metrics: each kubelet call is counted, timed and in flight around ``prepare``/``unprepare``
+(what both the v1 and v1beta1 servicers call); each failed claim is counted by its
+``ErrorType``; the devices prepared, by type, are set from the checkpoint after every call and
+garbage-collection pass and at start, so they are right after a restart too.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from gpudra.kubeletplugin.checkpoint import (
 from gpudra.kubeletplugin.crashpoints import crashpoint
 from gpudra.kubeletplugin.prepare import (
     ClaimRef,
+    ErrorType,
     PrepareError,
     check_uid,
     claim_placements,
@@ -45,6 +51,8 @@ from gpudra.kubeletplugin.prepare import (
     own_instance,
     resolve_claim,
 )
+from gpudra.kubeletplugin.reporting import device_types, error_type
+from gpudra.metrics.node import PREPARE, UNPREPARE, NodeMetrics
 from gpudra.nvml.backend import GpuBackend
 from gpudra.nvml.errors import DeviceNotFound, GpuLost, NvmlError
 
@@ -68,12 +76,15 @@ class Budget:
     def timeout(self, cap: float) -> float:
         """Seconds one blocking call may take; PrepareError when no time is left."""
         if self.cancelled():
-            raise PrepareError("the kubelet cancelled the call")
+            raise PrepareError("the kubelet cancelled the call", ErrorType.DEADLINE_EXCEEDED)
         if self.deadline is None:
             return cap
         left = self.deadline - time.monotonic() - _DEADLINE_MARGIN_S
         if left <= 0:
-            raise PrepareError("the call's deadline passed before this claim was served")
+            raise PrepareError(
+                "the call's deadline passed before this claim was served",
+                ErrorType.DEADLINE_EXCEEDED,
+            )
         return min(cap, left)
 
 
@@ -81,6 +92,7 @@ class Budget:
 class PrepareOutcome:
     devices: tuple[PreparedDevice, ...] = ()
     error: str = ""
+    error_type: ErrorType | None = None  # set with ``error``
 
 
 @dataclass
@@ -102,7 +114,7 @@ class NodePlugin:
         node_name: str,
         dev_root: str | None,
         catalogue: Callable[[], NodeCatalogue],
-        on_result: Callable[[str, bool], None] | None = None,
+        metrics: NodeMetrics | None = None,
         claim_read_timeout_s: float = CLAIM_READ_TIMEOUT_S,
     ) -> None:
         self._claim_read_timeout = claim_read_timeout_s
@@ -114,9 +126,19 @@ class NodePlugin:
         self._node = node_name
         self._dev_root = dev_root
         self._catalogue = catalogue  # the node's current catalogue (reads NVML)
-        self._on_result = on_result or (lambda operation, ok: None)
+        self.metrics = metrics or NodeMetrics()
         self._locks = _Locks()
         self._device_guard = threading.Lock()
+        self._count_guard = threading.Lock()
+        self.metrics.serving(driver=driver, node=node_name)
+        self._count_prepared()
+
+    def _count_prepared(self) -> None:
+        """Set the prepared-devices gauge from the checkpoint (read and set under one lock:
+        a slower refresh never overwrites a newer one)."""
+        with self._count_guard:
+            counts = device_types(self.checkpoint.claims().values())
+            self.metrics.prepared(driver=self._driver, node=self._node, counts=counts)
 
     @contextmanager
     def _claim_lock(self, uid: str, *, wait: bool = True) -> Iterator[bool]:
@@ -137,9 +159,16 @@ class NodePlugin:
                     del self._locks.users[uid], self._locks.held[uid]
 
     def prepare(self, refs: list[ClaimRef], budget: Budget = Budget()) -> dict[str, PrepareOutcome]:
-        out = {ref.uid: self.prepare_one(ref, budget) for ref in refs}
+        """One NodePrepareResources call: claim UID -> outcome."""
+        with self.metrics.request(self._driver, PREPARE):
+            try:
+                out = {ref.uid: self.prepare_one(ref, budget) for ref in refs}
+            finally:
+                self._count_prepared()
         for outcome in out.values():
-            self._on_result("prepare", not outcome.error)
+            self.metrics.claim("prepare", not outcome.error)
+            if outcome.error_type is not None:
+                self.metrics.claim_failed(self._driver, PREPARE, outcome.error_type)
         return out
 
     def prepare_one(self, ref: ClaimRef, budget: Budget = Budget()) -> PrepareOutcome:
@@ -149,13 +178,17 @@ class NodePlugin:
                 return PrepareOutcome(devices=self._prepare(ref, budget))
             except (PrepareError, CdiWriteError, CheckpointError, NvmlError) as e:
                 log.warning("prepare %s failed: %s", ref, e)
-                return PrepareOutcome(error=str(e))
+                return PrepareOutcome(error=str(e), error_type=error_type(e))
             except KubeError as e:
                 log.warning("prepare %s: API error: %s", ref, e)
-                return PrepareOutcome(error=f"reading claim {ref} failed: {e}")
+                return PrepareOutcome(
+                    error=f"reading claim {ref} failed: {e}", error_type=ErrorType.API_ERROR
+                )
             except Exception as e:  # a bug must not fail the other claims of the RPC
                 log.exception("prepare %s: unexpected error", ref)
-                return PrepareOutcome(error=f"internal error preparing {ref}: {e}")
+                return PrepareOutcome(
+                    error=f"internal error preparing {ref}: {e}", error_type=ErrorType.INTERNAL
+                )
 
     def _read_claim(self, ref: ClaimRef, budget: Budget) -> KubeObject:
         try:
@@ -166,7 +199,9 @@ class NodePlugin:
                 timeout=budget.timeout(self._claim_read_timeout),
             )
         except NotFound as e:
-            raise PrepareError(f"claim {ref} does not exist (deleted?)") from e
+            raise PrepareError(
+                f"claim {ref} does not exist (deleted?)", ErrorType.CLAIM_NOT_FOUND
+            ) from e
 
     def _prepare(self, ref: ClaimRef, budget: Budget) -> tuple[PreparedDevice, ...]:
         check_uid(ref.uid)
@@ -185,7 +220,7 @@ class NodePlugin:
         with self._device_guard:  # the check and the record must not interleave across claims
             conflicts = exclusivity_conflicts(wanted, self.checkpoint.claims().values())
             if conflicts:
-                raise PrepareError("; ".join(conflicts))
+                raise PrepareError("; ".join(conflicts), ErrorType.DEVICE_BUSY)
             devices = claim_placements(wanted.devices, done, catalogue.inventory.mig_devices)
             # recorded before any side effect: a crash from here on is repaired by a retry,
             # which adopts exactly the instances this record marks as ours
@@ -222,10 +257,16 @@ class NodePlugin:
             found = own_instance(d, existing) if d.uuid else None
             if d.uuid and found is None:
                 raise PrepareError(
-                    f"MIG instance {d.uuid} of {d.device} disappeared while being prepared"
+                    f"MIG instance {d.uuid} of {d.device} disappeared while being prepared",
+                    ErrorType.MIG_ERROR,
                 )
             if found is None:
-                found = self._backend.create_mig_device(d.mig_parent, d.mig_profile, d.mig_start)
+                try:
+                    found = self._backend.create_mig_device(
+                        d.mig_parent, d.mig_profile, d.mig_start
+                    )
+                except NvmlError as e:
+                    raise PrepareError(str(e), ErrorType.MIG_ERROR) from e
                 made.append(d.device)
                 crashpoint("prepare:mig-created")
                 log.info(
@@ -287,6 +328,8 @@ class NodePlugin:
                 except GpuLost as e:  # the instance went with its GPU (a reset clears it)
                     log.warning("MIG %s (%s) is on a lost GPU: %s", match.uuid, d.device, e)
                     continue
+                except NvmlError as e:  # e.g. InUse: processes still run on it
+                    raise PrepareError(str(e), ErrorType.MIG_ERROR) from e
                 log.info("destroyed MIG %s (%s)", match.uuid, d.device)
                 crashpoint("unprepare:mig-destroyed")
         self._cdi.remove(held.uid)
@@ -295,31 +338,50 @@ class NodePlugin:
         crashpoint("unprepare:entry-removed")
 
     def unprepare(self, refs: list[ClaimRef]) -> dict[str, str]:
-        """Claim UID -> error ('' on success).  Unknown claims succeed (idempotent)."""
-        out = {}
-        for ref in refs:
-            with self._claim_lock(ref.uid):
-                try:
-                    check_uid(ref.uid)
-                    held = self.checkpoint.get(ref.uid)
-                    if held is not None:
-                        self._release(held)
-                    else:
-                        self._cdi.remove(ref.uid)
-                    out[ref.uid] = ""
-                    self._on_result("unprepare", True)
-                    log.info("unprepared %s", ref)
-                except (PrepareError, CdiWriteError, CheckpointError, NvmlError) as e:
-                    log.warning("unprepare %s failed: %s", ref, e)
-                    self._on_result("unprepare", False)
-                    out[ref.uid] = str(e)
+        """One NodeUnprepareResources call: claim UID -> error ('' on success).  Unknown
+        claims succeed (idempotent)."""
+        with self.metrics.request(self._driver, UNPREPARE):
+            try:
+                out = {ref.uid: self._unprepare_one(ref) for ref in refs}
+            finally:
+                self._count_prepared()
         return out
+
+    def _unprepare_one(self, ref: ClaimRef) -> str:
+        with self._claim_lock(ref.uid):
+            try:
+                check_uid(ref.uid)
+                held = self.checkpoint.get(ref.uid)
+                if held is not None:
+                    self._release(held)
+                else:
+                    self._cdi.remove(ref.uid)
+            except Exception as e:  # a bug must not fail the other claims of the RPC either
+                kind = error_type(e)
+                if kind is ErrorType.INTERNAL:
+                    log.exception("unprepare %s: unexpected error", ref)
+                    error = f"internal error unpreparing {ref}: {e}"
+                else:
+                    log.warning("unprepare %s failed: %s", ref, e)
+                    error = str(e)
+                self.metrics.claim("unprepare", False)
+                self.metrics.claim_failed(self._driver, UNPREPARE, kind)
+                return error
+        self.metrics.claim("unprepare", True)
+        log.info("unprepared %s", ref)
+        return ""
 
     def collect_garbage(self, budget: Budget = Budget()) -> list[PreparedClaim]:
         """Release checkpointed claims whose ResourceClaim is gone from the API (deleted, or
         deleted and recreated under a new UID) and whose unprepare will never come.  A claim
         being prepared or unprepared right now is left alone; an API error ends the pass
         (only an answer from the server proves a claim gone).  Returns the released claims."""
+        try:
+            return self._collect_garbage(budget)
+        finally:
+            self._count_prepared()
+
+    def _collect_garbage(self, budget: Budget) -> list[PreparedClaim]:
         released = []
         for held in self.checkpoint.claims().values():
             with self._claim_lock(held.uid, wait=False) as got:
@@ -345,7 +407,7 @@ class NodePlugin:
                     continue
                 try:
                     self._release(current)
-                except (CdiWriteError, CheckpointError, NvmlError) as e:
+                except (PrepareError, CdiWriteError, CheckpointError, NvmlError) as e:
                     log.warning(
                         "releasing %s/%s (%s) failed: %s", held.namespace, held.name, held.uid, e
                     )

@@ -11,7 +11,7 @@ Preparing is planned once, in three pure steps around the side effects:
 3. ``finish``: given the instances created, the prepared record and its CDI spec.
 
 Also the exclusivity guard: a device prepared for another claim is refused unless both may
-share.
+share.  Every refusal says what went wrong as an ``ErrorType``, decided where it is raised.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from gpudra.allocation.nodeselect import pinned_node_names
@@ -38,8 +39,34 @@ def device_records(devices: Iterable[PreparedDevice]) -> str:
     return json.dumps([d.model_dump(mode="json", by_alias=True) for d in devices])
 
 
+class ErrorType(StrEnum):
+    """What went wrong with one claim: a small fixed set (the values are the node metrics'
+    ``error_type`` labels, ``gpudra.metrics.node.PREPARE_ERROR_TYPES``)."""
+
+    INVALID_REQUEST = "invalid_request"  # a claim UID that is no Kubernetes UID
+    CLAIM_NOT_FOUND = "claim_not_found"  # the claim is gone, or recreated under another UID
+    NOT_ALLOCATED = "not_allocated"  # not allocated, or not to this node, driver or pool
+    API_ERROR = "api_error"  # the API server failed or timed out reading the claim
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # the call's deadline passed, or it was cancelled
+    UNKNOWN_DEVICE = "unknown_device"  # a device not (or no longer) in the node catalogue
+    DEVICE_UNHEALTHY = "device_unhealthy"  # its GPU has a fatal fault or is lost
+    # prepared for another claim (and not both may share), or its MIG placement is taken by
+    # an instance gpudra did not create
+    DEVICE_BUSY = "device_busy"
+    MIG_ERROR = "mig_error"  # creating or destroying a MIG instance failed
+    NVML_ERROR = "nvml_error"  # NVML failed reading the GPUs
+    CDI_ERROR = "cdi_error"  # the claim's CDI spec could not be written or removed
+    CHECKPOINT_ERROR = "checkpoint_error"  # the checkpoint could not be written
+    INTERNAL = "internal"  # an unexpected error (a bug)
+
+
 class PrepareError(Exception):
-    """This claim cannot be prepared here; the message is reported to the kubelet."""
+    """This claim cannot be prepared here; the message is reported to the kubelet, ``kind``
+    says what went wrong."""
+
+    def __init__(self, message: str, kind: ErrorType) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 # Kubernetes UIDs are UUIDs; anything a file name can safely carry is accepted, nothing that
@@ -53,7 +80,8 @@ def check_uid(uid: str) -> None:
     if not _UID.match(uid) or ".." in uid:
         raise PrepareError(
             f"invalid claim UID {uid!r}: expected a Kubernetes UID (letters, digits, '-', '_', "
-            "'.'; at most 128 characters; no '..')"
+            "'.'; at most 128 characters; no '..')",
+            ErrorType.INVALID_REQUEST,
         )
 
 
@@ -96,16 +124,18 @@ def resolve_claim(
     if uid != ref.uid:
         raise PrepareError(
             f"claim {ref.namespace}/{ref.name} has UID {uid or None}, the kubelet asked for "
-            f"{ref.uid}: the claim was deleted and recreated"
+            f"{ref.uid}: the claim was deleted and recreated",
+            ErrorType.CLAIM_NOT_FOUND,
         )
     allocation = claim_allocation(claim)
     if not allocation:
-        raise PrepareError(f"claim {ref} is not allocated")
+        raise PrepareError(f"claim {ref} is not allocated", ErrorType.NOT_ALLOCATED)
     nodes = pinned_node_names(allocation.get("nodeSelector"))
     if nodes is not None and node_name not in nodes:
         raise PrepareError(
             f"claim {ref} is allocated for node {', '.join(sorted(nodes))}, not this node "
-            f"({node_name})"
+            f"({node_name})",
+            ErrorType.NOT_ALLOCATED,
         )
     allocated = allocation_results(allocation)
     results = [r for r in allocated if r.get("driver") == driver]
@@ -113,7 +143,8 @@ def resolve_claim(
         drivers = sorted({r.get("driver", "?") for r in allocated})
         raise PrepareError(
             f"claim {ref} has no devices of driver {driver} (allocated drivers: "
-            f"{', '.join(drivers) or 'none'})"
+            f"{', '.join(drivers) or 'none'})",
+            ErrorType.NOT_ALLOCATED,
         )
     devices: list[PreparedDevice] = []
     for r in results:
@@ -121,16 +152,21 @@ def resolve_claim(
         if pool != node_name:
             raise PrepareError(
                 f"claim {ref}: device {pool}/{name} is in pool {pool!r}, not this node's "
-                f"pool {node_name!r}"
+                f"pool {node_name!r}",
+                ErrorType.NOT_ALLOCATED,
             )
         dev = catalogue.device(name)
         if dev is None:
             raise PrepareError(
                 f"claim {ref}: unknown device {name!r} on node {node_name} "
-                f"(known: {_some(sorted(catalogue.devices))})"
+                f"(known: {_some(sorted(catalogue.devices))})",
+                ErrorType.UNKNOWN_DEVICE,
             )
         if not dev.healthy:
-            raise PrepareError(f"claim {ref}: device {name} ({dev.uuid}) is not healthy")
+            raise PrepareError(
+                f"claim {ref}: device {name} ({dev.uuid}) is not healthy",
+                ErrorType.DEVICE_UNHEALTHY,
+            )
         if any(d.device == name for d in devices):
             continue  # one device serving several requests is prepared once
         requests = sorted(
@@ -202,7 +238,7 @@ def finish(
 def _device_nodes(catalogue: NodeCatalogue, name: str) -> tuple[str, ...]:
     dev = catalogue.device(name)
     if dev is None:  # the node changed between resolving the claim and finishing it
-        raise PrepareError(f"device {name} is no longer on this node")
+        raise PrepareError(f"device {name} is no longer on this node", ErrorType.UNKNOWN_DEVICE)
     return dev.device_nodes
 
 
@@ -290,6 +326,7 @@ def claim_placements(
                 f"MIG placement {d.mig_profile} at memory slice {d.mig_start} on GPU "
                 f"{d.mig_parent} is taken by instance {found.uuid}, which gpudra did not "
                 "create (an external instance): remove it, or leave this GPU out of "
-                "--dynamic-mig-gpus"
+                "--dynamic-mig-gpus",
+                ErrorType.DEVICE_BUSY,
             )
     return tuple(out)

@@ -5,8 +5,8 @@ NodePrepareResources itself, and containerd applies the CDI spec to a real conta
 deploy/examples manifest becomes a Running pod whose own output shows exactly the GPUs its
 claim was allocated.  Then the kubelet's realities: its restart (slices wiped, plugins
 re-registered), the daemon's restart and crash while pods run, a pod deleted while its prepare
-is slow, the kubelet's 45 s prepare deadline, the daemon's API server hanging, and a simulated
-reboot.
+is slow, the kubelet's 45 s prepare deadline, the daemon's API server hanging, a simulated
+reboot, and a GPU fault reaching the pod's status through the kubelet's health stream.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def daemon(
     device_classes: None,
 ) -> Iterator[NodeDaemon]:
     """``gpudra kubelet-plugin`` as a host process in the real kubelet's plugin dirs."""
-    d = NodeDaemon.on_real_node(real_node, PROFILE, cluster.kubeconfig).start()
+    d = NodeDaemon.on_real_node(real_node, PROFILE, cluster.kubeconfig)
+    d.extra_args += ["--health-recovery-s", "2", "--health-heartbeat-s", "2"]
+    d.start()
     wait_for("the node's slices", lambda: node_slices(kube, real_node.name), 30)
     wait_for("the kubelet registered the plugin", lambda: registrations(real_node) >= 1, 30)
     try:
@@ -293,3 +295,76 @@ def _claim_uid_or_none(kube: KubeClient, namespace: str, pod: str) -> str | None
 
 def daemon_log(daemon: NodeDaemon) -> str:
     return daemon.log_file.read_text()
+
+
+def resource_health(kube: KubeClient, namespace: str, pod: str) -> dict[str, str]:
+    """resourceID -> health, from the pod's allocatedResourcesStatus (what the kubelet wrote)."""
+    p = kube.get(resources.PODS, pod, namespace=namespace)
+    out = {}
+    for cs in (p.get("status") or {}).get("containerStatuses") or []:
+        for entry in cs.get("allocatedResourcesStatus") or []:
+            for r in entry.get("resources") or []:
+                out[str(r["resourceID"])] = str(r.get("health", ""))
+    return out
+
+
+def test_a_gpu_fault_reaches_the_pods_status(
+    kube: KubeClient, real_node: RealNode, daemon: NodeDaemon, ns: str
+) -> None:
+    """KEP-4680 with the real kubelet: it opens the daemon's health stream and writes the
+    allocated device's health into the pod's status (ResourceHealthStatus, on from 1.36)."""
+    pod, _ = examples.run_example(kube, real_node.name, examples.example("single-gpu"), ns)
+    p = kube.get(resources.PODS, pod, namespace=ns)
+    claim = kube.get(
+        resources.RESOURCECLAIMS,
+        p["status"]["resourceClaimStatuses"][0]["resourceClaimName"],
+        namespace=ns,
+    )
+    (result,) = claim["status"]["allocation"]["devices"]["results"]
+    # the kubelet names a DRA device in the pod's status by its CDI device ID
+    rid = f"k8s.{DRIVER_NAME}/claim={claim['metadata']['uid']}-{result['device']}"
+    mock = mock_of(daemon)
+    gpu = next(g for g in mock.inventory().gpus if f"gpu-{g.minor}" == result["device"])
+    minor = kube.server_version()[1]
+    slices_taint = lambda: any(  # noqa: E731
+        t.get("key") == "gpu.gpudra.io/xid"
+        for s in node_slices(kube, real_node.name, DRIVER_NAME)
+        for d in s["spec"].get("devices") or []
+        if d["name"] == result["device"]
+        for t in d.get("taints") or []
+    )
+    try:
+        if minor >= 36:
+            wait_for(
+                "the device healthy in the pod status",
+                lambda: resource_health(kube, ns, pod).get(rid) == "Healthy",
+                60,
+            )
+        began = time.monotonic()
+        mock.inject_xid(gpu.index, 79)
+        wait_for("the XID taint", slices_taint, 5, interval=0.1)
+        if minor >= 36:
+            wait_for(
+                "Unhealthy in the pod status",
+                lambda: resource_health(kube, ns, pod).get(rid) == "Unhealthy",
+                30,
+                interval=0.2,
+            )
+            print(
+                f"1.{minor}: XID 79 on {result['device']}: {rid} Unhealthy in the pod's "
+                f"status after {time.monotonic() - began:.2f}s"
+            )
+        else:
+            # the kubelet's ResourceHealthStatus gate is off before 1.36: nothing is written
+            assert resource_health(kube, ns, pod) == {}
+    finally:
+        mock.recover(gpu.index)
+    wait_for("the taint gone", lambda: not slices_taint(), 30, interval=0.2)
+    if minor >= 36:
+        wait_for(
+            "Healthy again",
+            lambda: resource_health(kube, ns, pod).get(rid) == "Healthy",
+            30,
+            interval=0.2,
+        )
+    print(f"pod status: {resource_health(kube, ns, pod)}")

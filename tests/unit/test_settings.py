@@ -26,6 +26,8 @@ KUBELET_FIELDS = {
     "metrics_port", "boot_id_file", "gc_interval_s", "api_unreachable_s", "nvml_wedged_s",
     "nvml_probe_interval_s", "gpus", "gpu_lock_dir", "health_recovery_s",
     "lost_gpu_taint_effect",
+    "health_stream",
+    "health_heartbeat_s",
 }  # fmt: skip
 DEVICE_PLUGIN_FIELDS = {
     "node_name", "kubelet_dir", "device_plugin_dir", "cdi_dir", "resource_name", "mig_strategy",

@@ -1,56 +1,36 @@
 """What the controller tells a user about a pod: an Event and the pod's placement condition
 (pure builders; the reconciler sends them).
 
-Both carry the same reason and message, cut to ``MAX_EVENT_MESSAGE`` characters (the API
-server refuses a longer Event message), so a long explanation never costs the report.
+Both carry the same reason and message, cut as an Event may carry it (``gpudra.api.events``,
+the builder every component's Events go through).
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from typing import Any
 
+from gpudra.api.events import MAX_EVENT_MESSAGE, EventType, cut, event
 from gpudra.api.meta import name_of, namespace_of, uid_of
 
-MAX_EVENT_MESSAGE = 1024
+__all__ = ["MAX_EVENT_MESSAGE", "EventType", "condition_patch", "cut", "pod_event"]
+
 COMPONENT = "gpudra-controller"
 CONDITION = "gpudra.io/Placement"
-
-
-class EventType(enum.Enum):
-    NORMAL = "Normal"
-    WARNING = "Warning"
-
-
-def cut(message: str) -> str:
-    """The message as an Event may carry it."""
-    return message[:MAX_EVENT_MESSAGE]
 
 
 def pod_event(
     pod: Mapping[str, Any], kind: EventType, reason: str, message: str, *, now: str
 ) -> dict[str, Any]:
     """A core/v1 Event about ``pod`` (``now``: RFC 3339)."""
-    name, namespace = name_of(pod), namespace_of(pod)
-    return {
-        "metadata": {"generateName": f"{name}.", "namespace": namespace},
-        "involvedObject": {
-            "kind": "Pod",
-            "apiVersion": "v1",
-            "name": name,
-            "namespace": namespace,
-            "uid": uid_of(pod) or None,
-        },
-        "reason": reason,
-        "message": cut(message),
-        "type": kind.value,
-        "source": {"component": COMPONENT},
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-        "reportingComponent": COMPONENT,
+    involved = {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "name": name_of(pod),
+        "namespace": namespace_of(pod),
+        "uid": uid_of(pod) or None,
     }
+    return event(involved, kind, reason, message, now=now, component=COMPONENT)
 
 
 def condition_patch(placed: bool, reason: str, message: str, *, now: str) -> dict[str, Any]:

@@ -11,9 +11,10 @@ then is the kubelet asked to register them.  Threads, each supervised (one that 
   its dir when it starts) -> the servers are restarted and registered again, within a
   second; a failed Register is retried every second while the kubelet is away;
 * **health events** from the backend (XIDs, lost GPUs, recoveries) and an **NVML probe**
-  (every ``health_probe_interval_s``: lost GPUs without an event, MIG layout changes): each
-  change is pushed to the ListAndWatch streams of the resources it touches, and no other
-  GPU's devices are touched.
+  (every ``health_probe_interval_s``: lost GPUs without an event, MIG layout changes, NVML's
+  recovery action of the GPUs with XID faults, whose NONE ends them): each change is pushed
+  to the ListAndWatch streams of the resources it touches, and no other GPU's devices are
+  touched.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from gpudra.devices.inventory import Inventory
 from gpudra.metrics.device_plugin import DevicePluginMetrics
 from gpudra.nvml.backend import GpuBackend
 from gpudra.nvml.errors import NvmlError
+from gpudra.nvml.health_events import read_recovery_actions
 from gpudra.settings import DevicePluginSettings
 
 log = logging.getLogger(__name__)
@@ -223,6 +225,10 @@ class DevicePluginDaemon:
             self._nvml_error = None
             with self._lock:
                 changed = self.gpu_health.inventory(inv)
+                xid_gpus = self.gpu_health.xid_gpus()
+            actions = read_recovery_actions(self._backend.recovery_action, xid_gpus)
+            with self._lock:
+                changed = self.gpu_health.recovery_actions(actions) or changed
             if back or changed or inv != self._inventory:
                 self._refresh(inv)
 

@@ -3,22 +3,24 @@
 The DRA plugin's fault rules, not a copy: events and inventories go through
 ``gpudra.nvml.health_events`` into a ``gpudra.devices.faults.GpuFaults``, so what taints a
 device in a ResourceSlice is what makes it Unhealthy in ListAndWatch.  A GPU with a fatal
-fault (XID other than the application's, double-bit ECC, lost) is Unhealthy, and so is
-every MIG device and replica of it, until it has been clear for ``recovery_s``;
-informational faults (XID 13, single-bit ECC) change nothing.  The other GPUs keep serving
-whatever happens to one.
+fault (an XID NVML gives a recovery action for, or without one an XID other than the
+application's; double-bit ECC; lost) is Unhealthy, and so is every MIG device and replica of
+it, until it has been clear for ``recovery_s``; informational faults (an XID NVML says needs
+nothing, XID 13, single-bit ECC) change nothing.  A GPU's XID faults end when NVML's recovery
+action reads NONE again: the daemon reads it for ``xid_gpus`` (outside its lock) and passes
+it to ``recovery_actions``.  The other GPUs keep serving whatever happens to one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from gpudra.devices.faults import GpuFaults
+from gpudra.devices.faults import GpuFaults, RecoveryAction
 from gpudra.devices.gpu import Health
 from gpudra.devices.inventory import Inventory
 from gpudra.nvml.backend import HealthEvent
-from gpudra.nvml.health_events import apply_event, apply_inventory
+from gpudra.nvml.health_events import apply_event, apply_inventory, apply_recovery_actions
 
 
 class GpuHealth:
@@ -32,6 +34,15 @@ class GpuHealth:
 
     def inventory(self, inv: Inventory) -> bool:
         return apply_inventory(self._faults, inv, self._clock())
+
+    def xid_gpus(self) -> list[str]:
+        """The GPUs whose XID faults NVML's recovery action could end: read it for these."""
+        return self._faults.xid_gpus()
+
+    def recovery_actions(self, actions: Mapping[str, RecoveryAction | None]) -> bool:
+        """NVML's recovery action of GPUs, just read: NONE ends their XID faults (damped).
+        True if any GPU's faults, or their ending, changed."""
+        return apply_recovery_actions(self._faults, actions, self._clock())
 
     def due(self) -> bool:
         """A damping window has ended since the faults last changed."""

@@ -68,6 +68,11 @@ class CatalogueSource:
                 self._capabilities = ServerCapabilities(minor=minor)
         return self._capabilities
 
+    def last(self) -> NodeCatalogue | None:
+        """The catalogue of the last build, if any (when NVML does not answer now)."""
+        with self._lock:
+            return self._built
+
     def last_inventory(self) -> Inventory | None:
         """The inventory of the last build (when NVML does not answer now)."""
         with self._lock:

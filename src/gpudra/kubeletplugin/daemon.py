@@ -5,9 +5,11 @@ the first prepare finds its state), the slice publisher, then the DRA service, a
 the registration socket.  Publishing and preparing read one node catalogue
 (``CatalogueSource``), so what is published is what can be prepared; the stray-MIG sweep
 runs once, on the publisher's first pass after the server's version is known.  Background
-threads: the slice publisher; a health-event thread and an NVML probe that turn GPU faults
-into a republish (lost GPUs are no longer advertised); checkpoint garbage collection.  Every
-thread is supervised: none ends on an error, and one that ends anyway makes ``/healthz``
+threads: the slice publisher; a health-event thread and an NVML probe that feed the fault
+tracker (``FaultTaints``), whose changes become a republish with the devices' taints, a
+message on the kubelet's health stream (``health_stream``) and an Event on the Node
+(``node_events``, sent by its own thread); checkpoint garbage collection.  Every thread is
+supervised: none ends on an error, and one that ends anyway makes ``/healthz``
 fail, as do an API server or NVML that stop answering.
 """
 
@@ -26,6 +28,7 @@ from gpudra.catalogue.gpuset import GpuSetError
 from gpudra.cdi.fakedev import make_fake_dev_root
 from gpudra.cdi.writer import CdiWriter
 from gpudra.common.gpulocks import GpuLocked, GpuLocks
+from gpudra.devices.faults import Fault
 from gpudra.devices.inventory import Inventory
 from gpudra.kube.client import KubeClient
 from gpudra.kubeletplugin.catalogue_source import CatalogueSource
@@ -34,7 +37,9 @@ from gpudra.kubeletplugin.dirlock import DirLock
 from gpudra.kubeletplugin.fault_taints import FaultTaints
 from gpudra.kubeletplugin.grpc_server import PluginServers
 from gpudra.kubeletplugin.health import HealthState
+from gpudra.kubeletplugin.health_stream import DeviceHealth, HealthBroadcast, device_health
 from gpudra.kubeletplugin.node import NodePlugin
+from gpudra.kubeletplugin.node_events import NodeEvents
 from gpudra.kubeletplugin.recovery import rebuild
 from gpudra.kubeletplugin.strays import unclaimed_instances
 from gpudra.metrics.node import NodeMetrics
@@ -94,10 +99,14 @@ class KubeletPluginDaemon:
         self._begin_boot(s.boot_id_file)
         if s.dev_root is not None:
             make_fake_dev_root(s.dev_root, [f"/dev/nvidia{g.minor}" for g in gpus])
+        self.node_events = NodeEvents(
+            client, node_name=s.node_name, lost_effect=s.lost_gpu_taint_effect
+        )
         self.faults = FaultTaints(
             recovery_s=s.health_recovery_s,
             lost_effect=s.lost_gpu_taint_effect,
             metrics=self.metrics,
+            on_change=self._gpu_faults_changed,
         )
         # the one answer to "what is device <name> here?", for publishing and for preparing
         self.catalogues = CatalogueSource(
@@ -127,11 +136,13 @@ class KubeletPluginDaemon:
             desired=self._desired,
             on_api=self._api_answered,
         )
+        self.health_stream = HealthBroadcast(self._device_health, heartbeat_s=s.health_heartbeat_s)
         self.servers = PluginServers(
             node=self.node,
             driver=s.driver_name,
             dra_socket=s.dra_socket,
             reg_socket=s.registration_socket,
+            health=self.health_stream if s.health_stream else None,
         )
 
     def _begin_boot(self, boot_id_file: Path) -> None:
@@ -192,6 +203,31 @@ class KubeletPluginDaemon:
                 continue
             log.warning("removed MIG instance %s (%s): no claim holds it", m.uuid, where)
 
+    def _device_health(self) -> tuple[DeviceHealth, ...]:
+        """What the kubelet's health stream is sent now (the last catalogue if NVML fails)."""
+        try:
+            catalogue: NodeCatalogue | None = self.catalogues.current()
+        except NvmlError as e:
+            log.warning("health stream: NVML does not answer (%s); sending the last state", e)
+            catalogue = self.catalogues.last()
+        if catalogue is None:
+            return ()
+        return device_health(catalogue, self.faults.current(), pool=self.settings.node_name)
+
+    def _gpu_faults_changed(
+        self, index: int, uuid: str, before: tuple[Fault, ...], now: tuple[Fault, ...]
+    ) -> None:
+        """Whoever builds the catalogue first sees a GPU's taints change (a damping window
+        that ended, seen by a prepare or the health stream): the publisher and the health
+        stream are told from here, so none of them misses it."""
+        self.node_events.gpu_changed(index, uuid, before, now)
+        self._faults_changed()
+
+    def _faults_changed(self) -> None:
+        """A GPU's faults changed: republish the taints and tell the health stream."""
+        self.publisher.trigger()
+        self.health_stream.changed()
+
     def _desired(self, owner: dict[str, Any] | None) -> list[dict[str, Any]]:
         catalogue = self.catalogues.current()
         if not self._swept and catalogue.capabilities.known:
@@ -244,13 +280,14 @@ class KubeletPluginDaemon:
                 except NvmlError:
                     seen = self.catalogues.last_inventory()
                 if seen is not None and self.faults.event(event, seen):
-                    self.publisher.trigger()
+                    self._faults_changed()
             if self.faults.due():  # a recovered GPU's damping window ended
-                self.publisher.trigger()
+                self._faults_changed()
 
     def _probe_nvml(self) -> None:
         """Read the inventory now and then: proves NVML answers, and republishes when a GPU's
-        health changed without an event (a GPU lost to a per-GPU NVML error)."""
+        health changed without an event (a GPU lost to a per-GPU NVML error, or NVML's
+        recovery action back to NONE for a GPU with XID faults)."""
         seen: dict[str, str] | None = None
         while not self._stop.is_set():
             try:
@@ -261,11 +298,13 @@ class KubeletPluginDaemon:
             else:
                 self.health.nvml_ok()
                 if self.faults.inventory(inv):
-                    self.publisher.trigger()
+                    self._faults_changed()
+                if self.faults.recovery_actions(self._backend.recovery_action):
+                    self._faults_changed()
                 now = {g.uuid: g.health.value for g in inv.gpus}
                 if seen is not None and now != seen:
                     log.warning("GPU health changed: %s", now)
-                    self.publisher.trigger()
+                    self._faults_changed()
                 seen = now
             self._stop.wait(self.settings.nvml_probe_interval_s)
 
@@ -307,6 +346,7 @@ class KubeletPluginDaemon:
         self._spawn("health-events", self._watch_health)
         self._spawn("nvml-probe", self._probe_nvml)
         self._spawn("checkpoint-gc", self._collect_garbage)
+        self._spawn("node-events", self.node_events.run, self._stop)
         self.servers.start()
 
     def stop(self) -> None:

@@ -1,9 +1,10 @@
 """The kubelet-facing gRPC services (the only kubeletplugin module that imports grpc).
 
-DRA v1 and v1beta1 are served on one socket, both delegating to ``NodePlugin``; the
-registration service advertises ``v1.DRAPlugin`` first.  Sockets: stale files are removed
-before listening and on stop; the DRA socket is serving before the registration socket
-exists, so the kubelet never sees an endpoint that is not ready.
+DRA v1 and v1beta1 are served on one socket, both delegating to ``NodePlugin``, and beside
+them the device health stream ``v1alpha1.DRAResourceHealth`` (``health_stream``); the
+registration service advertises ``v1.DRAPlugin`` first, then the health service.  Sockets:
+stale files are removed before listening and on stop; the DRA socket is serving before the
+registration socket exists, so the kubelet never sees an endpoint that is not ready.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ from gpudra._proto import (
     dra_v1_pb2_grpc,
     dra_v1beta1_pb2,
     dra_v1beta1_pb2_grpc,
+    drahealth_v1alpha1_pb2,
+    drahealth_v1alpha1_pb2_grpc,
     pluginregistration_v1_pb2,
     pluginregistration_v1_pb2_grpc,
 )
+from gpudra.kubeletplugin.health_stream import HealthBroadcast
 from gpudra.kubeletplugin.node import Budget, NodePlugin
 from gpudra.kubeletplugin.prepare import ClaimRef
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin")
+HEALTH_SERVICE = "v1alpha1.DRAResourceHealth"
 
 
 # Enough workers that a prepare blocked on a hung API server (each bounded by the claim
@@ -85,10 +90,37 @@ DraV1Servicer = _make_servicer(dra_v1_pb2, dra_v1_pb2_grpc.DRAPluginServicer)
 DraV1beta1Servicer = _make_servicer(dra_v1beta1_pb2, dra_v1beta1_pb2_grpc.DRAPluginServicer)
 
 
+class HealthServicer(drahealth_v1alpha1_pb2_grpc.DRAResourceHealthServicer):  # type: ignore[misc]
+    """``NodeWatchResources``: the health set on open, on every change and every heartbeat."""
+
+    def __init__(self, health: HealthBroadcast) -> None:
+        self._health = health
+
+    def NodeWatchResources(self, request: Any, context: Any) -> Any:  # noqa: N802
+        pb2 = drahealth_v1alpha1_pb2
+        log.info("kubelet opened the device health stream")
+        for devices in self._health.watch(active=context.is_active):
+            now = int(time.time())
+            yield pb2.NodeWatchResourcesResponse(
+                devices=[
+                    pb2.DeviceHealth(
+                        device=pb2.DeviceIdentifier(pool_name=d.pool, device_name=d.device),
+                        health=pb2.HEALTHY if d.healthy else pb2.UNHEALTHY,
+                        last_updated_time=now,
+                        health_check_timeout_seconds=self._health.timeout_s,
+                        message=d.message,
+                    )
+                    for d in devices
+                ]
+            )
+        log.info("device health stream closed")
+
+
 class RegistrationServicer(pluginregistration_v1_pb2_grpc.RegistrationServicer):  # type: ignore[misc]
-    def __init__(self, *, driver: str, endpoint: Path) -> None:
+    def __init__(self, *, driver: str, endpoint: Path, versions: tuple[str, ...]) -> None:
         self._driver = driver
         self._endpoint = endpoint
+        self.versions = versions
         self.registered = threading.Event()
         self.last_error = ""
 
@@ -97,7 +129,7 @@ class RegistrationServicer(pluginregistration_v1_pb2_grpc.RegistrationServicer):
             type="DRAPlugin",
             name=self._driver,
             endpoint=str(self._endpoint),
-            supported_versions=list(SUPPORTED_VERSIONS),
+            supported_versions=list(self.versions),
         )
 
     def NotifyRegistrationStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -130,13 +162,30 @@ def _listen(server: grpc.Server, socket_path: Path) -> None:
 class PluginServers:
     """The DRA service server and the registration server, started in the right order."""
 
-    def __init__(self, *, node: NodePlugin, driver: str, dra_socket: Path, reg_socket: Path):
+    def __init__(
+        self,
+        *,
+        node: NodePlugin,
+        driver: str,
+        dra_socket: Path,
+        reg_socket: Path,
+        health: HealthBroadcast | None = None,
+    ):
         self.dra_socket = dra_socket
         self.reg_socket = reg_socket
+        self._health = health
         self._dra = grpc.server(futures.ThreadPoolExecutor(max_workers=DRA_WORKERS))
         dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(DraV1Servicer(node), self._dra)
         dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(DraV1beta1Servicer(node), self._dra)
-        self.registration = RegistrationServicer(driver=driver, endpoint=dra_socket)
+        versions: tuple[str, ...] = SUPPORTED_VERSIONS
+        if health is not None:
+            drahealth_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server(
+                HealthServicer(health), self._dra
+            )
+            versions = (*SUPPORTED_VERSIONS, HEALTH_SERVICE)
+        self.registration = RegistrationServicer(
+            driver=driver, endpoint=dra_socket, versions=versions
+        )
         self._reg = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         pluginregistration_v1_pb2_grpc.add_RegistrationServicer_to_server(
             self.registration, self._reg
@@ -149,13 +198,15 @@ class PluginServers:
         self._reg.start()
         log.info(
             "serving %s on %s, registration on %s",
-            "/".join(SUPPORTED_VERSIONS),
+            "/".join(self.registration.versions),
             self.dra_socket,
             self.reg_socket,
         )
 
     def stop(self, grace_s: float = 2.0) -> None:
         self._reg.stop(grace_s).wait()
+        if self._health is not None:
+            self._health.close()  # ends open health streams, so the grace period is not waited
         self.reg_socket.unlink(missing_ok=True)
         self._dra.stop(grace_s).wait()
         self.dra_socket.unlink(missing_ok=True)

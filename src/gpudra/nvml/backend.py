@@ -1,7 +1,9 @@
 """The protocol every GPU backend implements, and the events it reports.
 
 A backend owns the hardware seam: discovery (``inventory``), MIG create/destroy at an exact
-placement, and a health-event stream.  Callers never see pynvml types.
+placement, a health-event stream, and NVML's GPU recovery action (read with each XID and on
+demand, so the daemons can end a GPU's XID faults when the driver says it is fine again).
+Callers never see pynvml types.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from gpudra.common.model import Model
+from gpudra.devices.faults import RecoveryAction
 from gpudra.devices.gpu import MigDevice
 from gpudra.devices.inventory import Inventory
 
@@ -27,6 +30,8 @@ class HealthEvent(Model):
     GPU recovered.
 
     ``gpu_uuid`` is None when NVML could not say which GPU: it then concerns all of them.
+    ``recovery_action`` (XIDs only) is what NVML said must be done for the GPU right after
+    the XID; None where the driver has no such field or it could not be read.
     """
 
     kind: HealthEventKind
@@ -34,6 +39,7 @@ class HealthEvent(Model):
     xid: int | None = None
     gpu_instance_id: int | None = None
     compute_instance_id: int | None = None
+    recovery_action: RecoveryAction | None = None
 
 
 class GpuBackend(Protocol):
@@ -57,6 +63,13 @@ class GpuBackend(Protocol):
 
     def wait_health_event(self, timeout_s: float) -> HealthEvent | None:
         """The next health event, or None after ``timeout_s`` without one."""
+        ...
+
+    def recovery_action(self, gpu_uuid: str) -> RecoveryAction | None:
+        """NVML's GPU recovery action for the GPU now (``NONE``: nothing left to do).  None
+        when NVML does not say: the driver lacks the field (before 565) or the GPU is unknown,
+        lost or failing the read.  Never raises: it is advice, and the health threads that
+        ask must not stop for it."""
         ...
 
     def close(self) -> None: ...

@@ -2,7 +2,9 @@
 
 One long-lived NVML session per backend.  Discovery is delegated to ``translate`` (which
 takes the binding as an argument, so it can be unit-tested with a fake); this module owns
-init/shutdown, MIG create/destroy and the XID event loop.
+init/shutdown, MIG create/destroy and the XID event loop.  Each XID event carries NVML's GPU
+recovery action read right after it (``recovery_action``, the same read: a driver without
+the field gives None and never an error that would stop the health thread).
 
 A GPU is isolated, not the node: when a GPU's handle or any per-GPU read fails (most often
 ``NVML_ERROR_GPU_IS_LOST``) that GPU alone is reported LOST (no MIG devices, no links) and
@@ -20,6 +22,7 @@ from typing import Any
 
 import pynvml
 
+from gpudra.devices.faults import RecoveryAction
 from gpudra.devices.gpu import Gpu, Health, MigDevice
 from gpudra.devices.inventory import Inventory
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
@@ -31,6 +34,7 @@ from gpudra.nvml.errors import (
     NotSupported,
     NvmlError,
 )
+from gpudra.nvml.recovery_action import read_recovery_action
 from gpudra.nvml.translate import (
     CAPABILITIES,
     call,
@@ -248,13 +252,20 @@ class RealBackend:
             kind = HealthEventKind.ECC_DOUBLE_BIT
         elif event_type & getattr(lib, "nvmlEventTypeSingleBitEccError", 0):
             kind = HealthEventKind.ECC_SINGLE_BIT
+        xid = kind is HealthEventKind.XID
         return HealthEvent(
             kind=kind,
             gpu_uuid=text(uuid),
-            xid=int(data.eventData) if kind is HealthEventKind.XID else None,
+            xid=int(data.eventData) if xid else None,
             gpu_instance_id=int(data.gpuInstanceId),
             compute_instance_id=int(data.computeInstanceId),
+            recovery_action=read_recovery_action(lib, data.device) if xid else None,
         )
+
+    def recovery_action(self, gpu_uuid: str) -> RecoveryAction | None:
+        lib = self._lib
+        handle = optional(lib, lib.nvmlDeviceGetHandleByUUID, gpu_uuid)
+        return None if handle is None else read_recovery_action(lib, handle)
 
     def close(self) -> None:
         lib = self._lib

@@ -124,6 +124,18 @@ class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
     nvml_probe_interval_s: float = Field(
         default=10.0, gt=0, description="how often the NVML probe reads the inventory"
     )
+    health_stream: bool = Field(
+        default=True,
+        description="serve the kubelet's device health stream (v1alpha1.DRAResourceHealth), "
+        "which puts device health into pods' allocatedResourcesStatus",
+    )
+    health_heartbeat_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="the health stream resends every device's health this often; the "
+        "kubelet is told a device is Unknown after three missed heartbeats",
+    )
 
     @property
     def plugin_path(self) -> Path:

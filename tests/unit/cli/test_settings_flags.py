@@ -51,6 +51,8 @@ KUBELET_FLAGS: dict[str, tuple[type, Any, str]] = {
     "--nvml-probe-interval-s": (float, 10.0, "NVML probe"),
     "--health-recovery-s": (float, 30.0, "has recovered for this long"),
     "--lost-gpu-taint-effect": (str, "NoExecute", "gpu.gpudra.io/gpu-lost taint"),
+    "--health-stream": (bool, True, "allocatedResourcesStatus"),
+    "--health-heartbeat-s": (float, 10.0, "three missed heartbeats"),
 }
 
 CONTROLLER_FLAGS: dict[str, tuple[type, Any, str]] = {

@@ -1,7 +1,8 @@
 """``gpudra device-plugin``'s daemon against the kubelet stand-in over real sockets: it
 registers (also when the kubelet comes later), serves Allocate with the CDI spec on disk,
-follows GPU faults in ListAndWatch without disturbing the other GPUs, re-registers within a
-second of a kubelet restart, and follows a MIG layout that changes."""
+follows GPU faults (and NVML's recovery action) in ListAndWatch without disturbing the other
+GPUs, re-registers within a second of a kubelet restart, and follows a MIG layout that
+changes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gpudra.cdi.spec import DEVICE_PLUGIN_SPEC_FILE
 from gpudra.deviceplugin.config import parse_config
 from gpudra.deviceplugin.daemon import DevicePluginDaemon
 from gpudra.deviceplugin.options import effective
+from gpudra.devices.faults import RecoveryAction
 from gpudra.nvml.mock import MockBackend
 from gpudra.settings import DevicePluginSettings
 from gpudra_testkit.harness.dpkubelet import DevicePluginKubelet
@@ -168,6 +170,17 @@ def test_a_fatal_xid_marks_its_gpu_and_an_application_xid_does_not(running: Runn
     running.kubelet.wait_devices(GPU, lambda d: unhealthy(d) == {uuids[5]}, timeout=2)
     assert running.backend.wait_health_event(0.0) is None  # both events were consumed
     assert unhealthy(running.kubelet.devices(GPU)) == {uuids[5]}
+
+
+def test_nvmls_recovery_action_marks_a_gpu_and_none_again_heals_it(running: Running) -> None:
+    running.kubelet.wait_devices(GPU, lambda d: len(d) == 8)
+    uuids = [g.uuid for g in running.backend.inventory().gpus]
+    running.backend.inject_xid(1, 13, recovery_action=RecoveryAction.GPU_RESET)
+    running.backend.inject_xid(5, 79, recovery_action=RecoveryAction.NONE)  # NVML: fine
+    running.kubelet.wait_devices(GPU, lambda d: unhealthy(d) == {uuids[1]}, timeout=2)
+    running.backend.set_recovery_action(1, RecoveryAction.NONE)  # the GPU was reset
+    # the next probe (0.2 s) reads it, the damping (0.3 s) ends, the GPU serves again
+    running.kubelet.wait_devices(GPU, lambda d: unhealthy(d) == set(), timeout=3)
 
 
 def test_time_slicing_with_nvidias_error_for_more_than_one_replica(root: Path) -> None:

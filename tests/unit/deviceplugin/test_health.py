@@ -1,13 +1,13 @@
 """GPU health for ListAndWatch, on the DRA plugin's fault rules: lost GPUs, fatal and
-application XIDs, ECC errors, damped recovery, unattributed events; one GPU's fault never
-touches another's verdict."""
+application XIDs, ECC errors, damped recovery (also by NVML's recovery action reading NONE
+again), unattributed events; one GPU's fault never touches another's verdict."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from gpudra.deviceplugin.health import GpuHealth
-from gpudra.devices.faults import APPLICATION_XIDS
+from gpudra.devices.faults import APPLICATION_XIDS, RecoveryAction
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
 from tests.unit.deviceplugin.nodes import mock
 
@@ -72,3 +72,23 @@ def test_an_event_nvml_cannot_attribute_marks_every_gpu(tmp_path: Path) -> None:
     assert set(h.unhealthy(inv)) == set(range(8))
     h.event(HealthEvent(kind=HealthEventKind.RECOVERED, gpu_uuid=None), inv)
     assert h.unhealthy(inv) == {}
+
+
+def test_nvmls_recovery_action_decides_and_none_ends_the_xid_after_damping(
+    tmp_path: Path,
+) -> None:
+    inv = mock("dgx-h100", tmp_path / "s.json").inventory()
+    clock = Clock()
+    h = GpuHealth(recovery_s=10, clock=clock)
+    a, b = inv.gpus[2].uuid, inv.gpus[7].uuid
+    reset, none = RecoveryAction.GPU_RESET, RecoveryAction.NONE
+    h.event(HealthEvent(kind=HealthEventKind.XID, gpu_uuid=a, xid=13, recovery_action=reset), inv)
+    h.event(HealthEvent(kind=HealthEventKind.XID, gpu_uuid=b, xid=79, recovery_action=none), inv)
+    assert h.unhealthy(inv) == {2: "XID 13 (graphics engine exception); NVML: needs a GPU reset"}
+    assert sorted(h.xid_gpus()) == sorted([a, b])
+    assert not h.recovery_actions({a: None})  # NVML does not say: nothing changes
+    assert h.recovery_actions({a: none})
+    clock.t += 9
+    assert set(h.unhealthy(inv)) == {2} and not h.due()
+    clock.t += 1
+    assert h.due() and h.unhealthy(inv) == {}

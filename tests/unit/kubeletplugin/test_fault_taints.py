@@ -1,6 +1,7 @@
 """GPU faults become device taints in the node catalogue: on the GPU's every device (MIG
 devices inherit), after the controller-managed taint; a lost GPU stays published, tainted;
-informational taints only where the server has effect None (1.35+); damped recovery."""
+informational taints only where the server has effect None (1.35+); damped recovery, also
+when NVML's recovery action reads NONE again."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from gpudra.catalogue.catalogue import ServerCapabilities, build_catalogue
+from gpudra.devices.faults import RecoveryAction
 from gpudra.kubeletplugin.fault_taints import FaultTaints
 from gpudra.metrics.node import NodeMetrics
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
@@ -91,3 +93,58 @@ def test_an_application_xid_is_an_effect_none_taint_on_1_35_and_nothing_on_1_34(
     new = ft.taints(inv, ServerCapabilities(minor=35))
     assert [(t["value"], t["effect"]) for t in new[1]] == [("13", "None")]
     assert ft.taints(inv, ServerCapabilities(minor=34)) == {}
+
+
+def test_a_recovery_action_back_to_none_removes_the_xid_taint_after_damping(
+    tmp_path: Path,
+) -> None:
+    b = MockBackend(load_machine("dgx-h100"), node_name=NODE, state_file=tmp_path / "s")
+    inv = b.inventory()
+    clock = Clock()
+    ft = FaultTaints(recovery_s=5, lost_effect="NoExecute", metrics=NodeMetrics(), clock=clock)
+    caps = ServerCapabilities(minor=35)
+    b.inject_xid(4, 13, recovery_action=RecoveryAction.GPU_RESET)  # NVML: the GPU's, not app's
+    ev = b.wait_health_event(1.0)
+    assert ev is not None and ft.event(ev, inv)
+    assert [(t["value"], t["effect"]) for t in ft.taints(inv, caps)[4]] == [("13", "NoSchedule")]
+    assert not ft.recovery_actions(b.recovery_action)  # still needs a reset: nothing changes
+    b.set_recovery_action(4, RecoveryAction.NONE)  # reset done: the driver says fine
+    assert ft.recovery_actions(b.recovery_action)
+    clock.t += 4
+    assert 4 in ft.taints(inv, caps) and not ft.due()  # damped
+    clock.t += 1
+    assert ft.due() and ft.taints(inv, caps) == {}
+
+
+def test_without_the_field_the_xid_taint_stays_until_a_recovery(tmp_path: Path) -> None:
+    b = MockBackend(load_machine("dgx-h100"), node_name=NODE, state_file=tmp_path / "s")
+    inv = b.inventory()
+    clock = Clock()
+    ft = FaultTaints(recovery_s=0, lost_effect="NoExecute", metrics=NodeMetrics(), clock=clock)
+    caps = ServerCapabilities(minor=35)
+    ft.event(HealthEvent(kind=HealthEventKind.XID, gpu_uuid=inv.gpus[0].uuid, xid=79), inv)
+    asked: list[str] = []
+
+    def no_field(uuid: str) -> RecoveryAction | None:
+        asked.append(uuid)
+        return None
+
+    assert not ft.recovery_actions(no_field)
+    assert asked == [inv.gpus[0].uuid]  # only the GPUs with XID faults are read
+    clock.t += 3600
+    assert [(t["value"], t["effect"]) for t in ft.taints(inv, caps)[0]] == [("79", "NoSchedule")]
+
+
+def test_an_xid_nvml_needs_nothing_for_is_informational(tmp_path: Path) -> None:
+    inv = MockBackend(load_machine("dgx-h100"), node_name=NODE).inventory()
+    ft = FaultTaints(recovery_s=0, lost_effect="NoExecute", metrics=NodeMetrics(), clock=Clock())
+    ev = HealthEvent(
+        kind=HealthEventKind.XID,
+        gpu_uuid=inv.gpus[6].uuid,
+        xid=79,
+        recovery_action=RecoveryAction.NONE,
+    )
+    ft.event(ev, inv)
+    assert [(t["value"], t["effect"]) for t in ft.taints(inv, ServerCapabilities(minor=35))[6]] == [
+        ("79", "None")
+    ]

@@ -7,21 +7,31 @@ It fails the way NVML does: a ``lost`` GPU raises ``NVML_ERROR_GPU_IS_LOST`` fro
 on it or on its MIG devices, its handle lookup included; ``fail`` makes one named call on one
 GPU raise a given code; a MIG instance marked ``busy`` (processes running on it) refuses
 destroy with ``NVML_ERROR_IN_USE``.
+
+Field values as pynvml has them: ``nvmlDeviceGetFieldValues(handle, fieldIds)`` returns a
+ctypes array of ``c_nvmlFieldValue_t`` (the same fields and value union as pynvml's), one per
+id, each with its own ``nvmlReturn``.  Only ``NVML_FI_DEV_GET_GPU_RECOVERY_ACTION`` has a
+value: a GPU's ``recovery_action`` (an NVML number), or ``NVML_ERROR_NOT_SUPPORTED`` in that
+entry when it is None (a driver before the field); the call itself raises only for the GPU
+(lost, ``fail``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+NVML_SUCCESS = 0
 NVML_ERROR_INVALID_ARGUMENT = 2
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_TIMEOUT = 10
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
 NVML_ERROR_GPU_IS_LOST = 15
 NVML_ERROR_IN_USE = 19
 NVML_ERROR_INSUFFICIENT_RESOURCES = 23
@@ -30,6 +40,13 @@ NVML_NVLINK_MAX_LINKS = 18
 NVML_NVLINK_DEVICE_TYPE_GPU = 0
 NVML_NVLINK_DEVICE_TYPE_SWITCH = 2
 NVML_GPU_FABRIC_STATE_COMPLETED = 3
+NVML_VALUE_TYPE_UNSIGNED_INT = 1
+NVML_FI_DEV_GET_GPU_RECOVERY_ACTION = 230
+NVML_GPU_RECOVERY_ACTION_NONE = 0
+NVML_GPU_RECOVERY_ACTION_GPU_RESET = 1
+NVML_GPU_RECOVERY_ACTION_NODE_REBOOT = 2
+NVML_GPU_RECOVERY_ACTION_DRAIN_P2P = 3
+NVML_GPU_RECOVERY_ACTION_DRAIN_AND_RESET = 4
 nvmlEventTypeSingleBitEccError = 1
 nvmlEventTypeDoubleBitEccError = 2
 nvmlEventTypeXidCriticalError = 8
@@ -51,6 +68,8 @@ class FakeGpu:
     migs: list[dict[str, Any]] = field(default_factory=list)  # "busy": True refuses destroy
     lost: bool = False  # fallen off the bus: every call on it raises GPU_IS_LOST
     fail: dict[str, int] = field(default_factory=dict)  # nvml function name -> error code
+    # NVML_GPU_RECOVERY_ACTION_* the field reads; None: NOT_SUPPORTED (a driver before 565)
+    recovery_action: int | None = None
 
     def check(self, call: str) -> None:
         if self.lost:
@@ -91,11 +110,36 @@ class c_nvmlGpuInstancePlacement_t:
     size = 0
 
 
+class c_nvmlValue_t(ctypes.Union):
+    _fields_ = [
+        ("dVal", ctypes.c_double),
+        ("uiVal", ctypes.c_uint),
+        ("ulVal", ctypes.c_ulong),
+        ("ullVal", ctypes.c_ulonglong),
+        ("sllVal", ctypes.c_longlong),
+        ("siVal", ctypes.c_int),
+        ("usVal", ctypes.c_ushort),
+    ]
+
+
+class c_nvmlFieldValue_t(ctypes.Structure):
+    _fields_ = [
+        ("fieldId", ctypes.c_uint32),
+        ("scopeId", ctypes.c_uint32),
+        ("timestamp", ctypes.c_int64),
+        ("latencyUsec", ctypes.c_int64),
+        ("valueType", ctypes.c_uint),
+        ("nvmlReturn", ctypes.c_uint),
+        ("value", c_nvmlValue_t),
+    ]
+
+
 class FakeNvml:
     """Use as ``RealBackend(lib=FakeNvml(...))``."""
 
     NVMLError = NVMLError
     c_nvmlGpuInstancePlacement_t = c_nvmlGpuInstancePlacement_t
+    c_nvmlFieldValue_t = c_nvmlFieldValue_t
 
     def __init__(self, gpus: list[FakeGpu], *, present: bool = True) -> None:
         self.gpus = gpus
@@ -266,6 +310,18 @@ class FakeNvml:
 
     def nvmlDeviceGetGpuFabricInfo(self, h: Any, info: Any) -> None:
         raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+
+    def nvmlDeviceGetFieldValues(self, h: Any, fieldIds: list[Any]) -> Any:  # noqa: N803
+        g = self._gpu(h)
+        values = (c_nvmlFieldValue_t * len(fieldIds))()
+        for v, fid in zip(values, fieldIds, strict=True):
+            v.fieldId, v.scopeId = fid if isinstance(fid, tuple) else (fid, 0)
+            if v.fieldId != NVML_FI_DEV_GET_GPU_RECOVERY_ACTION or g.recovery_action is None:
+                v.nvmlReturn = NVML_ERROR_NOT_SUPPORTED
+                continue
+            v.nvmlReturn, v.valueType = NVML_SUCCESS, NVML_VALUE_TYPE_UNSIGNED_INT
+            v.value.uiVal = g.recovery_action
+        return values
 
     def nvmlEventSetCreate(self) -> str:
         return "event-set"

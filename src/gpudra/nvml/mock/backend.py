@@ -5,7 +5,9 @@ checked against the MIG profile table and existing instances, a lost GPU refuses
 with GpuLost, a MIG instance with processes refuses destroy with InUse), and faults can be
 injected (``gpudra.nvml.mock.faults``, also ``gpudra mock inject``): an XID or ECC event, a
 GPU falling off the bus and its recovery, hung NVML calls, processes running on a MIG
-instance.
+instance, and NVML's GPU recovery action.  That action is read as the real backend reads it:
+with each XID event as it is taken off the queue, and by ``recovery_action``; a GPU never
+given one reads as a driver without the field (None), as before the field existed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from gpudra.devices.faults import RecoveryAction
 from gpudra.devices.gpu import Gpu, Health, MigDevice, MigMode
 from gpudra.devices.inventory import Inventory
 from gpudra.devices.mig import MigInstance, Placement, family_named, placement_violation
@@ -131,32 +134,56 @@ class MockBackend:
     def wait_health_event(self, timeout_s: float) -> HealthEvent | None:
         deadline = time.monotonic() + timeout_s
         while True:
-            event = self._store.update(_pop_event)
-            if event is not None:
+            popped = self._store.update(_pop_event)
+            if popped is not None:
+                event, action = popped
                 return HealthEvent(
                     kind=HealthEventKind(event.kind),
                     gpu_uuid=self._gpus[event.gpu_index].uuid,
                     xid=event.xid,
                     gpu_instance_id=event.gpu_instance_id,
                     compute_instance_id=event.compute_instance_id,
+                    recovery_action=action,
                 )
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+
+    def recovery_action(self, gpu_uuid: str) -> RecoveryAction | None:
+        gpu = next((g for g in self._gpus if g.uuid == gpu_uuid), None)
+        state = self._store.read()
+        if gpu is None or gpu.index in state.lost:  # NVML cannot read a lost GPU
+            return None
+        return state.recovery_actions.get(gpu.index)
 
     def close(self) -> None:
         return None
 
     # --- fault injection (tests, demos) -------------------------------------------------
 
-    def inject_xid(self, gpu_index: int, xid: int, *, gpu_instance_id: int | None = None) -> None:
-        """Queue an XID event for a GPU (or one of its MIG devices)."""
+    def inject_xid(
+        self,
+        gpu_index: int,
+        xid: int,
+        *,
+        gpu_instance_id: int | None = None,
+        recovery_action: RecoveryAction | None = None,
+    ) -> None:
+        """Queue an XID event for a GPU (or one of its MIG devices); with ``recovery_action``
+        NVML's recovery action for the GPU becomes that first."""
         self._gpu_at(gpu_index)
         if gpu_instance_id is None:
-            inject(self._store, gpu_index, "xid", xid)
+            inject(self._store, gpu_index, "xid", xid, recovery_action)
             return
+        if recovery_action is not None:
+            self.set_recovery_action(gpu_index, recovery_action)
         ev = PendingEvent(kind="xid", gpu_index=gpu_index, xid=xid, gpu_instance_id=gpu_instance_id)
         self._store.update(lambda s: (s.model_copy(update={"events": (*s.events, ev)}), None))
+
+    def set_recovery_action(self, gpu_index: int, action: RecoveryAction) -> None:
+        """What NVML's recovery-action field reads for the GPU from now on (no event)."""
+        self._gpu_at(gpu_index)
+        inject(self._store, gpu_index, "recovery-action", recovery_action=action)
 
     def inject_ecc(self, gpu_index: int, *, double_bit: bool = True) -> None:
         """Queue an ECC error event (double-bit: fatal; single-bit: informational)."""
@@ -175,8 +202,8 @@ class MockBackend:
         inject(self._store, gpu_index, "lost")
 
     def recover(self, gpu_index: int) -> None:
-        """The GPU is back (a reset, a driver reload): it answers again and a ``recovered``
-        event clears its faults."""
+        """The GPU is back (a reset, a driver reload): it answers again, its recovery action
+        is forgotten (None), and a ``recovered`` event clears its faults."""
         self._gpu_at(gpu_index)
         inject(self._store, gpu_index, "recover")
 
@@ -232,7 +259,12 @@ class MockBackend:
         )
 
 
-def _pop_event(state: MockState) -> tuple[MockState, PendingEvent | None]:
+def _pop_event(
+    state: MockState,
+) -> tuple[MockState, tuple[PendingEvent, RecoveryAction | None] | None]:
+    """The next event, with the recovery action NVML reads for an XID's GPU as it is taken."""
     if not state.events:
         return state, None
-    return state.model_copy(update={"events": state.events[1:]}), state.events[0]
+    ev = state.events[0]
+    action = state.recovery_actions.get(ev.gpu_index) if ev.kind == "xid" else None
+    return state.model_copy(update={"events": state.events[1:]}), (ev, action)

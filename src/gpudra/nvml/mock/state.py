@@ -1,5 +1,6 @@
 """The mock node's mutable "hardware" state: MIG instances and which of them have processes,
-lost GPUs, pending health events, and how long NVML calls hang.
+lost GPUs, each GPU's recovery action (NVML's ``NVML_FI_DEV_GET_GPU_RECOVERY_ACTION``),
+pending health events, and how long NVML calls hang.
 
 Real hardware outlives the daemon; so must the mock's.  With a state file the state is shared
 by every process that opens the same mock node (daemon, tests, a restarted daemon) and
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 
 from gpudra.common.atomicfile import write_atomic
 from gpudra.common.model import Model
+from gpudra.devices.faults import RecoveryAction
 from gpudra.nvml.errors import ProfileError
 
 T = TypeVar("T")
@@ -55,6 +57,9 @@ class MockState(Model):
     # every inventory read takes this long: a driver stuck in a lock, a GPU that stops
     # answering (NVML calls block; nothing fails)
     hang_seconds: float = 0.0
+    # GPU index -> what NVML's recovery-action field reads; a GPU absent reads as a driver
+    # without the field (None), as every GPU did before the field was added (no version bump)
+    recovery_actions: dict[int, RecoveryAction] = {}
 
 
 class StateStore:

@@ -7,11 +7,20 @@ service version *in the plugin's order* that it knows, confirm with
 ``NotifyRegistrationStatus``, then call NodePrepareResources / NodeUnprepareResources for the
 claims of pods bound to its node, one call per driver per pod. ``restart()`` simulates a kubelet
 restart: it wipes the node's ResourceSlices and registers the plugins again.
+
+Device health (KEP-4680): when a plugin advertises ``v1alpha1.DRAResourceHealth``,
+``Plugin.watch_health()`` holds the ``NodeWatchResources`` stream open on a thread, as the
+kubelet's DRA manager does, keeping the last health of every device with the time it was
+heard (a device not refreshed within its ``health_check_timeout_seconds`` is Unknown), and
+``pod_health`` answers what the kubelet writes into the pod's
+``status.containerStatuses[].allocatedResourcesStatus``: per prepared device, its CDI
+device ID (the real kubelet's resourceID) and Healthy, Unhealthy or Unknown.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +33,8 @@ from gpudra._proto import (
     dra_v1_pb2_grpc,
     dra_v1beta1_pb2,
     dra_v1beta1_pb2_grpc,
+    drahealth_v1alpha1_pb2,
+    drahealth_v1alpha1_pb2_grpc,
     pluginregistration_v1_pb2,
     pluginregistration_v1_pb2_grpc,
 )
@@ -33,8 +44,20 @@ KNOWN_VERSIONS = {
     "v1.DRAPlugin": (dra_v1_pb2, dra_v1_pb2_grpc),
     "v1beta1.DRAPlugin": (dra_v1beta1_pb2, dra_v1beta1_pb2_grpc),
 }
+HEALTH_SERVICE = "v1alpha1.DRAResourceHealth"
 GET_INFO_TIMEOUT_S = 1.0
 CALL_TIMEOUT_S = 45.0
+DEFAULT_HEALTH_TIMEOUT_S = 30  # the kubelet's, when a device gives none
+_HEALTH_NAMES = {0: "Unknown", 1: "Healthy", 2: "Unhealthy"}
+
+
+@dataclass(frozen=True)
+class HeardHealth:
+    health: str  # Healthy | Unhealthy | Unknown, as the pod status spells it
+    message: str
+    last_updated: int  # the plugin's last_updated_time (unix seconds)
+    timeout_s: int
+    heard_at: float  # monotonic
 
 
 class RegistrationFailed(Exception):
@@ -50,6 +73,56 @@ class Plugin:
     _channel: grpc.Channel
     _pb2: Any
     _stub: Any
+    health_service: bool = False
+    health: dict[tuple[str, str], HeardHealth] = field(default_factory=dict)
+    health_messages: int = 0
+    health_error: str = ""
+    _health_call: Any = None
+    _health_thread: threading.Thread | None = None
+    _health_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def watch_health(self) -> None:
+        """Open NodeWatchResources and keep the last health of every device it names."""
+        if not self.health_service:
+            raise RuntimeError(f"{self.name} does not advertise {HEALTH_SERVICE}")
+        stub = drahealth_v1alpha1_pb2_grpc.DRAResourceHealthStub(self._channel)
+        call = stub.NodeWatchResources(drahealth_v1alpha1_pb2.NodeWatchResourcesRequest())
+        self._health_call = call
+
+        def run() -> None:
+            try:
+                for resp in call:
+                    now = time.monotonic()
+                    # every message is the complete set: the kubelet reconciles against it
+                    heard = {
+                        (d.device.pool_name, d.device.device_name): HeardHealth(
+                            health=_HEALTH_NAMES.get(d.health, "Unknown"),
+                            message=d.message,
+                            last_updated=d.last_updated_time,
+                            timeout_s=d.health_check_timeout_seconds
+                            if d.health_check_timeout_seconds > 0
+                            else DEFAULT_HEALTH_TIMEOUT_S,
+                            heard_at=now,
+                        )
+                        for d in resp.devices
+                    }
+                    with self._health_lock:
+                        self.health = heard
+                        self.health_messages += 1
+            except grpc.RpcError as e:
+                if e.code() is not grpc.StatusCode.CANCELLED:
+                    self.health_error = f"{e.code().name}: {e.details()}"
+
+        self._health_thread = threading.Thread(target=run, name="health-stream", daemon=True)
+        self._health_thread.start()
+
+    def device_health(self, pool: str, device: str) -> HeardHealth | None:
+        """What the kubelet knows of one device now (Unknown once its timeout passed)."""
+        with self._health_lock:
+            h = self.health.get((pool, device))
+        if h is not None and time.monotonic() - h.heard_at > h.timeout_s:
+            return HeardHealth("Unknown", "", h.last_updated, h.timeout_s, h.heard_at)
+        return h
 
     def prepare(self, claims: list[tuple[str, str, str]]) -> dict[str, Any]:
         """(namespace, name, uid) -> the per-claim responses, keyed by UID."""
@@ -67,7 +140,11 @@ class Plugin:
         return {uid: r.error for uid, r in resp.claims.items()}
 
     def close(self) -> None:
+        if self._health_call is not None:
+            self._health_call.cancel()
         self._channel.close()
+        if self._health_thread is not None:
+            self._health_thread.join(timeout=5)
 
 
 @dataclass
@@ -77,6 +154,10 @@ class KubeletHarness:
     kube: KubeClient
     plugins: dict[str, Plugin] = field(default_factory=dict)
     prepared: dict[str, dict[str, tuple[str, str, str]]] = field(default_factory=dict)
+    # pod key -> (pool, device, CDI IDs) of every device prepared for it
+    prepared_devices: dict[str, list[tuple[str, str, tuple[str, ...]]]] = field(
+        default_factory=dict
+    )
 
     def _register(self, reg_socket: Path) -> Plugin:
         with grpc.insecure_channel(f"unix://{reg_socket}") as ch:
@@ -108,6 +189,7 @@ class KubeletHarness:
             _channel=channel,
             _pb2=pb2,
             _stub=pb2_grpc.DRAPluginStub(channel),
+            health_service=HEALTH_SERVICE in info.supported_versions,
         )
 
     def wait_for_plugin(self, driver: str, timeout: float = 20.0) -> Plugin:
@@ -163,10 +245,25 @@ class KubeletHarness:
         self.prepared.setdefault(key, {}).update(
             {c[2]: c for c in claims if c[2] in resp and not resp[c[2]].error}
         )
+        devices = self.prepared_devices.setdefault(key, [])
+        for r in resp.values():
+            devices.extend((d.pool_name, d.device_name, tuple(d.cdi_device_ids)) for d in r.devices)
         return resp
+
+    def pod_health(self, namespace: str, name: str, driver: str) -> dict[str, HeardHealth | None]:
+        """resourceID -> its health, for every device prepared for the pod: what the kubelet
+        puts in the pod's allocatedResourcesStatus, where a device's resourceID is its CDI
+        device ID (seen with the 1.37 kubelet); None: never heard."""
+        plugin = self.plugins[driver]
+        return {
+            rid: plugin.device_health(pool, device)
+            for pool, device, cdi_ids in self.prepared_devices.get(f"{namespace}/{name}", [])
+            for rid in cdi_ids or (f"{driver}/{pool}/{device}",)
+        }
 
     def unprepare_pod(self, namespace: str, name: str, driver: str) -> dict[str, str]:
         claims = list(self.prepared.pop(f"{namespace}/{name}", {}).values())
+        self.prepared_devices.pop(f"{namespace}/{name}", None)
         return self.plugins[driver].unprepare(claims) if claims else {}
 
     def sync(self, driver: str) -> None:

@@ -295,3 +295,27 @@ def test_a_lost_gpu_with_no_execute_evicts_the_pod_using_it_and_no_other(
     p2 = kube.get(resources.PODS, "p2", namespace=namespace)
     assert not p2["metadata"].get("deletionTimestamp") and phase("p2") == "Running"
     assert all(taints(kube, d.node_name, f"gpu-{i}") == [] for i in (0, 1, 2, 3, 4, 5, 7))
+
+
+def test_a_claim_that_tolerates_the_taint_still_gets_the_device(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    """Upstream semantics: kube-scheduler allocates a tainted device to a claim tolerating it."""
+    d, _ = node_daemon("dgx-h100", extra_args=["--health-recovery-s", "0"])
+    wait_for("slices", lambda: node_slices(kube, d.node_name))
+    inject(d, "--gpu", "1", "--xid", "79")
+    xid = ("gpu.gpudra.io/xid", "79", "NoSchedule")
+    wait_for("the XID taint", lambda: xid in taints(kube, d.node_name, "gpu-1"), 2, interval=0.05)
+    claim = gpu_claim("tolerant", namespace, 1, "device.attributes['gpu.gpudra.io'].index == 1")
+    claim["spec"]["devices"]["requests"][0]["exactly"]["tolerations"] = [
+        {"key": "gpu.gpudra.io/xid", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    kube.create(resources.RESOURCECLAIMS, claim, namespace=namespace)
+    kube.create(
+        resources.PODS, pod("p1", namespace, "tolerant", node=d.node_name), namespace=namespace
+    )
+    assert wait_for("p1 bound", lambda: bound(kube, namespace, "p1"), 60) == d.node_name
+    c = kube.get(resources.RESOURCECLAIMS, "tolerant", namespace=namespace)
+    assert [r["device"] for r in c["status"]["allocation"]["devices"]["results"]] == ["gpu-1"]

@@ -29,6 +29,12 @@ from gpudra.catalogue.catalogue import DeviceKind, NodeCatalogue
 from gpudra.cdi.spec import DEVICES_ANNOTATION, CdiDevice, claim_spec, device_id
 from gpudra.devices.gpu import MigDevice
 from gpudra.kubeletplugin.checkpoint import PreparedClaim, PreparedDevice
+from gpudra.kubeletplugin.claim_config import (
+    ConfigEntry,
+    ConfigError,
+    allocation_configs,
+    config_for,
+)
 from gpudra.resourceapi import base_request
 
 
@@ -50,6 +56,8 @@ class ErrorType(StrEnum):
     DEADLINE_EXCEEDED = "deadline_exceeded"  # the call's deadline passed, or it was cancelled
     UNKNOWN_DEVICE = "unknown_device"  # a device not (or no longer) in the node catalogue
     DEVICE_UNHEALTHY = "device_unhealthy"  # its GPU has a fatal fault or is lost
+    INVALID_CONFIG = "invalid_config"  # an opaque config of ours that is malformed
+    UNSUPPORTED_CONFIG = "unsupported_config"  # a valid config gpudra cannot honour (yet)
     # prepared for another claim (and not both may share), or its MIG placement is taken by
     # an instance gpudra did not create
     DEVICE_BUSY = "device_busy"
@@ -110,6 +118,22 @@ def _some(names: list[str], most: int = 12) -> str:
     return f"{', '.join(names[:most])}, ... ({len(names)} devices)"
 
 
+def _check_config(configs: list[ConfigEntry], request: str, mig: bool, ref: ClaimRef) -> None:
+    """The device's config is one gpudra honours.  Sharing (TimeSlicing, MPS) is refused
+    rather than ignored: a claim ported with it must not get exclusive GPUs silently."""
+    try:
+        entry = config_for(configs, request, mig=mig)
+    except ConfigError as e:
+        raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
+    if entry is not None and entry.config.sharing is not None:
+        raise PrepareError(
+            f"claim {ref}: {entry.where}.sharing.strategy: {entry.config.sharing.strategy} "
+            "is not supported by this gpudra version yet (request "
+            f"{request!r}); remove the sharing block to get the device exclusively",
+            ErrorType.UNSUPPORTED_CONFIG,
+        )
+
+
 def resolve_claim(
     claim: Mapping[str, Any],
     ref: ClaimRef,
@@ -146,6 +170,10 @@ def resolve_claim(
             f"{', '.join(drivers) or 'none'})",
             ErrorType.NOT_ALLOCATED,
         )
+    try:
+        configs = allocation_configs((allocation.get("devices") or {}).get("config") or [], driver)
+    except ConfigError as e:
+        raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
     devices: list[PreparedDevice] = []
     for r in results:
         pool, name = r.get("pool", ""), r.get("device", "")
@@ -167,6 +195,7 @@ def resolve_claim(
                 f"claim {ref}: device {name} ({dev.uuid}) is not healthy",
                 ErrorType.DEVICE_UNHEALTHY,
             )
+        _check_config(configs, r.get("request", ""), dev.kind is not DeviceKind.GPU, ref)
         if any(d.device == name for d in devices):
             continue  # one device serving several requests is prepared once
         requests = sorted(

@@ -35,6 +35,8 @@ PREPARE_ERROR_TYPES = (
     "deadline_exceeded",
     "unknown_device",
     "device_unhealthy",
+    "invalid_config",
+    "unsupported_config",
     "device_busy",
     "mig_error",
     "nvml_error",

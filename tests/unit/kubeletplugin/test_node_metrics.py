@@ -211,6 +211,24 @@ def failing_mig_node(tmp: Path) -> tuple[NodePlugin, FailingBackend]:
     return node, backend
 
 
+def configured(tmp: Path, sharing: dict[str, Any]) -> Setup:
+    c = claim(result("gpu-3"))
+    c["status"]["allocation"]["devices"]["config"] = [
+        {
+            "source": "FromClaim",
+            "opaque": {
+                "driver": DRIVER,
+                "parameters": {
+                    "apiVersion": "resource.gpudra.io/v1beta1",
+                    "kind": "GpuConfig",
+                    "sharing": sharing,
+                },
+            },
+        }
+    ]
+    return Setup(plugin(tmp, FakeClient(c)))
+
+
 def gpu_claim(tmp: Path, backend: MockBackend | None = None) -> Setup:
     return Setup(plugin(tmp, FakeClient(claim(result("gpu-3"))), backend=backend))
 
@@ -296,6 +314,14 @@ PREPARE_FAILURES: dict[str, tuple[Callable[[Path], Setup], ErrorType]] = {
         ErrorType.UNKNOWN_DEVICE,
     ),
     "lost GPU": (lost_gpu, ErrorType.DEVICE_UNHEALTHY),
+    "malformed config": (
+        lambda tmp: configured(tmp, {"strategy": "Sliced"}),
+        ErrorType.INVALID_CONFIG,
+    ),
+    "sharing not supported yet": (
+        lambda tmp: configured(tmp, {"strategy": "MPS"}),
+        ErrorType.UNSUPPORTED_CONFIG,
+    ),
     "prepared for another claim": (prepared_elsewhere, ErrorType.DEVICE_BUSY),
     "foreign MIG instance": (foreign_instance, ErrorType.DEVICE_BUSY),
     "MIG create refused": (refused_mig, ErrorType.MIG_ERROR),

@@ -1,0 +1,102 @@
+"""Opaque claim configs as the real control plane hands them to the node: kube-scheduler
+copies the DeviceClass's config (FromClass) and the claim's (FromClaim) into the allocation,
+and the node daemon, asked by the kubelet stand-in, reads them there: a malformed one fails
+prepare with the user's field path, sharing it cannot honour yet is refused, and a config
+without sharing prepares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gpudra.kube import KubeClient, resources
+from gpudra.resourceapi import DRIVER_NAME
+from gpudra_testkit.builders import gpu_claim, pod, unique
+from gpudra_testkit.harness.kubelet import KubeletHarness
+from gpudra_testkit.harness.nodedaemon import NodeDaemon
+from gpudra_testkit.harness.objects import bound
+from gpudra_testkit.harness.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def opaque(sharing: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"apiVersion": "resource.gpudra.io/v1beta1", "kind": "GpuConfig"}
+    if sharing is not None:
+        params["sharing"] = sharing
+    return {"opaque": {"driver": DRIVER_NAME, "parameters": {**params, **extra}}}
+
+
+def prepare_with(
+    kube: KubeClient,
+    h: KubeletHarness,
+    d: NodeDaemon,
+    namespace: str,
+    name: str,
+    configs: list[dict[str, Any]],
+    device_class: str = "gpu.gpudra.io",
+) -> tuple[dict[str, Any], str]:
+    claim = gpu_claim(name, namespace, 1)
+    claim["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = device_class
+    claim["spec"]["devices"]["config"] = configs
+    kube.create(resources.RESOURCECLAIMS, claim, namespace=namespace)
+    kube.create(resources.PODS, pod(name, namespace, name, node=d.node_name), namespace=namespace)
+    wait_for(f"{name} bound", lambda: bound(kube, namespace, name), 60)
+    got = kube.get(resources.RESOURCECLAIMS, name, namespace=namespace)
+    resp = h.prepare_pod(kube.get(resources.PODS, name, namespace=namespace), DRIVER_NAME)
+    (out,) = resp.values()
+    return got["status"]["allocation"]["devices"], out.error
+
+
+def test_configs_reach_the_node_as_the_scheduler_copies_them(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
+    kube: KubeClient,
+    namespace: str,
+    cluster_objects: Callable[[Any, dict[str, Any]], Any],
+) -> None:
+    d, h = node_daemon("dgx-h100")
+    # a class whose own config is fine: a claim's config comes after it and wins
+    cls = unique("gpu-configured")
+    cluster_objects(
+        resources.DEVICECLASSES,
+        {
+            "metadata": {"name": cls},
+            "spec": {
+                "selectors": [{"cel": {"expression": f"device.driver == '{DRIVER_NAME}'"}}],
+                "config": [opaque(None)],
+            },
+        },
+    )
+    devices, error = prepare_with(kube, h, d, namespace, "plain", [opaque(None)], cls)
+    assert [c["source"] for c in devices["config"]] == ["FromClass", "FromClaim"]
+    assert error == ""
+
+    _, error = prepare_with(
+        kube,
+        h,
+        d,
+        namespace,
+        "typo",
+        [opaque({"strategy": "MPS", "mpsConfg": {"defaultActiveThreadPercentage": 50}})],
+    )
+    print(f"malformed: {error}")
+    assert "invalid config: spec.devices.config[0].opaque.parameters.sharing.mpsConfg: " in error
+    assert "unknown field" in error
+
+    _, error = prepare_with(
+        kube, h, d, namespace, "nvidias", [opaque(None, apiVersion="resource.nvidia.com/v1beta1")]
+    )
+    assert "resource.nvidia.com/v1beta1 is NVIDIA's driver's; for gpudra use" in error
+
+    _, error = prepare_with(
+        kube,
+        h,
+        d,
+        namespace,
+        "shared",
+        [opaque({"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Long"}})],
+    )
+    print(f"sharing: {error}")
+    assert "sharing.strategy: TimeSlicing is not supported by this gpudra version yet" in error

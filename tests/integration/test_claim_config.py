@@ -1,8 +1,9 @@
 """Opaque claim configs as the real control plane hands them to the node: kube-scheduler
 copies the DeviceClass's config (FromClass) and the claim's (FromClaim) into the allocation,
 and the node daemon, asked by the kubelet stand-in, reads them there: a malformed one fails
-prepare with the user's field path, sharing it cannot honour yet is refused, and a config
-without sharing prepares."""
+prepare with the user's field path, sharing it cannot honour yet (MPS) is refused, a config
+without sharing prepares, and a TimeSlicing claim shared by two pods sets its GPU's interval
+until the last pod is gone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from typing import Any
 
 import pytest
 
+from gpudra.cdi.spec import spec_file_name
+from gpudra.devices.timeslice import Interval
 from gpudra.kube import KubeClient, resources
+from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceapi import DRIVER_NAME
 from gpudra_testkit.builders import gpu_claim, pod, unique
 from gpudra_testkit.harness.kubelet import KubeletHarness
@@ -90,13 +94,47 @@ def test_configs_reach_the_node_as_the_scheduler_copies_them(
     )
     assert "resource.nvidia.com/v1beta1 is NVIDIA's driver's; for gpudra use" in error
 
-    _, error = prepare_with(
-        kube,
-        h,
-        d,
-        namespace,
-        "shared",
-        [opaque({"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Long"}})],
-    )
-    print(f"sharing: {error}")
-    assert "sharing.strategy: TimeSlicing is not supported by this gpudra version yet" in error
+    _, error = prepare_with(kube, h, d, namespace, "mps", [opaque({"strategy": "MPS"})])
+    print(f"MPS: {error}")
+    assert "sharing.strategy: MPS is not supported by this gpudra version yet" in error
+
+
+def test_two_pods_share_one_time_sliced_claim(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    """NVIDIA's time-slicing example, renamed: one claim, two pods, one CDI spec; the GPU's
+    interval is set at prepare and back to Default after the last pod's unprepare."""
+    d, h = node_daemon("dgx-h100")
+    long = opaque({"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Long"}})
+    claim = gpu_claim("shared", namespace, 1)
+    claim["spec"]["devices"]["config"] = [long]
+    kube.create(resources.RESOURCECLAIMS, claim, namespace=namespace)
+    for p in ("a", "b"):
+        kube.create(
+            resources.PODS, pod(p, namespace, "shared", node=d.node_name), namespace=namespace
+        )
+        wait_for(f"{p} bound", lambda p=p: bound(kube, namespace, p), 60)
+    got = kube.get(resources.RESOURCECLAIMS, "shared", namespace=namespace)
+    uid = got["metadata"]["uid"]
+    (res,) = got["status"]["allocation"]["devices"]["results"]
+    mock = MockBackend(load_machine("dgx-h100"), node_name=d.node_name, state_file=d.state_file)
+    gpu = next(g for g in mock.inventory().gpus if f"gpu-{g.minor}" == res["device"])
+    assert gpu.time_slice is Interval.DEFAULT
+    outs = [
+        h.prepare_pod(kube.get(resources.PODS, p, namespace=namespace), DRIVER_NAME)[uid]
+        for p in ("a", "b")
+    ]
+    assert all(not o.error for o in outs)
+    ids = [list(o.devices[0].cdi_device_ids) for o in outs]
+    assert ids[0] == ids[1] == [f"k8s.{DRIVER_NAME}/claim={uid}-{res['device']}"]
+    specs = sorted(p.name for p in d.cdi_dir.glob("*.json"))
+    assert specs == [spec_file_name(uid)]  # one spec for both pods
+    assert mock.inventory().gpus[gpu.index].time_slice is Interval.LONG
+    print(f"{res['device']}: time slice Long while pods a and b share claim {uid}")
+    assert h.unprepare_pod(namespace, "a", DRIVER_NAME) == {}  # b still uses the claim
+    assert mock.inventory().gpus[gpu.index].time_slice is Interval.LONG
+    assert h.unprepare_pod(namespace, "b", DRIVER_NAME) == {uid: ""}
+    assert mock.inventory().gpus[gpu.index].time_slice is Interval.DEFAULT
+    assert not (d.cdi_dir / spec_file_name(uid)).exists()

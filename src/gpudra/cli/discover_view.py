@@ -1,6 +1,8 @@
 """How ``gpudra discover`` presents an inventory: a JSON-ready document and a table for people.
 
-Pure functions from an ``Inventory`` to data or text; the command does the IO.
+Pure functions from an ``Inventory`` to data or text; the command does the IO.  Both show
+each GPU's CUDA time slice as the backend reads it (``timeSlice``; null / ``-`` where it
+cannot: the real backend).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def table(inv: Inventory) -> str:
             "PCI BUS",
             "MIG",
             "HEALTH",
+            "TIMESLICE",
         ]
     ]
     for g in inv.gpus:
@@ -105,6 +108,7 @@ def table(inv: Inventory) -> str:
                 g.pci_bus_id,
                 g.mig_mode.value,
                 g.health.value,
+                g.time_slice.value if g.time_slice else "-",
             ]
         )
     out += _table(rows)

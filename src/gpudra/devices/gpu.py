@@ -12,6 +12,7 @@ from pydantic import Field
 
 from gpudra.common.model import Model
 from gpudra.devices.mig import MigFamily, Placement, family_named
+from gpudra.devices.timeslice import Interval
 
 
 class MigMode(StrEnum):
@@ -48,6 +49,10 @@ class Gpu(Model):
         default=None, description="MIG profile family (devices/data/mig-profiles.yaml)"
     )
     health: Health = Health.HEALTHY
+    # the CUDA time slice the GPU is set to now; None where the backend cannot read it (the
+    # real one: nvidia-smi is too slow to ask on every inventory read).  Never published: it
+    # changes with the claims prepared, not with what the GPU is
+    time_slice: Interval | None = None
 
     @property
     def mig_capable(self) -> bool:

@@ -53,6 +53,9 @@ class PreparedDevice(_Schema):
     # an instance found there on a resumed prepare (a crash right after creating it) is ours;
     # the instance's UUID is recorded the moment it exists.  Unprepare destroys only these.
     mig_owned: bool = False
+    # a TimeSlicing config's interval, set on the device's GPU at prepare and back to the
+    # driver's default at unprepare ("": none asked)
+    time_slice: str = ""
 
     @property
     def dynamic_mig(self) -> bool:

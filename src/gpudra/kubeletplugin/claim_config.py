@@ -27,6 +27,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gpudra.allocation.quantity import QuantityError, parse_quantity
 from gpudra.common.model import Model
+from gpudra.devices.timeslice import Interval
 
 API_VERSION = "resource.gpudra.io/v1beta1"
 NVIDIA_API_VERSION = "resource.nvidia.com/v1beta1"
@@ -42,15 +43,6 @@ class ConfigError(ValueError):
 class Strategy(StrEnum):
     TIME_SLICING = "TimeSlicing"
     MPS = "MPS"
-
-
-class Interval(StrEnum):
-    """CUDA time-slice lengths (``nvidia-smi compute-policy --set-timeslice`` 0-3)."""
-
-    DEFAULT = "Default"
-    SHORT = "Short"
-    MEDIUM = "Medium"
-    LONG = "Long"
 
 
 def _pinned_limit(value: str) -> str:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from gpudra.catalogue.catalogue import NodeCatalogue
 from gpudra.cdi.writer import CdiWriteError, CdiWriter
 from gpudra.devices.gpu import MigDevice
+from gpudra.devices.timeslice import Interval
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import KubeError, NotFound
 from gpudra.kube.objects import KubeObject
@@ -230,16 +231,47 @@ class NodePlugin:
         made: list[str] = []
         try:
             record, instances = self._create_migs(record, made)
+            self._set_time_slices(record)
             final = finish(record, instances, catalogue=catalogue, dev_root=self._dev_root)
             self._cdi.write(ref.uid, final.cdi_spec)
             crashpoint("prepare:cdi-written")
             self.checkpoint.put(final.claim)
         except BaseException:
+            with contextlib.suppress(NvmlError):  # the interval goes with the failed attempt
+                self._restore_time_slices(record)
             self._roll_back(ref, done, made)
             raise
         crashpoint("prepare:prepared-recorded")
         log.info("prepared %s: %s", ref, ", ".join(d.device for d in final.claim.devices))
         return final.claim.devices
+
+    def _set_time_slices(self, record: PreparedClaim) -> None:
+        """The intervals the claim's TimeSlicing configs ask for, on their GPUs (again on a
+        retried prepare: setting one is idempotent)."""
+        for d in record.devices:
+            if d.time_slice:
+                self._backend.set_time_slice(d.uuid, Interval(d.time_slice))
+                log.info("time slice of %s (%s) set to %s", d.device, d.uuid, d.time_slice)
+
+    def _restore_time_slices(self, held: PreparedClaim) -> None:
+        """The driver's default interval back on the claim's GPUs, unless another prepared
+        claim still asks for one there (shared devices)."""
+        others = {
+            d.uuid
+            for c in self.checkpoint.claims().values()
+            if c.uid != held.uid
+            for d in c.devices
+            if d.time_slice
+        }
+        for d in held.devices:
+            if not d.time_slice or d.uuid in others:
+                continue
+            try:
+                self._backend.set_time_slice(d.uuid, Interval.DEFAULT)
+            except GpuLost as e:  # a reset restores the default anyway
+                log.warning("time slice of %s not restored, its GPU is lost: %s", d.device, e)
+                continue
+            log.info("time slice of %s (%s) back to Default", d.device, d.uuid)
 
     def _create_migs(
         self, record: PreparedClaim, made: list[str]
@@ -332,6 +364,7 @@ class NodePlugin:
                     raise PrepareError(str(e), ErrorType.MIG_ERROR) from e
                 log.info("destroyed MIG %s (%s)", match.uuid, d.device)
                 crashpoint("unprepare:mig-destroyed")
+        self._restore_time_slices(held)
         self._cdi.remove(held.uid)
         crashpoint("unprepare:cdi-removed")
         self.checkpoint.remove(held.uid)

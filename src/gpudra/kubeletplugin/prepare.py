@@ -28,10 +28,13 @@ from gpudra.api.claim import allocation_results, claim_allocation, claim_uid
 from gpudra.catalogue.catalogue import DeviceKind, NodeCatalogue
 from gpudra.cdi.spec import DEVICES_ANNOTATION, CdiDevice, claim_spec, device_id
 from gpudra.devices.gpu import MigDevice
+from gpudra.devices.timeslice import Interval
 from gpudra.kubeletplugin.checkpoint import PreparedClaim, PreparedDevice
 from gpudra.kubeletplugin.claim_config import (
     ConfigEntry,
     ConfigError,
+    GpuSharing,
+    Strategy,
     allocation_configs,
     config_for,
 )
@@ -118,20 +121,29 @@ def _some(names: list[str], most: int = 12) -> str:
     return f"{', '.join(names[:most])}, ... ({len(names)} devices)"
 
 
-def _check_config(configs: list[ConfigEntry], request: str, mig: bool, ref: ClaimRef) -> None:
-    """The device's config is one gpudra honours.  Sharing (TimeSlicing, MPS) is refused
-    rather than ignored: a claim ported with it must not get exclusive GPUs silently."""
+def _time_slice(configs: list[ConfigEntry], request: str, mig: bool, ref: ClaimRef) -> str:
+    """The device's config, as what prepare must do: the interval a TimeSlicing config sets
+    on a whole GPU ("" for none: no config, no sharing, or a MIG device, which the driver
+    time-slices anyway).  MPS is refused rather than ignored: a claim ported with it must
+    not get exclusive GPUs silently."""
     try:
         entry = config_for(configs, request, mig=mig)
     except ConfigError as e:
         raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
-    if entry is not None and entry.config.sharing is not None:
-        raise PrepareError(
-            f"claim {ref}: {entry.where}.sharing.strategy: {entry.config.sharing.strategy} "
-            "is not supported by this gpudra version yet (request "
-            f"{request!r}); remove the sharing block to get the device exclusively",
-            ErrorType.UNSUPPORTED_CONFIG,
-        )
+    sharing = entry.config.sharing if entry is not None else None
+    if entry is None or sharing is None:
+        return ""
+    if sharing.strategy is Strategy.TIME_SLICING:
+        if mig or not isinstance(sharing, GpuSharing):
+            return ""
+        ts = sharing.time_slicing_config
+        return (ts.interval if ts else Interval.DEFAULT).value
+    raise PrepareError(
+        f"claim {ref}: {entry.where}.sharing.strategy: {sharing.strategy} is not supported "
+        f"by this gpudra version yet (request {request!r}); remove the sharing block to get "
+        "the device exclusively",
+        ErrorType.UNSUPPORTED_CONFIG,
+    )
 
 
 def resolve_claim(
@@ -195,7 +207,7 @@ def resolve_claim(
                 f"claim {ref}: device {name} ({dev.uuid}) is not healthy",
                 ErrorType.DEVICE_UNHEALTHY,
             )
-        _check_config(configs, r.get("request", ""), dev.kind is not DeviceKind.GPU, ref)
+        time_slice = _time_slice(configs, r.get("request", ""), dev.kind is not DeviceKind.GPU, ref)
         if any(d.device == name for d in devices):
             continue  # one device serving several requests is prepared once
         requests = sorted(
@@ -219,6 +231,7 @@ def resolve_claim(
                 mig_parent=placement.parent_uuid if placement else "",
                 mig_profile=placement.profile if placement else "",
                 mig_start=placement.start if placement else -1,
+                time_slice=time_slice,
             )
         )
     return PreparedClaim(

@@ -1,9 +1,9 @@
 """The protocol every GPU backend implements, and the events it reports.
 
 A backend owns the hardware seam: discovery (``inventory``), MIG create/destroy at an exact
-placement, a health-event stream, and NVML's GPU recovery action (read with each XID and on
-demand, so the daemons can end a GPU's XID faults when the driver says it is fine again).
-Callers never see pynvml types.
+placement, a GPU's CUDA time slice, a health-event stream, and NVML's GPU recovery action
+(read with each XID and on demand, so the daemons can end a GPU's XID faults when the driver
+says it is fine again).  Callers never see pynvml types.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from gpudra.common.model import Model
 from gpudra.devices.faults import RecoveryAction
 from gpudra.devices.gpu import MigDevice
 from gpudra.devices.inventory import Inventory
+from gpudra.devices.timeslice import Interval
 
 
 class HealthEventKind(StrEnum):
@@ -59,6 +60,14 @@ class GpuBackend(Protocol):
     def destroy_mig_device(self, mig_uuid: str) -> None:
         """Destroy a MIG device (compute instance, then GPU instance).  DeviceNotFound if absent,
         InUse while processes run on it, GpuLost if its GPU is lost."""
+        ...
+
+    def set_time_slice(self, gpu_uuid: str, interval: Interval) -> None:
+        """Set the CUDA time slice of a full GPU (``Interval.DEFAULT``: the driver's own);
+        idempotent.  It lasts until set again or the GPU is reset.  Raises DeviceNotFound for
+        an unknown UUID, GpuLost for a lost GPU, NotSupported for a MIG device, a GPU in MIG
+        mode or one the driver cannot set it on; the real backend also ToolFailed /
+        ToolTimedOut when ``nvidia-smi`` is missing, fails or hangs."""
         ...
 
     def wait_health_event(self, timeout_s: float) -> HealthEvent | None:

@@ -40,5 +40,16 @@ class InUse(NvmlError):
     retryable = True
 
 
+class ToolFailed(NvmlError):
+    """A driver tool run for what NVML has no call for (``nvidia-smi``) is missing, or failed
+    for a reason none of the classes above names; the message carries what it printed."""
+
+
+class ToolTimedOut(ToolFailed):
+    """The tool did not answer in time (a driver busy or stuck); trying again can help."""
+
+    retryable = True
+
+
 class ProfileError(NvmlError):
     """A mock profile is unknown or malformed; the message names the file and field."""

@@ -10,6 +10,10 @@ A GPU is isolated, not the node: when a GPU's handle or any per-GPU read fails (
 ``NVML_ERROR_GPU_IS_LOST``) that GPU alone is reported LOST (no MIG devices, no links) and
 the others are read as usual, so one dead GPU neither fails discovery nor every prepare.  The
 backend remembers each GPU's last good read, so a GPU lost later keeps its identity.
+
+A GPU's CUDA time slice has no NVML call: NVML finds the GPU (unknown, lost) and refuses a
+MIG device or a GPU in MIG mode, then ``nvidia_smi`` sets it.  The inventory reports no time
+slice (None): reading one would be an nvidia-smi run per GPU on every inventory read.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pynvml
 from gpudra.devices.faults import RecoveryAction
 from gpudra.devices.gpu import Gpu, Health, MigDevice
 from gpudra.devices.inventory import Inventory
+from gpudra.devices.timeslice import Interval
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
 from gpudra.nvml.errors import (
     DeviceNotFound,
@@ -34,6 +39,7 @@ from gpudra.nvml.errors import (
     NotSupported,
     NvmlError,
 )
+from gpudra.nvml.nvidia_smi import DEFAULT_BINARY, DEFAULT_TIMEOUT_S, NvidiaSmi
 from gpudra.nvml.recovery_action import read_recovery_action
 from gpudra.nvml.translate import (
     CAPABILITIES,
@@ -65,8 +71,11 @@ class RealBackend:
         lib: ModuleType | Any = None,
         sysfs: Path | None = None,
         capabilities: Path | None = None,
+        nvidia_smi: str = DEFAULT_BINARY,
+        nvidia_smi_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self._lib: Any = lib if lib is not None else pynvml
+        self._smi = NvidiaSmi(binary=nvidia_smi, timeout_s=nvidia_smi_timeout_s)
         self._node = node_name
         self._sysfs = sysfs or Path("/sys/bus/pci/devices")
         self._caps = capabilities or CAPABILITIES
@@ -211,6 +220,23 @@ class RealBackend:
             ci = call(lib, "compute instance", lib.nvmlGpuInstanceGetComputeInstanceById, gi, ci_id)
             call(lib, f"destroy compute instance of {mig_uuid}", lib.nvmlComputeInstanceDestroy, ci)
             call(lib, f"destroy GPU instance of {mig_uuid}", lib.nvmlGpuInstanceDestroy, gi)
+
+    def set_time_slice(self, gpu_uuid: str, interval: Interval) -> None:
+        if gpu_uuid.startswith("MIG-"):
+            raise NotSupported(f"{gpu_uuid} is a MIG device; time slices are set on full GPUs")
+        lib = self._lib
+        with self._lock:
+            handle = call(lib, f"GPU {gpu_uuid}", lib.nvmlDeviceGetHandleByUUID, gpu_uuid)
+            try:
+                modes = call(lib, f"MIG mode of {gpu_uuid}", lib.nvmlDeviceGetMigMode, handle)
+            except NotSupported:  # a GPU without MIG
+                modes = None
+        if modes is not None and modes[0] == 1:
+            # NVIDIA's DRA driver sets time slices on full, non-MIG GPUs only (sources in
+            # gpudra.nvml.nvidia_smi); in MIG mode CUDA runs on the MIG devices, so refuse
+            # here rather than depend on what nvidia-smi answers
+            raise NotSupported(f"GPU {gpu_uuid} is in MIG mode; its CUDA time slice cannot be set")
+        self._smi.set_time_slice(gpu_uuid, interval)
 
     def _event_set(self) -> Any:
         lib = self._lib

@@ -11,6 +11,10 @@ import pytest
 import yaml
 
 from gpudra.cli.main import main
+from gpudra.devices.timeslice import Interval
+from gpudra.nvml import real
+from gpudra.nvml.mock import MockBackend, load_machine
+from tests.unit.nvml.fake_pynvml import two_linked
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -140,3 +144,37 @@ def test_real_process_without_traceback() -> None:
     else:
         assert proc.returncode == 2
         assert proc.stderr.count("\n") == 1 and "NVML library not found" in proc.stderr
+
+
+def test_time_slices_a_daemon_set_show_in_json_and_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """discover is a second process on the daemon's state file: it sees the daemon's set."""
+    state = tmp_path / "state.json"
+    daemon = MockBackend(load_machine("dgx-h100"), node_name="x", state_file=state)
+    daemon.set_time_slice(daemon.inventory().gpus[2].uuid, Interval.LONG)
+    args = ["--backend", "mock", "--profile", "dgx-h100", "--node-name", "x"]
+    args += ["--mock-state-file", str(state)]
+    code, out, _ = run(capsys, *args, "-o", "json")
+    assert code == 0
+    assert [g["timeSlice"] for g in json.loads(out)["gpus"]] == ["Default"] * 2 + ["Long"] + [
+        "Default"
+    ] * 5
+    code, out, _ = run(capsys, *args)
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("IDX"))
+    assert header.split()[-1] == "TIMESLICE"
+    rows = [line.split() for line in lines if line[:2] in {f"{i} " for i in range(8)}]
+    assert [r[-1] for r in rows] == ["Default"] * 2 + ["Long"] + ["Default"] * 5
+
+
+def test_a_backend_that_cannot_read_time_slices_shows_none(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(real, "pynvml", two_linked())
+    code, out, _ = run(capsys, "--backend", "nvml", "-o", "json")
+    assert code == 0
+    assert [g["timeSlice"] for g in json.loads(out)["gpus"]] == [None, None]
+    _, out, _ = run(capsys, "--backend", "nvml")
+    rows = [line.split() for line in out.splitlines() if line.startswith(("0 ", "1 "))]
+    assert [r[-1] for r in rows] == ["-", "-"]

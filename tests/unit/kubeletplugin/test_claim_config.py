@@ -217,10 +217,19 @@ def test_prepare_fails_a_malformed_config_with_its_path() -> None:
 
 def test_prepare_refuses_sharing_it_cannot_honour_instead_of_ignoring_it() -> None:
     with pytest.raises(PrepareError) as e:
-        resolve(with_config(entry(gpu_config({"strategy": "TimeSlicing"}))))
+        resolve(with_config(entry(gpu_config({"strategy": "MPS"}))))
     assert e.value.kind is ErrorType.UNSUPPORTED_CONFIG
-    assert "spec.devices.config[0].opaque.parameters.sharing.strategy: TimeSlicing is not " \
+    assert "spec.devices.config[0].opaque.parameters.sharing.strategy: MPS is not " \
         "supported by this gpudra version yet" in str(e.value)  # fmt: skip
+
+
+def test_time_slicing_is_what_prepare_will_set_on_whole_gpus() -> None:
+    long = {"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Long"}}
+    got = resolve(with_config(entry(gpu_config(long))))
+    assert [(d.device, d.time_slice) for d in got.devices] == [("gpu-1", "Long")]
+    got = resolve(with_config(entry(gpu_config({"strategy": "TimeSlicing"}))))
+    assert got.devices[0].time_slice == "Default"  # no interval: the driver's default
+    assert resolve(with_config(entry(gpu_config()))).devices[0].time_slice == ""
 
 
 def test_a_config_without_sharing_prepares() -> None:

@@ -10,6 +10,7 @@ import pytest
 from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.catalogue.render_gpu import nvlink_groups
 from gpudra.devices.inventory import Inventory
+from gpudra.devices.timeslice import Interval
 from gpudra.nvml.mock import MockBackend, available_machines, load_machine
 from gpudra.resourceapi import MAX_ATTRIBUTES_AND_CAPACITIES, MAX_STRING_ATTRIBUTE, semver
 from gpudra.resourceslices.builder import desired_slices, slice_name
@@ -119,3 +120,15 @@ def test_slice_names_are_unique_per_node_and_deterministic() -> None:
     assert slice_name("n1", "gpu.gpudra.io", 3) == slice_name("n1", "gpu.gpudra.io", 3)
     name = slice_name("x" * 253, "gpu.gpudra.io", 12)
     assert len(name) <= 253 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
+
+
+def test_a_gpus_time_slice_is_not_published(tmp_path: Path) -> None:
+    """The time slice follows the claims prepared, not the GPU: setting one must not change
+    the slices (no attribute, no republish)."""
+    backend = MockBackend(load_machine("pcie-l4"), node_name="n", state_file=tmp_path / "s")
+    before = desired_slices(build_catalogue(backend.inventory()), driver="gpu.gpudra.io")
+    backend.set_time_slice(backend.inventory().gpus[0].uuid, Interval.LONG)
+    inv = backend.inventory()
+    assert inv.gpus[0].time_slice is Interval.LONG
+    assert desired_slices(build_catalogue(inv), driver="gpu.gpudra.io") == before
+    assert "Long" not in repr(before)

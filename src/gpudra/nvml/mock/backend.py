@@ -2,7 +2,10 @@
 
 MIG create/destroy follows NVML's rules and error classes (MIG mode required, placements
 checked against the MIG profile table and existing instances, a lost GPU refuses everything
-with GpuLost, a MIG instance with processes refuses destroy with InUse), and faults can be
+with GpuLost, a MIG instance with processes refuses destroy with InUse), a GPU's CUDA time
+slice is kept in the state file, so every process on the node reads what one set (refused,
+as the real backend refuses it, on a MIG device or a GPU in MIG mode; unreadable, None, on
+a lost GPU; back to the default when the GPU recovers), and faults can be
 injected (``gpudra.nvml.mock.faults``, also ``gpudra mock inject``): an XID or ECC event, a
 GPU falling off the bus and its recovery, hung NVML calls, processes running on a MIG
 instance, and NVML's GPU recovery action.  That action is read as the real backend reads it:
@@ -19,6 +22,7 @@ from gpudra.devices.faults import RecoveryAction
 from gpudra.devices.gpu import Gpu, Health, MigDevice, MigMode
 from gpudra.devices.inventory import Inventory
 from gpudra.devices.mig import MigInstance, Placement, family_named, placement_violation
+from gpudra.devices.timeslice import Interval
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
 from gpudra.nvml.errors import (
     DeviceNotFound,
@@ -60,7 +64,11 @@ class MockBackend:
         if state.hang_seconds > 0:
             time.sleep(state.hang_seconds)
         gpus = [
-            g.model_copy(update={"health": Health.LOST}) if g.index in state.lost else g
+            g.model_copy(update={"health": Health.LOST})  # time slice unreadable: None
+            if g.index in state.lost
+            else g.model_copy(
+                update={"time_slice": state.time_slices.get(g.index, Interval.DEFAULT)}
+            )
             for g in self._gpus
         ]
         return Inventory(
@@ -128,6 +136,26 @@ class MockBackend:
             rest = tuple(r for r in state.mig if r.uuid != mig_uuid)
             busy = tuple(u for u in state.busy if u != mig_uuid)
             return state.model_copy(update={"mig": rest, "busy": busy}), None
+
+        self._store.update(change)
+
+    def set_time_slice(self, gpu_uuid: str, interval: Interval) -> None:
+        def change(state: MockState) -> tuple[MockState, None]:
+            if any(r.uuid == gpu_uuid for r in state.mig):
+                raise NotSupported(f"{gpu_uuid} is a MIG device; time slices are set on full GPUs")
+            gpu = self._gpu(gpu_uuid)
+            self._check_alive(state, gpu)
+            if gpu.mig_mode is MigMode.ENABLED:
+                raise NotSupported(
+                    f"GPU {gpu.index} ({gpu.uuid}) is in MIG mode; its CUDA time slice cannot "
+                    "be set"
+                )
+            slices = dict(state.time_slices)
+            if interval is Interval.DEFAULT:
+                slices.pop(gpu.index, None)
+            else:
+                slices[gpu.index] = interval
+            return state.model_copy(update={"time_slices": slices}), None
 
         self._store.update(change)
 

@@ -3,10 +3,11 @@ mock backend's test hooks write, and every process using the file sees.
 
 An XID or ECC error queues a health event; ``lost`` marks the GPU lost (inventory reports
 it, every operation on it fails) and queues a ``gpu-lost`` event; ``recover`` clears that,
-forgets the GPU's recovery action, and queues a ``recovered`` event, which ends the GPU's
-faults (after the daemons' damping).  A recovery action (NVML's GPU recovery-action field)
-is set with an XID, or alone (``recovery-action``, no event: NVML's answer changes, as when
-the driver finds the GPU fine again and reads NONE).
+forgets the GPU's recovery action, puts its time slice back to the default (as a reset does),
+and queues a ``recovered`` event, which ends the GPU's faults (after the daemons' damping).
+A recovery action (NVML's GPU recovery-action field) is set with an XID, or alone
+(``recovery-action``, no event: NVML's answer changes, as when the driver finds the GPU fine
+again and reads NONE).
 """
 
 from __future__ import annotations
@@ -42,16 +43,19 @@ def inject(
     def change(s: MockState) -> tuple[MockState, None]:
         lost = set(s.lost)
         actions = dict(s.recovery_actions)
+        slices = dict(s.time_slices)
         if fault == "lost":
             lost.add(gpu_index)
         elif fault == "recover":
             lost.discard(gpu_index)
             actions.pop(gpu_index, None)
+            slices.pop(gpu_index, None)
         if recovery_action is not None:
             actions[gpu_index] = recovery_action
         update = {
             "lost": tuple(sorted(lost)),
             "recovery_actions": actions,
+            "time_slices": slices,
             "events": (*s.events, ev) if ev is not None else s.events,
         }
         return s.model_copy(update=update), None

@@ -1,6 +1,7 @@
 """The mock node's mutable "hardware" state: MIG instances and which of them have processes,
-lost GPUs, each GPU's recovery action (NVML's ``NVML_FI_DEV_GET_GPU_RECOVERY_ACTION``),
-pending health events, and how long NVML calls hang.
+lost GPUs, each GPU's recovery action (NVML's ``NVML_FI_DEV_GET_GPU_RECOVERY_ACTION``) and
+CUDA time slice (``nvidia-smi compute-policy``), pending health events, and how long NVML
+calls hang.
 
 Real hardware outlives the daemon; so must the mock's.  With a state file the state is shared
 by every process that opens the same mock node (daemon, tests, a restarted daemon) and
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from gpudra.common.atomicfile import write_atomic
 from gpudra.common.model import Model
 from gpudra.devices.faults import RecoveryAction
+from gpudra.devices.timeslice import Interval
 from gpudra.nvml.errors import ProfileError
 
 T = TypeVar("T")
@@ -60,6 +62,9 @@ class MockState(Model):
     # GPU index -> what NVML's recovery-action field reads; a GPU absent reads as a driver
     # without the field (None), as every GPU did before the field was added (no version bump)
     recovery_actions: dict[int, RecoveryAction] = {}
+    # GPU index -> the CUDA time slice set on it; a GPU absent is at the driver's default, as
+    # every GPU of a state file written before the field was (no version bump)
+    time_slices: dict[int, Interval] = {}
 
 
 class StateStore:

@@ -262,8 +262,12 @@ class KubeletHarness:
         }
 
     def unprepare_pod(self, namespace: str, name: str, driver: str) -> dict[str, str]:
+        """The pod is gone: NodeUnprepareResources for its claims that no other pod still
+        uses (the kubelet unprepares a shared claim after its last pod)."""
         claims = list(self.prepared.pop(f"{namespace}/{name}", {}).values())
         self.prepared_devices.pop(f"{namespace}/{name}", None)
+        still = {uid for held in self.prepared.values() for uid in held}
+        claims = [c for c in claims if c[2] not in still]
         return self.plugins[driver].unprepare(claims) if claims else {}
 
     def sync(self, driver: str) -> None:

@@ -36,6 +36,9 @@ MANAGED_TAINT = {"key": MANAGED_TAINT_KEY, "value": "true", "effect": "NoSchedul
 STANDARD_DOMAIN = "resource.kubernetes.io"
 PCI_BUS_ID = f"{STANDARD_DOMAIN}/pciBusID"
 PCIE_ROOT = f"{STANDARD_DOMAIN}/pcieRoot"
+# the standard NUMA attribute (GA in 1.37), published beside gpudra's own numaNode, which
+# existing selectors use
+NUMA_NODE = f"{STANDARD_DOMAIN}/numaNode"
 
 
 def semver(raw: str) -> str:

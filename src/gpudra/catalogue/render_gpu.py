@@ -28,6 +28,7 @@ from gpudra.devices.inventory import Inventory
 from gpudra.devices.topology import Topology
 from gpudra.resourceapi import (
     MAX_STRING_ATTRIBUTE,
+    NUMA_NODE,
     PCI_BUS_ID,
     PCIE_ROOT,
     bool_attr,
@@ -111,6 +112,7 @@ def gpu_device(inv: Inventory, gpu: Gpu, groups: dict[int, str]) -> dict[str, An
         attrs[PCIE_ROOT] = string_attr(gpu.pcie_root)
     if gpu.numa_node is not None:
         attrs["numaNode"] = int_attr(gpu.numa_node)
+        attrs[NUMA_NODE] = int_attr(gpu.numa_node)
     if gpu.index in groups:
         attrs["nvlinkGroup"] = string_attr(groups[gpu.index])
     for i, dom in enumerate(topo.nvswitch_domains):

@@ -16,7 +16,14 @@ from gpudra.catalogue.names import counter_set_name, mig_device_name
 from gpudra.devices.gpu import Gpu
 from gpudra.devices.inventory import Inventory
 from gpudra.devices.mig import MEMORY_SLICES, MigProfile, Placement
-from gpudra.resourceapi import PCI_BUS_ID, int_attr, quantity, string_attr, version_attr
+from gpudra.resourceapi import (
+    NUMA_NODE,
+    PCI_BUS_ID,
+    int_attr,
+    quantity,
+    string_attr,
+    version_attr,
+)
 
 
 def counter_set(gpu: Gpu) -> dict[str, Any]:
@@ -59,6 +66,9 @@ def mig_device(
         "driverVersion": version_attr(inv.driver_version),
         PCI_BUS_ID: string_attr(gpu.pci_bus_id),
     }
+    if gpu.numa_node is not None:
+        attrs["numaNode"] = int_attr(gpu.numa_node)
+        attrs[NUMA_NODE] = int_attr(gpu.numa_node)
     capacity = {
         "memory": quantity(prof.memory_mib * 1024 * 1024),
         "multiprocessors": quantity(prof.multiprocessors),

@@ -132,3 +132,27 @@ def test_a_gpus_time_slice_is_not_published(tmp_path: Path) -> None:
     assert inv.gpus[0].time_slice is Interval.LONG
     assert desired_slices(build_catalogue(inv), driver="gpu.gpudra.io") == before
     assert "Long" not in repr(before)
+
+
+@pytest.mark.parametrize("profile", ["pcie-l4", "dgx-h100-mig"])
+def test_the_standard_numa_attribute_is_published_beside_gpudras(
+    profile: str, tmp_path: Path
+) -> None:
+    b = MockBackend(load_machine(profile), node_name="node-a", state_file=tmp_path / "s")
+    inv = b.inventory()
+    if inv.gpus[0].mig_mode.value == "enabled":
+        b.create_mig_device(inv.gpus[0].uuid, "1g.10gb", 0)
+        inv = b.inventory()
+    devices = [
+        d
+        for s in desired_slices(build_catalogue(inv), driver="gpu.gpudra.io")
+        for d in s["spec"]["devices"]
+    ]
+    assert devices
+    numa = {g.index: g.numa_node for g in inv.gpus}
+    for d in devices:
+        attrs = d["attributes"]
+        assert attrs["resource.kubernetes.io/numaNode"] == attrs["numaNode"], d["name"]
+        index = attrs.get("index", attrs.get("parentIndex"))["int"]
+        assert attrs["numaNode"] == {"int": numa[index]}
+        assert len(attrs) + len(d.get("capacity", {})) <= MAX_ATTRIBUTES_AND_CAPACITIES

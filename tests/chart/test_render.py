@@ -47,6 +47,11 @@ def test_helm_lint_passes_for_default_and_mock_values(tmp_path: Path) -> None:
         ("kubeletPlugin.metricsPort=70000", "/kubeletPlugin/metricsPort", "maximum"),
         ("kubeletPlugin.gpus=some", "/kubeletPlugin/gpus", "pattern"),
         ("kubeletPlugin.extraConfig.gpuLockDir=/x", "/kubeletPlugin/extraConfig", "gpuLockDir"),
+        (
+            "deviceClasses.extendedResourceName=gpu",
+            "/deviceClasses/extendedResourceName",
+            "pattern",
+        ),
         ("bogus=1", "''", "additional properties 'bogus' not allowed"),
     ],
     ids=lambda v: v if "=" in str(v) else None,
@@ -236,7 +241,11 @@ def test_controller_pod_policy_matches_the_controllers_account_and_can_be_turned
         assert all(
             o["metadata"]["labels"]["app.kubernetes.io/component"] != "controller" for o in left
         )
-    assert find(render({"admission": {"controllerPodPolicy": False}}), "ValidatingAdmissionPolicy")
+    assert find(
+        render({"admission": {"controllerPodPolicy": False}}),
+        "ValidatingAdmissionPolicy",
+        "kubelet-plugin",
+    )
 
 
 @pytest.mark.parametrize(
@@ -300,3 +309,15 @@ def test_the_deploy_device_classes_are_the_charts() -> None:
             rendered[obj["metadata"]["name"]] = obj
     assert rendered == shipped()
     assert set(rendered) == {"gpu.gpudra.io", "mig.gpudra.io"}
+
+
+def test_the_gpu_class_serves_an_extended_resource_only_when_asked() -> None:
+    def classes(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {
+            o["metadata"]["name"]: o["spec"] for o in render(values) if o["kind"] == "DeviceClass"
+        }
+
+    assert all("extendedResourceName" not in spec for spec in classes({}).values())
+    on = classes({"deviceClasses": {"extendedResourceName": "nvidia.com/gpu"}})
+    assert on["gpu.gpudra.io"]["extendedResourceName"] == "nvidia.com/gpu"
+    assert "extendedResourceName" not in on["mig.gpudra.io"]

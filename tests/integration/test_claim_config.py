@@ -15,15 +15,28 @@ import pytest
 from gpudra.cdi.spec import spec_file_name
 from gpudra.devices.timeslice import Interval
 from gpudra.kube import KubeClient, resources
+from gpudra.kube.errors import KubeError
+from gpudra.kube.resources import Resource
+from gpudra.kubeletplugin.claim_config import ConfigError, parse
 from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceapi import DRIVER_NAME
 from gpudra_testkit.builders import gpu_claim, pod, unique
+from gpudra_testkit.harness.chart import render
 from gpudra_testkit.harness.kubelet import KubeletHarness
 from gpudra_testkit.harness.nodedaemon import NodeDaemon
 from gpudra_testkit.harness.objects import bound
 from gpudra_testkit.harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
+AR = "admissionregistration.k8s.io"
+ADMISSION = {
+    "ValidatingAdmissionPolicy": Resource(
+        AR, "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", False
+    ),
+    "ValidatingAdmissionPolicyBinding": Resource(
+        AR, "v1", "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", False
+    ),
+}
 
 
 def opaque(sharing: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
@@ -138,3 +151,91 @@ def test_two_pods_share_one_time_sliced_claim(
     assert h.unprepare_pod(namespace, "b", DRIVER_NAME) == {uid: ""}
     assert mock.inventory().gpus[gpu.index].time_slice is Interval.DEFAULT
     assert not (d.cdi_dir / spec_file_name(uid)).exists()
+
+
+def test_the_chart_policy_rejects_malformed_configs_at_apply_time(
+    kube: KubeClient,
+    namespace: str,
+    cluster_objects: Callable[[Any, dict[str, Any]], Any],
+) -> None:
+    """The chart's ValidatingAdmissionPolicy, on the real API server: the node's messages at
+    ``kubectl apply`` time, for claims and claim templates; a good config passes."""
+    policy = [
+        o
+        for o in render({})
+        if "AdmissionPolicy" in o["kind"]
+        and o["metadata"]["labels"].get("app.kubernetes.io/component") == "claim-config"
+    ]
+    assert [o["kind"] for o in policy] == [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
+    for o in policy:
+        cluster_objects(ADMISSION[o["kind"]], o)
+
+    def claim_with(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        c = gpu_claim(name, namespace, 1)
+        c["spec"]["devices"]["config"] = [
+            {"opaque": {"driver": "other.example.com", "parameters": {"any": "thing"}}},
+            {"requests": ["gpus"], "opaque": {"driver": DRIVER_NAME, "parameters": parameters}},
+        ]
+        return c
+
+    def refusal(obj: dict[str, Any], res: Any = resources.RESOURCECLAIMS) -> str:
+        try:
+            kube.create(res, obj, namespace=namespace)
+        except KubeError as e:
+            return str(e)
+        kube.delete(res, obj["metadata"]["name"], namespace=namespace)
+        return ""
+
+    base = {"apiVersion": "resource.gpudra.io/v1beta1", "kind": "GpuConfig"}
+
+    def mps(**config: Any) -> dict[str, Any]:
+        return {**base, "sharing": {"strategy": "MPS", "mpsConfig": config}}
+
+    def ts(**config: Any) -> dict[str, Any]:
+        return {**base, "sharing": {"strategy": "TimeSlicing", "timeSlicingConfig": config}}
+
+    typo = {**base, "sharing": {"strategy": "MPS", "mpsConfg": {}}}
+    # the policy is enforced once the API server has loaded it
+    first = wait_for("the policy enforced", lambda: refusal(claim_with(unique("probe"), typo)), 30)
+    print(f"kubectl apply: {first}")
+    assert "spec.devices.config[1].opaque.parameters.sharing.mpsConfg: unknown field" in first
+    cases = [
+        ({**base, "apiVersion": "resource.nvidia.com/v1beta1"}, "config[1].opaque.parameters"
+         ".apiVersion: resource.nvidia.com/v1beta1 is NVIDIA's driver's; for gpudra use "
+         "resource.gpudra.io/v1beta1"),
+        ({**base, "kind": "GPUConfig"}, "config[1].opaque.parameters.kind: 'GPUConfig' is not "
+         "allowed; allowed: GpuConfig, MigDeviceConfig"),
+        ({**base, "sharng": {}}, "config[1].opaque.parameters.sharng: unknown field"),
+        ({**base, "sharing": {"strategy": "Sliced"}}, "sharing.strategy: 'Sliced' is not "
+         "allowed; allowed: 'TimeSlicing' or 'MPS'"),
+        (ts(interval="Tiny"),
+         "timeSlicingConfig.interval: 'Tiny' is not allowed; allowed: 'Default', 'Short', "
+         "'Medium' or 'Long'"),
+        (mps(defaultActiveThreadPercentage=0),
+         "mpsConfig.defaultActiveThreadPercentage: must be an integer from 1 to 100"),
+        (mps(defaultPinnedDeviceMemoryLimit="1Ki"),
+         "mpsConfig.defaultPinnedDeviceMemoryLimit: must be a quantity of at least 1Mi"),
+        ({**base, "sharing": {"strategy": "TimeSlicing", "mpsConfig": {}}},
+         "sharing: mpsConfig goes with strategy MPS, not TimeSlicing"),
+    ]  # fmt: skip
+    for parameters, says in cases:
+        got = refusal(claim_with(unique("bad"), parameters))
+        assert says in got, (parameters, got)
+        # and the node says the same (when the policy is absent)
+        with pytest.raises(ConfigError) as node:
+            parse(parameters, "spec.devices.config[1].opaque.parameters")
+        assert says in str(node.value), (parameters, str(node.value))
+    good = {
+        **base,
+        "sharing": {"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Long"}},
+    }
+    assert refusal(claim_with(unique("good"), good)) == ""
+    template = {
+        "metadata": {"name": unique("tpl"), "namespace": namespace},
+        "spec": {"spec": claim_with("x", typo)["spec"]},
+    }
+    got = refusal(template, resources.RESOURCECLAIMTEMPLATES)
+    assert "spec.spec.devices.config[1].opaque.parameters.sharing.mpsConfg: unknown field" in got

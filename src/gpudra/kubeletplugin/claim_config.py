@@ -45,14 +45,18 @@ class Strategy(StrEnum):
     MPS = "MPS"
 
 
+# the messages the chart's admission policy gives too (templates/admission-claimconfig.yaml)
+PINNED_MESSAGE = "must be a quantity of at least 1Mi (the smallest limit MPS takes), e.g. 10Gi"
+THREADS_MESSAGE = "must be an integer from 1 to 100"
+
+
 def _pinned_limit(value: str) -> str:
     try:
-        q = parse_quantity(value)
+        n = parse_quantity(value).as_int64()
     except QuantityError as e:
-        raise ValueError(f"{value!r} is not a quantity ({e}); e.g. 10Gi") from e
-    n = q.as_int64()
+        raise ValueError(PINNED_MESSAGE) from e
     if n is None or n < MIN_PINNED_BYTES:
-        raise ValueError(f"{value!r} is below the smallest limit MPS takes, 1Mi")
+        raise ValueError(PINNED_MESSAGE)
     return value
 
 
@@ -61,10 +65,17 @@ class TimeSlicingConfig(Model):
 
 
 class MpsConfig(Model):
-    default_active_thread_percentage: int | None = Field(default=None, ge=1, le=100)
+    default_active_thread_percentage: int | None = None
     default_pinned_device_memory_limit: str | None = None
     # device UUID, or index into the claim's devices of this config -> limit
     default_per_device_pinned_memory_limit: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("default_active_thread_percentage", mode="before")
+    @classmethod
+    def _threads(cls, v: Any) -> Any:
+        if v is not None and (type(v) is not int or not 1 <= v <= 100):
+            raise ValueError(THREADS_MESSAGE)
+        return v
 
     @field_validator("default_pinned_device_memory_limit")
     @classmethod

@@ -89,21 +89,21 @@ def test_nvidias_time_slicing_and_mps_examples_port_by_renaming() -> None:
         ),
         (
             nvidia_ported({"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 150}}),
-            f"{WHERE}.sharing.mpsConfig.defaultActiveThreadPercentage: Input should be less "
-            "than or equal to 100",
+            f"{WHERE}.sharing.mpsConfig.defaultActiveThreadPercentage: must be an integer "
+            "from 1 to 100",
         ),
         (
             nvidia_ported(
                 {"strategy": "MPS", "mpsConfig": {"defaultPinnedDeviceMemoryLimit": "1Ki"}}
             ),
-            f"{WHERE}.sharing.mpsConfig.defaultPinnedDeviceMemoryLimit: '1Ki' is below the "
-            "smallest limit MPS takes, 1Mi",
+            f"{WHERE}.sharing.mpsConfig.defaultPinnedDeviceMemoryLimit: must be a quantity of "
+            "at least 1Mi (the smallest limit MPS takes), e.g. 10Gi",
         ),
         (
             nvidia_ported(
                 {"strategy": "MPS", "mpsConfig": {"defaultPinnedDeviceMemoryLimit": "ten"}}
             ),
-            f"{WHERE}.sharing.mpsConfig.defaultPinnedDeviceMemoryLimit: 'ten' is not a quantity",
+            f"{WHERE}.sharing.mpsConfig.defaultPinnedDeviceMemoryLimit: must be a quantity",
         ),
         (
             nvidia_ported(
@@ -211,7 +211,7 @@ def test_prepare_fails_a_malformed_config_with_its_path() -> None:
     assert e.value.kind is ErrorType.INVALID_CONFIG
     assert (
         "invalid config: spec.devices.config[0].opaque.parameters.sharing.mpsConfig"
-        ".defaultActiveThreadPercentage: Input should be greater than or equal to 1"
+        ".defaultActiveThreadPercentage: must be an integer from 1 to 100"
     ) in str(e.value)
 
 

@@ -227,7 +227,12 @@ class KubeletHarness:
             results = ((claim.get("status") or {}).get("allocation") or {}).get("devices", {})
             if any(r.get("driver") == driver for r in results.get("results") or []):
                 out.append((ns, name, claim["metadata"]["uid"]))
-        for ref in (pod.get("spec") or {}).get("resourceClaims") or []:
+        # the claim kube-scheduler made for the pod's extended resources (KEP-5004)
+        ext = ((pod.get("status") or {}).get("extendedResourceClaimStatus") or {}).get(
+            "resourceClaimName"
+        )
+        refs = [{"resourceClaimName": ext}] if ext else []
+        for ref in [*((pod.get("spec") or {}).get("resourceClaims") or []), *refs]:
             name = ref.get("resourceClaimName")
             if name and all(c[1] != name for c in out):
                 claim = self.kube.get(resources.RESOURCECLAIMS, name, namespace=ns)

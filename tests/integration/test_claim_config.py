@@ -1,13 +1,18 @@
 """Opaque claim configs as the real control plane hands them to the node: kube-scheduler
 copies the DeviceClass's config (FromClass) and the claim's (FromClaim) into the allocation,
 and the node daemon, asked by the kubelet stand-in, reads them there: a malformed one fails
-prepare with the user's field path, sharing it cannot honour yet (MPS) is refused, a config
-without sharing prepares, and a TimeSlicing claim shared by two pods sets its GPU's interval
-until the last pod is gone."""
+prepare with the user's field path, and a config without sharing prepares.  Then sharing:
+a TimeSlicing claim shared by two pods sets its GPU's interval until the last pod is gone;
+an MPS claim gets one control daemon that survives a node daemon crash; and the chart's
+admission policy refuses malformed configs at apply time with the node's messages."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,10 +111,6 @@ def test_configs_reach_the_node_as_the_scheduler_copies_them(
         kube, h, d, namespace, "nvidias", [opaque(None, apiVersion="resource.nvidia.com/v1beta1")]
     )
     assert "resource.nvidia.com/v1beta1 is NVIDIA's driver's; for gpudra use" in error
-
-    _, error = prepare_with(kube, h, d, namespace, "mps", [opaque({"strategy": "MPS"})])
-    print(f"MPS: {error}")
-    assert "sharing.strategy: MPS is not supported by this gpudra version yet" in error
 
 
 def test_two_pods_share_one_time_sliced_claim(
@@ -239,3 +240,76 @@ def test_the_chart_policy_rejects_malformed_configs_at_apply_time(
     }
     got = refusal(template, resources.RESOURCECLAIMTEMPLATES)
     assert "spec.spec.devices.config[1].opaque.parameters.sharing.mpsConfg: unknown field" in got
+
+
+def mps_daemons(marker: str) -> list[int]:
+    """Pids of live mock MPS daemons whose command line names ``marker`` (their pipe dir)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if "gpudra.nvml.mock.mps_daemon" in cmd and marker in cmd and state not in "ZX":
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_an_mps_claim_gets_one_daemon_that_outlives_a_node_daemon_crash(
+    node_daemon: Callable[..., tuple[NodeDaemon, KubeletHarness]],
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    """NVIDIA's MPS example, renamed: one MPS control daemon per claim, started before prepare
+    returns, adopted (not duplicated) by a node daemon restarted after SIGKILL, restarted if
+    it dies, stopped at unprepare; the CDI spec carries the MPS environment and mounts."""
+    d, h = node_daemon("dgx-h100", extra_args=["--gc-interval-s", "0.5"])
+    config = opaque(
+        {
+            "strategy": "MPS",
+            "mpsConfig": {
+                "defaultActiveThreadPercentage": 50,
+                "defaultPinnedDeviceMemoryLimit": "10Gi",
+            },
+        }
+    )
+    claim = gpu_claim("mps", namespace, 2)
+    claim["spec"]["devices"]["config"] = [config]
+    kube.create(resources.RESOURCECLAIMS, claim, namespace=namespace)
+    kube.create(resources.PODS, pod("m", namespace, "mps", node=d.node_name), namespace=namespace)
+    wait_for("m bound", lambda: bound(kube, namespace, "m"), 60)
+    uid = kube.get(resources.RESOURCECLAIMS, "mps", namespace=namespace)["metadata"]["uid"]
+    out = h.prepare_pod(kube.get(resources.PODS, "m", namespace=namespace), DRIVER_NAME)[uid]
+    assert not out.error, out.error
+    marker = f"mps/{uid}/pipe"
+    (first,) = mps_daemons(marker)  # running when prepare returned: exactly one
+    spec = json.loads((d.cdi_dir / spec_file_name(uid)).read_text())
+    env = [e for dev in spec["devices"] for e in dev["containerEdits"].get("env", [])]
+    env += spec.get("containerEdits", {}).get("env", [])
+    print(f"MPS daemon {first}; CDI env {[e for e in env if 'MPS' in e]}")
+    assert any(e.startswith("CUDA_MPS_PIPE_DIRECTORY=") for e in env)
+    assert "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=50" in env
+    mounts = [m for dev in spec["devices"] for m in dev["containerEdits"].get("mounts", [])]
+    mounts += spec.get("containerEdits", {}).get("mounts", [])
+    assert any(marker in m["hostPath"] for m in mounts), mounts
+
+    d.kill()  # SIGKILL: the MPS daemon keeps serving the running containers
+    assert mps_daemons(marker) == [first]
+    d.start()
+    h.wait_for_plugin(DRIVER_NAME)
+    again = h.prepare_pod(kube.get(resources.PODS, "m", namespace=namespace), DRIVER_NAME)[uid]
+    assert not again.error
+    assert mps_daemons(marker) == [first]  # adopted, not a second one
+
+    os.kill(first, signal.SIGKILL)
+    restarted = wait_for(
+        "the MPS daemon restarted", lambda: [p for p in mps_daemons(marker) if p != first], 15
+    )
+    print(f"MPS daemon {first} killed; restarted as {restarted}")
+    assert len(restarted) == 1
+
+    assert h.unprepare_pod(namespace, "m", DRIVER_NAME) == {uid: ""}
+    assert mps_daemons(marker) == []

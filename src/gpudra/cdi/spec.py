@@ -5,7 +5,10 @@ two claims never collide.  The claim-wide edits carry ``NVIDIA_VISIBLE_DEVICES``
 claim) and, in real mode, the control device nodes; each device adds its own device node
 and a ``GPUDRA_DEVICE_<NAME>`` variable.  Spec-level annotations record the claim (and, from
 the node daemon, its full device records), so the node can rebuild its state from the specs
-on disk if its checkpoint is ever lost.
+on disk if its checkpoint is ever lost.  An MPS claim's containers also get its daemon's pipe
+and log dirs, bind-mounted where NVIDIA's driver puts them (``/tmp/nvidia-mps``; the log at
+the daemon's ``/var/log/nvidia-mps``), the ``CUDA_MPS_*`` variables pointing there, and the
+claim's default active thread percentage.
 
 The device plugin's spec (``device_plugin_spec``): kind ``k8s.gpu.gpudra.io/device``, one
 file for the node, one CDI device per advertised GPU or MIG device named as in the node
@@ -39,6 +42,35 @@ class CdiDevice:
     name: str  # the device's name in the pool, e.g. gpu-3
     uuid: str  # GPU or MIG UUID
     device_nodes: tuple[str, ...]  # container paths, e.g. /dev/nvidia3
+
+
+# where an MPS claim's containers see its daemon's dirs (NVIDIA's driver's paths)
+MPS_PIPE_DIR = "/tmp/nvidia-mps"
+MPS_LOG_DIR = "/var/log/nvidia-mps"
+_MOUNT_OPTIONS = ["rw", "nosuid", "nodev", "bind"]
+
+
+@dataclass(frozen=True)
+class CdiMps:
+    """A claim's MPS daemon as its containers reach it (host dirs)."""
+
+    pipe_dir: str
+    log_dir: str
+    active_thread_percentage: int | None = None
+
+
+def mps_edits(mps: CdiMps) -> dict[str, Any]:
+    """What an MPS claim adds to its containers: the daemon's dirs and the client variables.
+    The pinned memory limits are not repeated here: the daemon applies them as its defaults
+    to every client (``set_default_device_pinned_mem_limit``), as in NVIDIA's driver."""
+    env = [f"CUDA_MPS_PIPE_DIRECTORY={MPS_PIPE_DIR}", f"CUDA_MPS_LOG_DIRECTORY={MPS_LOG_DIR}"]
+    if mps.active_thread_percentage is not None:
+        env.append(f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={mps.active_thread_percentage}")
+    mounts = [
+        {"hostPath": mps.pipe_dir, "containerPath": MPS_PIPE_DIR, "options": _MOUNT_OPTIONS},
+        {"hostPath": mps.log_dir, "containerPath": MPS_LOG_DIR, "options": _MOUNT_OPTIONS},
+    ]
+    return {"env": env, "mounts": mounts}
 
 
 DEVICE_PLUGIN_CLASS = "device"
@@ -96,11 +128,20 @@ def claim_spec(
     devices: list[CdiDevice],
     dev_root: str | None,
     annotations: dict[str, str] | None = None,
+    mps: CdiMps | None = None,
 ) -> dict[str, Any]:
     """The CDI spec for one claim.  ``dev_root`` maps device nodes to fake host files (mock
     mode); None means the real /dev nodes.  ``annotations`` (full keys, e.g.
-    ``DEVICES_ANNOTATION``) are added to the spec's own."""
+    ``DEVICES_ANNOTATION``) are added to the spec's own; ``mps``: the claim's MPS daemon."""
     uuids = ",".join(d.uuid for d in devices)
+    edits: dict[str, Any] = {
+        "env": [f"NVIDIA_VISIBLE_DEVICES={uuids}", f"GPUDRA_CLAIM={namespace}/{name}"],
+        "deviceNodes": [_node(p, dev_root) for p in CONTROL_NODES],
+    }
+    if mps is not None:
+        extra = mps_edits(mps)
+        edits["env"] += extra["env"]
+        edits["mounts"] = extra["mounts"]
     return {
         "cdiVersion": CDI_VERSION,
         "kind": KIND,
@@ -109,10 +150,7 @@ def claim_spec(
             CLAIM_ANNOTATION: f"{namespace}/{name}",
             **(annotations or {}),
         },
-        "containerEdits": {
-            "env": [f"NVIDIA_VISIBLE_DEVICES={uuids}", f"GPUDRA_CLAIM={namespace}/{name}"],
-            "deviceNodes": [_node(p, dev_root) for p in CONTROL_NODES],
-        },
+        "containerEdits": edits,
         "devices": [
             {"name": f"{claim_uid}-{d.name}", "containerEdits": device_edits(d, dev_root)}
             for d in devices

@@ -68,12 +68,39 @@ class PreparedDevice(_Schema):
         return self.dynamic_mig and (self.mig_owned or bool(self.uuid))
 
 
+class MpsPlan(_Schema):
+    """The MPS control daemon a claim asks for (one per claim, for all its devices): planned
+    at prepare from the claim's config, before any side effect."""
+
+    uuids: tuple[str, ...]  # the claim's device UUIDs, in its order ("": a MIG not made yet)
+    pipe_dir: str  # host paths: <plugin dir>/mps/<claim uid>/{pipe,log}
+    log_dir: str
+    active_thread_percentage: int | None = None
+    # per device (same order as ``uuids``): the pinned memory limit, "<n>M", "" for none
+    pinned_limits: tuple[str, ...] = ()
+
+    def limits(self) -> dict[str, str]:
+        """UUID -> limit, for the devices that have one."""
+        return {u: m for u, m in zip(self.uuids, self.pinned_limits, strict=False) if m}
+
+
+class MpsProcess(_Schema):
+    """A started MPS daemon: its pid and its start time (``/proc/<pid>/stat`` field 22), so a
+    pid the kernel gave to another process is never taken for it."""
+
+    pid: int
+    start_time: int
+
+
 class PreparedClaim(_Schema):
     uid: str
     namespace: str
     name: str
     state: Literal["preparing", "prepared"]
     devices: tuple[PreparedDevice, ...]
+    # MPS (added compatibly: absent in older checkpoints, ignored by older readers)
+    mps: MpsPlan | None = None
+    mps_process: MpsProcess | None = None
 
 
 class Checkpoint(_Schema):

@@ -34,6 +34,7 @@ NVIDIA_API_VERSION = "resource.nvidia.com/v1beta1"
 GPU_CONFIG, MIG_CONFIG = "GpuConfig", "MigDeviceConfig"
 KINDS = (GPU_CONFIG, MIG_CONFIG)
 MIN_PINNED_BYTES = 1024 * 1024  # MPS takes the limit in whole megabytes
+PER_DEVICE = "sharing.mpsConfig.defaultPerDevicePinnedMemoryLimit"
 
 
 class ConfigError(ValueError):
@@ -234,3 +235,35 @@ def config_for(entries: Sequence[ConfigEntry], request: str, *, mig: bool) -> Co
                 f"was allocated {device}; use {want}"
             )
     return chosen
+
+
+def _megabytes(value: str) -> str:
+    """A limit as MPS takes it: whole megabytes (MiB, rounded down), ``"<n>M"``."""
+    n = parse_quantity(value).as_int64() or 0
+    return f"{n // MIN_PINNED_BYTES}M"
+
+
+def pinned_limits(config: MpsConfig, uuids: Sequence[str], where: str) -> tuple[str, ...]:
+    """Each device's pinned memory limit (``uuids``: the claim's devices of this config, in
+    order; "" for none), normalized as NVIDIA's driver does: ``defaultPinnedDeviceMemoryLimit``
+    for every device, overridden by ``defaultPerDevicePinnedMemoryLimit`` keyed by UUID or by
+    index into ``uuids``.  A key that names none of them is a ConfigError with its path."""
+    default = config.default_pinned_device_memory_limit
+    out = [_megabytes(default) if default else ""] * len(uuids)
+    for key, value in config.default_per_device_pinned_memory_limit.items():
+        if key.isdigit():
+            i = int(key)
+            if i >= len(uuids):
+                raise ConfigError(
+                    f"{where}.{PER_DEVICE}.{key}: index {i} is out of range: the claim has "
+                    f"{len(uuids)} device(s) of this config (indices 0 to {len(uuids) - 1})"
+                )
+        elif key in uuids:
+            i = list(uuids).index(key)
+        else:
+            raise ConfigError(
+                f"{where}.{PER_DEVICE}.{key}: no device of this claim has that UUID (its "
+                f"devices of this config: {', '.join(u for u in uuids if u) or 'none known yet'})"
+            )
+        out[i] = _megabytes(value)
+    return tuple(out)

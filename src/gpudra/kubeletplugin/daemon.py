@@ -8,7 +8,8 @@ runs once, on the publisher's first pass after the server's version is known.  B
 threads: the slice publisher; a health-event thread and an NVML probe that feed the fault
 tracker (``FaultTaints``), whose changes become a republish with the devices' taints, a
 message on the kubelet's health stream (``health_stream``) and an Event on the Node
-(``node_events``, sent by its own thread); checkpoint garbage collection.  Every thread is
+(``node_events``, sent by its own thread); checkpoint garbage collection, which also
+restarts a prepared claim's MPS daemon that died (``NodePlugin.check_mps``).  Every thread is
 supervised: none ends on an error, and one that ends anyway makes ``/healthz``
 fail, as do an API server or NVML that stop answering.
 """
@@ -38,6 +39,7 @@ from gpudra.kubeletplugin.fault_taints import FaultTaints
 from gpudra.kubeletplugin.grpc_server import PluginServers
 from gpudra.kubeletplugin.health import HealthState
 from gpudra.kubeletplugin.health_stream import DeviceHealth, HealthBroadcast, device_health
+from gpudra.kubeletplugin.mps import MpsControl
 from gpudra.kubeletplugin.node import NodePlugin
 from gpudra.kubeletplugin.node_events import NodeEvents
 from gpudra.kubeletplugin.recovery import rebuild
@@ -128,6 +130,8 @@ class KubeletPluginDaemon:
             dev_root=str(s.dev_root) if s.dev_root else None,
             catalogue=self.catalogues.current,
             metrics=self.metrics,
+            mps=MpsControl(mock=s.backend == "mock"),
+            mps_root=s.plugin_path / "mps",
         )
         self.publisher = SlicePublisher(
             client,
@@ -318,6 +322,10 @@ class KubeletPluginDaemon:
             if released:
                 self.metrics.released.inc(len(released))
                 self.publisher.trigger()
+            try:  # and the MPS daemons of prepared claims: one that died is started again
+                self.node.check_mps()
+            except Exception:
+                log.exception("checking the MPS daemons failed; retrying next interval")
 
     def _verdict(self, ready: bool) -> tuple[bool, str]:
         if ready:

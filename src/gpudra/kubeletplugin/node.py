@@ -3,17 +3,21 @@
 For each claim: read it from the API server (bounded by the RPC's deadline), plan (pure),
 check exclusivity against the checkpoint, record the claim as *preparing* (dynamic-MIG
 placements marked as ours only once seen free), create MIG instances (each UUID recorded at
-once), write its CDI spec, record it as *prepared*.  A crash anywhere is repaired by the
-kubelet's retry; a failed prepare is rolled back and leaves nothing that could later adopt
-an instance gpudra did not create.  Unprepare undoes the steps in reverse and destroys only
-instances gpudra created; garbage collection does the same for claims gone from the API.
+once), start its MPS daemon if it asks for one (pid and start time recorded at once; a
+live recorded daemon is adopted, never doubled), write its CDI spec, record it as
+*prepared*.  A crash anywhere is repaired by the kubelet's retry; a failed prepare is
+rolled back and leaves nothing that could later adopt an instance gpudra did not create.
+Unprepare undoes the steps in reverse and destroys only instances gpudra created; garbage
+collection does the same for claims gone from the API.
 Claims are serialized per claim UID (not per node), and a failure is reported for that claim
 only.
 
 Metrics: each kubelet call is counted, timed and in flight around ``prepare``/``unprepare``
 (what both the v1 and v1beta1 servicers call); each failed claim is counted by its
-``ErrorType``; the devices prepared, by type, are set from the checkpoint after every call and
-garbage-collection pass and at start, so they are right after a restart too.
+``ErrorType``; ``check_mps`` (the daemon's garbage-collection loop) restarts a prepared
+claim's MPS daemon that died.  The devices prepared, by type, and the MPS daemons running
+are set from the checkpoint after every call and garbage-collection pass and at start, so
+they are right after a restart too.
 """
 
 from __future__ import annotations
@@ -25,11 +29,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gpudra.catalogue.catalogue import NodeCatalogue
 from gpudra.cdi.writer import CdiWriteError, CdiWriter
 from gpudra.devices.gpu import MigDevice
-from gpudra.devices.timeslice import Interval
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import KubeError, NotFound
 from gpudra.kube.objects import KubeObject
@@ -41,6 +45,7 @@ from gpudra.kubeletplugin.checkpoint import (
     PreparedDevice,
 )
 from gpudra.kubeletplugin.crashpoints import crashpoint
+from gpudra.kubeletplugin.mps import MpsControl
 from gpudra.kubeletplugin.prepare import (
     ClaimRef,
     ErrorType,
@@ -53,6 +58,7 @@ from gpudra.kubeletplugin.prepare import (
     resolve_claim,
 )
 from gpudra.kubeletplugin.reporting import device_types, error_type
+from gpudra.kubeletplugin.sharing_effects import SharingEffects
 from gpudra.metrics.node import PREPARE, UNPREPARE, NodeMetrics
 from gpudra.nvml.backend import GpuBackend
 from gpudra.nvml.errors import DeviceNotFound, GpuLost, NvmlError
@@ -117,8 +123,14 @@ class NodePlugin:
         catalogue: Callable[[], NodeCatalogue],
         metrics: NodeMetrics | None = None,
         claim_read_timeout_s: float = CLAIM_READ_TIMEOUT_S,
+        mps: MpsControl | None = None,
+        mps_root: Path | None = None,
     ) -> None:
+        """``mps`` and ``mps_root`` (``<plugin dir>/mps``, where each MPS claim's daemon gets
+        ``<claim uid>/{pipe,log}``): without both, MPS configs are refused."""
         self._claim_read_timeout = claim_read_timeout_s
+        self._mps_root = str(mps_root) if mps is not None and mps_root is not None else None
+        self._sharing = SharingEffects(checkpoint, backend, mps)
         self._client = client
         self._backend = backend
         self.checkpoint = checkpoint
@@ -138,8 +150,10 @@ class NodePlugin:
         """Set the prepared-devices gauge from the checkpoint (read and set under one lock:
         a slower refresh never overwrites a newer one)."""
         with self._count_guard:
-            counts = device_types(self.checkpoint.claims().values())
+            claims = self.checkpoint.claims().values()
+            counts = device_types(claims)
             self.metrics.prepared(driver=self._driver, node=self._node, counts=counts)
+            self.metrics.mps_daemons.set(self._sharing.running_mps(claims))
 
     @contextmanager
     def _claim_lock(self, uid: str, *, wait: bool = True) -> Iterator[bool]:
@@ -216,7 +230,12 @@ class NodePlugin:
         claim = self._read_claim(ref, budget)
         catalogue = self._catalogue()
         wanted = resolve_claim(
-            claim, ref, driver=self._driver, node_name=self._node, catalogue=catalogue
+            claim,
+            ref,
+            driver=self._driver,
+            node_name=self._node,
+            catalogue=catalogue,
+            mps_root=self._mps_root,
         )
         with self._device_guard:  # the check and the record must not interleave across claims
             conflicts = exclusivity_conflicts(wanted, self.checkpoint.claims().values())
@@ -225,53 +244,52 @@ class NodePlugin:
             devices = claim_placements(wanted.devices, done, catalogue.inventory.mig_devices)
             # recorded before any side effect: a crash from here on is repaired by a retry,
             # which adopts exactly the instances this record marks as ours
-            record = wanted.model_copy(update={"devices": devices})
+            # (and the MPS daemon an earlier attempt started, to adopt while it runs)
+            mps_process = done.mps_process if done is not None and wanted.mps else None
+            record = wanted.model_copy(update={"devices": devices, "mps_process": mps_process})
             self.checkpoint.put(record)
         crashpoint("prepare:preparing-recorded")
         made: list[str] = []
+        started: list[PreparedClaim] = []
         try:
             record, instances = self._create_migs(record, made)
-            self._set_time_slices(record)
+            self._sharing.set_time_slices(record)
+            record = self._sharing.start_mps(record, started)
             final = finish(record, instances, catalogue=catalogue, dev_root=self._dev_root)
             self._cdi.write(ref.uid, final.cdi_spec)
             crashpoint("prepare:cdi-written")
             self.checkpoint.put(final.claim)
         except BaseException:
-            with contextlib.suppress(NvmlError):  # the interval goes with the failed attempt
-                self._restore_time_slices(record)
+            self._sharing.undo(record, started)
             self._roll_back(ref, done, made)
             raise
         crashpoint("prepare:prepared-recorded")
         log.info("prepared %s: %s", ref, ", ".join(d.device for d in final.claim.devices))
         return final.claim.devices
 
-    def _set_time_slices(self, record: PreparedClaim) -> None:
-        """The intervals the claim's TimeSlicing configs ask for, on their GPUs (again on a
-        retried prepare: setting one is idempotent)."""
-        for d in record.devices:
-            if d.time_slice:
-                self._backend.set_time_slice(d.uuid, Interval(d.time_slice))
-                log.info("time slice of %s (%s) set to %s", d.device, d.uuid, d.time_slice)
-
-    def _restore_time_slices(self, held: PreparedClaim) -> None:
-        """The driver's default interval back on the claim's GPUs, unless another prepared
-        claim still asks for one there (shared devices)."""
-        others = {
-            d.uuid
-            for c in self.checkpoint.claims().values()
-            if c.uid != held.uid
-            for d in c.devices
-            if d.time_slice
-        }
-        for d in held.devices:
-            if not d.time_slice or d.uuid in others:
-                continue
-            try:
-                self._backend.set_time_slice(d.uuid, Interval.DEFAULT)
-            except GpuLost as e:  # a reset restores the default anyway
-                log.warning("time slice of %s not restored, its GPU is lost: %s", d.device, e)
-                continue
-            log.info("time slice of %s (%s) back to Default", d.device, d.uuid)
+    def check_mps(self) -> list[PreparedClaim]:
+        """Restart the recorded MPS daemon of each prepared claim whose daemon died (a claim
+        being prepared or unprepared right now is left to that call).  Returns the claims
+        whose daemon was restarted."""
+        restarted = []
+        try:
+            for held in self.checkpoint.claims().values():
+                if held.mps is None or held.state != "prepared":
+                    continue
+                with self._claim_lock(held.uid, wait=False) as got:
+                    current = self.checkpoint.get(held.uid) if got else None
+                    if current is None or current.mps is None or current.state != "prepared":
+                        continue
+                    try:
+                        again = self._sharing.restart_mps(current)
+                    except PrepareError as e:
+                        log.warning("restarting the MPS daemon of %s failed: %s", held.uid, e)
+                        continue
+                    if again is not None:
+                        restarted.append(again)
+        finally:
+            self._count_prepared()
+        return restarted
 
     def _create_migs(
         self, record: PreparedClaim, made: list[str]
@@ -364,7 +382,8 @@ class NodePlugin:
                     raise PrepareError(str(e), ErrorType.MIG_ERROR) from e
                 log.info("destroyed MIG %s (%s)", match.uuid, d.device)
                 crashpoint("unprepare:mig-destroyed")
-        self._restore_time_slices(held)
+        self._sharing.restore_time_slices(held)
+        self._sharing.stop_mps(held)
         self._cdi.remove(held.uid)
         crashpoint("unprepare:cdi-removed")
         self.checkpoint.remove(held.uid)

@@ -10,6 +10,9 @@ Preparing is planned once, in three pure steps around the side effects:
    refused: someone else's instance is there);
 3. ``finish``: given the instances created, the prepared record and its CDI spec.
 
+A claim whose devices' config asks for MPS gets an ``MpsPlan`` in step 1 (one daemon for the
+claim: its UUIDs, dirs, defaults; per-device limits normalized as NVIDIA's driver does).
+
 Also the exclusivity guard: a device prepared for another claim is refused unless both may
 share.  Every refusal says what went wrong as an ``ErrorType``, decided where it is raised.
 """
@@ -26,17 +29,19 @@ from typing import Any
 from gpudra.allocation.nodeselect import pinned_node_names
 from gpudra.api.claim import allocation_results, claim_allocation, claim_uid
 from gpudra.catalogue.catalogue import DeviceKind, NodeCatalogue
-from gpudra.cdi.spec import DEVICES_ANNOTATION, CdiDevice, claim_spec, device_id
+from gpudra.cdi.spec import DEVICES_ANNOTATION, CdiDevice, CdiMps, claim_spec, device_id
 from gpudra.devices.gpu import MigDevice
 from gpudra.devices.timeslice import Interval
-from gpudra.kubeletplugin.checkpoint import PreparedClaim, PreparedDevice
+from gpudra.kubeletplugin.checkpoint import MpsPlan, PreparedClaim, PreparedDevice
 from gpudra.kubeletplugin.claim_config import (
     ConfigEntry,
     ConfigError,
     GpuSharing,
+    MpsConfig,
     Strategy,
     allocation_configs,
     config_for,
+    pinned_limits,
 )
 from gpudra.resourceapi import base_request
 
@@ -65,6 +70,7 @@ class ErrorType(StrEnum):
     # an instance gpudra did not create
     DEVICE_BUSY = "device_busy"
     MIG_ERROR = "mig_error"  # creating or destroying a MIG instance failed
+    MPS_ERROR = "mps_error"  # starting or stopping the claim's MPS daemon failed
     NVML_ERROR = "nvml_error"  # NVML failed reading the GPUs
     CDI_ERROR = "cdi_error"  # the claim's CDI spec could not be written or removed
     CHECKPOINT_ERROR = "checkpoint_error"  # the checkpoint could not be written
@@ -121,29 +127,84 @@ def _some(names: list[str], most: int = 12) -> str:
     return f"{', '.join(names[:most])}, ... ({len(names)} devices)"
 
 
-def _time_slice(configs: list[ConfigEntry], request: str, mig: bool, ref: ClaimRef) -> str:
+def _sharing(
+    configs: list[ConfigEntry], request: str, mig: bool, ref: ClaimRef
+) -> tuple[str, ConfigEntry | None]:
     """The device's config, as what prepare must do: the interval a TimeSlicing config sets
     on a whole GPU ("" for none: no config, no sharing, or a MIG device, which the driver
-    time-slices anyway).  MPS is refused rather than ignored: a claim ported with it must
-    not get exclusive GPUs silently."""
+    time-slices anyway), and the config entry when it asks for MPS."""
     try:
         entry = config_for(configs, request, mig=mig)
     except ConfigError as e:
         raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
     sharing = entry.config.sharing if entry is not None else None
     if entry is None or sharing is None:
-        return ""
-    if sharing.strategy is Strategy.TIME_SLICING:
-        if mig or not isinstance(sharing, GpuSharing):
-            return ""
-        ts = sharing.time_slicing_config
-        return (ts.interval if ts else Interval.DEFAULT).value
-    raise PrepareError(
-        f"claim {ref}: {entry.where}.sharing.strategy: {sharing.strategy} is not supported "
-        f"by this gpudra version yet (request {request!r}); remove the sharing block to get "
-        "the device exclusively",
-        ErrorType.UNSUPPORTED_CONFIG,
+        return "", None
+    if sharing.strategy is Strategy.MPS:
+        return "", entry
+    if mig or not isinstance(sharing, GpuSharing):
+        return "", None
+    ts = sharing.time_slicing_config
+    return (ts.interval if ts else Interval.DEFAULT).value, None
+
+
+def _mps_plan(
+    mps: dict[str, ConfigEntry | None],
+    devices: list[PreparedDevice],
+    ref: ClaimRef,
+    mps_root: str | None,
+) -> MpsPlan | None:
+    """One MPS daemon for the whole claim, or None when no device asks for one.  Mixing MPS
+    and other devices, or two MPS configs, in one claim is refused: one daemon serves all the
+    claim's GPUs with one set of defaults, as in NVIDIA's driver."""
+    entries = {e.index: e for e in mps.values() if e is not None}
+    if not entries:
+        return None
+    if len(entries) > 1:
+        where = " and ".join(e.where for e in entries.values())
+        raise PrepareError(
+            f"claim {ref}: two MPS configs ({where}) apply to its devices; one claim gets one "
+            "MPS daemon: use one MPS config for all its requests, or split the claim",
+            ErrorType.UNSUPPORTED_CONFIG,
+        )
+    (entry,) = entries.values()
+    others = sorted(name for name, e in mps.items() if e is None)
+    if others:
+        raise PrepareError(
+            f"claim {ref}: {entry.where} asks for MPS but device(s) {', '.join(others)} of the "
+            "same claim are not shared with MPS; one claim's devices are all MPS or none: "
+            "give every request the MPS config, or split the claim",
+            ErrorType.UNSUPPORTED_CONFIG,
+        )
+    if mps_root is None:
+        raise PrepareError(
+            f"claim {ref}: {entry.where}.sharing.strategy: MPS is not enabled on this node",
+            ErrorType.UNSUPPORTED_CONFIG,
+        )
+    sharing = entry.config.sharing
+    config = (sharing.mps_config if sharing else None) or MpsConfig()
+    uuids = tuple("" if d.dynamic_mig else d.uuid for d in devices)
+    try:
+        limits = pinned_limits(config, uuids, entry.where)
+    except ConfigError as e:
+        raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
+    root = f"{mps_root.rstrip('/')}/{ref.uid}"
+    return MpsPlan(
+        uuids=uuids,
+        pipe_dir=f"{root}/pipe",
+        log_dir=f"{root}/log",
+        active_thread_percentage=config.default_active_thread_percentage,
+        pinned_limits=limits,
     )
+
+
+def with_mps_uuids(claim: PreparedClaim) -> PreparedClaim:
+    """The claim with its MPS plan's UUIDs taken from its devices (a dynamic-MIG device has
+    its UUID only once its instance exists)."""
+    if claim.mps is None:
+        return claim
+    plan = claim.mps.model_copy(update={"uuids": tuple(d.uuid for d in claim.devices)})
+    return claim.model_copy(update={"mps": plan})
 
 
 def resolve_claim(
@@ -153,9 +214,11 @@ def resolve_claim(
     driver: str,
     node_name: str,
     catalogue: NodeCatalogue,
+    mps_root: str | None = None,
 ) -> PreparedClaim:
     """The claim's devices on this node, each resolved in the catalogue (a dynamic-MIG
-    placement without its instance yet), or PrepareError saying what is wrong."""
+    placement without its instance yet), and its MPS daemon's plan (its dirs under
+    ``mps_root``; None: MPS is refused), or PrepareError saying what is wrong."""
     uid = claim_uid(claim)
     if uid != ref.uid:
         raise PrepareError(
@@ -187,6 +250,7 @@ def resolve_claim(
     except ConfigError as e:
         raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
     devices: list[PreparedDevice] = []
+    mps: dict[str, ConfigEntry | None] = {}
     for r in results:
         pool, name = r.get("pool", ""), r.get("device", "")
         if pool != node_name:
@@ -207,9 +271,12 @@ def resolve_claim(
                 f"claim {ref}: device {name} ({dev.uuid}) is not healthy",
                 ErrorType.DEVICE_UNHEALTHY,
             )
-        time_slice = _time_slice(configs, r.get("request", ""), dev.kind is not DeviceKind.GPU, ref)
+        time_slice, mps_entry = _sharing(
+            configs, r.get("request", ""), dev.kind is not DeviceKind.GPU, ref
+        )
         if any(d.device == name for d in devices):
             continue  # one device serving several requests is prepared once
+        mps[name] = mps_entry
         requests = sorted(
             {
                 base_request(x.get("request", ""))
@@ -240,6 +307,7 @@ def resolve_claim(
         name=ref.name,
         state="preparing",
         devices=tuple(devices),
+        mps=_mps_plan(mps, devices, ref, mps_root),
     )
 
 
@@ -256,7 +324,7 @@ def finish(
         d.model_copy(update={"uuid": created[d.device].uuid}) if d.device in created else d
         for d in claim.devices
     )
-    done = claim.model_copy(update={"devices": devices, "state": "prepared"})
+    done = with_mps_uuids(claim.model_copy(update={"devices": devices, "state": "prepared"}))
     cdi = [
         CdiDevice(
             name=d.device,
@@ -273,8 +341,19 @@ def finish(
         devices=cdi,
         dev_root=dev_root,
         annotations={DEVICES_ANNOTATION: device_records(devices)},
+        mps=_cdi_mps(done.mps),
     )
     return PrepareResult(claim=done, cdi_spec=spec)
+
+
+def _cdi_mps(plan: MpsPlan | None) -> CdiMps | None:
+    if plan is None:
+        return None
+    return CdiMps(
+        pipe_dir=plan.pipe_dir,
+        log_dir=plan.log_dir,
+        active_thread_percentage=plan.active_thread_percentage,
+    )
 
 
 def _device_nodes(catalogue: NodeCatalogue, name: str) -> tuple[str, ...]:

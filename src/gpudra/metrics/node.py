@@ -9,7 +9,8 @@ one call may carry several claims); ``_prepare_errors_total`` and ``_unprepare_e
 count the claims that failed, by ``error_type`` (the fixed set below, what
 ``gpudra.kubeletplugin.prepare.ErrorType`` says went wrong); ``_prepared_devices`` is the
 devices prepared now, by ``device_type``, set from the checkpoint (never counted up and down,
-so it is right after a restart).  Every known series is created at zero by ``serving``.
+so it is right after a restart).  ``_mps_daemons`` is the claims' MPS control daemons that
+run now (checked, not counted).  Every known series is created at zero by ``serving``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ PREPARE_ERROR_TYPES = (
     "unsupported_config",
     "device_busy",
     "mig_error",
+    "mps_error",
     "nvml_error",
     "cdi_error",
     "checkpoint_error",
@@ -48,6 +50,7 @@ PREPARE_ERROR_TYPES = (
 UNPREPARE_ERROR_TYPES = (
     "invalid_request",
     "mig_error",
+    "mps_error",
     "nvml_error",
     "cdi_error",
     "checkpoint_error",
@@ -137,6 +140,11 @@ class NodeMetrics:
         self.healthy = Gauge(
             "gpudra_node_healthy",
             "1 while the daemon is healthy (threads alive, API server and NVML answering)",
+            registry=r,
+        )
+        self.mps_daemons = Gauge(
+            "gpudra_node_mps_daemons",
+            "MPS control daemons running now for prepared claims (one per MPS claim)",
             registry=r,
         )
         self.released = Counter(

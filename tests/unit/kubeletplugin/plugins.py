@@ -1,6 +1,7 @@
 """The prepare service (`NodePlugin`) as its unit tests build it: the claim from a fake of
 gpudra's API client, the GPUs from the mock backend, the checkpoint and CDI specs files in
-the test's directory (shared by the prepare-service and node-metrics tests)."""
+the test's directory, MPS daemons as mock processes under ``<tmp>/mps`` (shared by the
+prepare-service and node-metrics tests)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kube.resources import RESOURCECLAIMS
 from gpudra.kubeletplugin.checkpoint import CheckpointStore
+from gpudra.kubeletplugin.mps import MpsControl
 from gpudra.kubeletplugin.node import NodePlugin
 from gpudra.kubeletplugin.prepare import ClaimRef
 from gpudra.metrics.node import NodeMetrics
@@ -54,6 +56,7 @@ def plugin(
     backend: MockBackend | RealBackend | None = None,
     dynamic: frozenset[int] = frozenset(),
     metrics: NodeMetrics | None = None,
+    mps: MpsControl | None = None,
 ) -> NodePlugin:
     """A plugin with its checkpoint and CDI specs in ``tmp_path`` (a second one on the same
     directory is the same node after a restart)."""
@@ -68,6 +71,8 @@ def plugin(
         dev_root=None,
         catalogue=lambda: build_catalogue(gpus.inventory(), dynamic=dynamic),
         metrics=metrics,
+        mps=mps or MpsControl(mock=True),
+        mps_root=tmp_path / "mps",
     )
 
 

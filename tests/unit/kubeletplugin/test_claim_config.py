@@ -215,12 +215,20 @@ def test_prepare_fails_a_malformed_config_with_its_path() -> None:
     ) in str(e.value)
 
 
-def test_prepare_refuses_sharing_it_cannot_honour_instead_of_ignoring_it() -> None:
+def test_prepare_refuses_mps_it_cannot_honour_instead_of_ignoring_it() -> None:
+    c = claim(result("gpu-1", "train"), result("gpu-2", "other"))
+    c["status"]["allocation"]["devices"]["config"] = [
+        entry(gpu_config({"strategy": "MPS"}), requests=["train"])
+    ]
     with pytest.raises(PrepareError) as e:
+        resolve_claim(c, REF, driver=DRIVER, node_name=NODE, catalogue=CATALOGUE, mps_root="/p/mps")
+    assert e.value.kind is ErrorType.UNSUPPORTED_CONFIG
+    assert "spec.devices.config[0].opaque.parameters asks for MPS but device(s) gpu-2 of " \
+        "the same claim are not shared with MPS" in str(e.value)  # fmt: skip
+    with pytest.raises(PrepareError) as e:  # a node without MPS: refused, never ignored
         resolve(with_config(entry(gpu_config({"strategy": "MPS"}))))
     assert e.value.kind is ErrorType.UNSUPPORTED_CONFIG
-    assert "spec.devices.config[0].opaque.parameters.sharing.strategy: MPS is not " \
-        "supported by this gpudra version yet" in str(e.value)  # fmt: skip
+    assert "sharing.strategy: MPS is not enabled on this node" in str(e.value)
 
 
 def test_time_slicing_is_what_prepare_will_set_on_whole_gpus() -> None:

@@ -4,9 +4,11 @@ restart; and every error type produced by its real failure path through `NodePlu
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,8 @@ from gpudra.devices.inventory import Inventory
 from gpudra.kube.errors import ServerError
 from gpudra.kube.objects import KubeObject
 from gpudra.kube.resources import RESOURCECLAIMS, Resource
-from gpudra.kubeletplugin.checkpoint import CheckpointStore
+from gpudra.kubeletplugin.checkpoint import CheckpointStore, MpsProcess
+from gpudra.kubeletplugin.mps import MpsControl, start_time
 from gpudra.kubeletplugin.node import Budget, NodePlugin
 from gpudra.kubeletplugin.prepare import ClaimRef, ErrorType
 from gpudra.metrics.node import (
@@ -229,6 +232,70 @@ def configured(tmp: Path, sharing: dict[str, Any]) -> Setup:
     return Setup(plugin(tmp, FakeClient(c)))
 
 
+MPS_CONFIG = {
+    "source": "FromClaim",
+    "requests": ["shared"],
+    "opaque": {
+        "driver": DRIVER,
+        "parameters": {
+            "apiVersion": "resource.gpudra.io/v1beta1",
+            "kind": "GpuConfig",
+            "sharing": {"strategy": "MPS"},
+        },
+    },
+}
+
+
+def mixed_mps(tmp: Path) -> Setup:
+    """One request shared with MPS, the other not: one claim, one daemon, so refused."""
+    c = claim(result("gpu-3", "shared"), result("gpu-4", "alone"))
+    c["status"]["allocation"]["devices"]["config"] = [MPS_CONFIG]
+    return Setup(plugin(tmp, FakeClient(c)))
+
+
+def mps_stuck(tmp: Path) -> Setup:
+    """A prepared MPS claim whose daemon ignores SIGTERM."""
+    c = claim(result("gpu-3", "shared"))
+    c["status"]["allocation"]["devices"]["config"] = [MPS_CONFIG]
+    s = Setup(plugin(tmp, FakeClient(c), mps=MpsControl(mock=True, wait_s=0.1)))
+    assert not s.node.prepare([REF])["uid-1"].error
+    held = s.node.checkpoint.get(REF.uid)
+    assert held is not None and held.mps_process is not None
+    MpsControl(mock=True).stop(held.mps, held.mps_process)
+    stuck = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+         "signal.SIG_IGN); print(flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert stuck.stdout is not None and stuck.stdout.readline()  # SIGTERM ignored from here
+    start = start_time(stuck.pid)
+    assert start is not None
+    recorded = MpsProcess(pid=stuck.pid, start_time=start)
+    s.node.checkpoint.put(held.model_copy(update={"mps_process": recorded}))
+    STUCK.append(stuck)
+    return s
+
+
+STUCK: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_stuck_daemons() -> Iterator[None]:
+    yield
+    while STUCK:
+        p = STUCK.pop()
+        p.kill()
+        p.wait()
+
+
+def mps_fails(tmp: Path) -> Setup:
+    """The MPS control program is not there (real mode on a node without it)."""
+    c = claim(result("gpu-3", "shared"))
+    c["status"]["allocation"]["devices"]["config"] = [MPS_CONFIG]
+    control = MpsControl(mock=False, control=str(tmp / "no-nvidia-cuda-mps-control"))
+    return Setup(plugin(tmp, FakeClient(c), mps=control))
+
+
 def gpu_claim(tmp: Path, backend: MockBackend | None = None) -> Setup:
     return Setup(plugin(tmp, FakeClient(claim(result("gpu-3"))), backend=backend))
 
@@ -318,13 +385,11 @@ PREPARE_FAILURES: dict[str, tuple[Callable[[Path], Setup], ErrorType]] = {
         lambda tmp: configured(tmp, {"strategy": "Sliced"}),
         ErrorType.INVALID_CONFIG,
     ),
-    "sharing not supported yet": (
-        lambda tmp: configured(tmp, {"strategy": "MPS"}),
-        ErrorType.UNSUPPORTED_CONFIG,
-    ),
+    "MPS mixed with exclusive devices": (mixed_mps, ErrorType.UNSUPPORTED_CONFIG),
     "prepared for another claim": (prepared_elsewhere, ErrorType.DEVICE_BUSY),
     "foreign MIG instance": (foreign_instance, ErrorType.DEVICE_BUSY),
     "MIG create refused": (refused_mig, ErrorType.MIG_ERROR),
+    "MPS daemon not started": (mps_fails, ErrorType.MPS_ERROR),
     "NVML not answering": (
         lambda tmp: nvml_down(tmp, NvmlError("NVML did not answer")),
         ErrorType.NVML_ERROR,
@@ -380,6 +445,7 @@ UNPREPARE_FAILURES: dict[str, tuple[Callable[[Path], Setup], ErrorType]] = {
         ErrorType.INVALID_REQUEST,
     ),
     "MIG instance in use": (mig_in_use, ErrorType.MIG_ERROR),
+    "MPS daemon does not stop": (mps_stuck, ErrorType.MPS_ERROR),
     "NVML not answering": (
         lambda tmp: inventory_fails(tmp, NvmlError("NVML did not answer")),
         ErrorType.NVML_ERROR,

@@ -4,7 +4,10 @@ Built from API objects (slices, DeviceClasses, ResourceClaims with allocations, 
 Slices that ``allocation.pools`` refuses (an own-driver pool not named after its node, a pool
 spread over several nodes) are in ``ignored``, with the reason, and in no pool.
 In-use devices and counter consumption come from every existing allocation except admin
-access ones, exactly the set the scheduler excludes.
+access ones, exactly the set the scheduler excludes.  An allocation with a ``shareID`` (one
+share of a device with ``allowMultipleAllocations``, consumable capacity) does not put its
+device in use: it adds its ``consumedCapacity`` to what the device's shares take, and the
+first share of a device draws the device's counters (later shares do not draw them again).
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpudra.allocation.capacity import Amounts
 from gpudra.allocation.inputs import Device, DeviceKey, Pool
 from gpudra.allocation.nodeselect import selector_matches
 from gpudra.allocation.pools import IgnoredSlices, build_pools
-from gpudra.allocation.quantity import Quantity
+from gpudra.allocation.quantity import Quantity, QuantityError, parse_quantity
 from gpudra.api.claim import claim_results
 from gpudra.api.meta import name_of
 from gpudra.resourceapi import DRIVER_NAME
@@ -36,6 +40,9 @@ class ClusterView:
     counters_used: dict[CounterKey, dict[str, Quantity]] = field(default_factory=dict)
     devices: dict[DeviceKey, Device] = field(default_factory=dict)
     ignored: list[IgnoredSlices] = field(default_factory=list)
+    # consumable capacity: what the shares of each device take, and how many there are
+    shares_used: dict[DeviceKey, dict[str, Quantity]] = field(default_factory=dict)
+    share_count: Counter[DeviceKey] = field(default_factory=Counter)
     _node_devices: dict[str, list[Device]] = field(default_factory=dict, repr=False)
     _pool_index: dict[tuple[str, str], Pool] = field(default_factory=dict, repr=False)
     _used_local: Counter[str | None] = field(default_factory=Counter, repr=False)
@@ -70,7 +77,47 @@ class ClusterView:
         for r in claim_results(claim):
             if r.get("adminAccess"):
                 continue
-            self.use((r["driver"], r["pool"], r["device"]))
+            key = (r["driver"], r["pool"], r["device"])
+            if r.get("shareID"):
+                self.use_share(key, _amounts(r.get("consumedCapacity") or {}))
+            else:
+                self.use(key)
+
+    def use_share(self, key: DeviceKey, amounts: Amounts) -> None:
+        """One more share of a shareable device, taking ``amounts`` of its capacities."""
+        self.share_count[key] += 1
+        used = self.shares_used.setdefault(key, {})
+        for name, amount in amounts.items():
+            used[name] = used.get(name, ZERO) + amount
+        dev = self.devices.get(key)
+        if dev is not None and self.share_count[key] == 1:
+            self._draw(dev, +1)
+
+    def release_share(self, key: DeviceKey, amounts: Amounts) -> None:
+        """Undo `use_share`."""
+        if self.share_count[key] <= 0:
+            return
+        self.share_count[key] -= 1
+        used = self.shares_used.setdefault(key, {})
+        for name, amount in amounts.items():
+            used[name] = used.get(name, ZERO) - amount
+        dev = self.devices.get(key)
+        if self.share_count[key] == 0:
+            del self.share_count[key]
+            self.shares_used.pop(key, None)
+            if dev is not None:
+                self._draw(dev, -1)
+
+    def shared(self, key: DeviceKey) -> bool:
+        """Some allocation holds a share of the device (its counters are drawn already)."""
+        return self.share_count[key] > 0
+
+    def _draw(self, dev: Device, sign: int) -> None:
+        for counter_set, amounts in dev.consumes:
+            used = self.counters_used.setdefault((dev.driver, dev.pool, counter_set), {})
+            for name, amount in amounts.items():
+                before = used.get(name, ZERO)
+                used[name] = before + amount if sign > 0 else before - amount
 
     def use(self, key: DeviceKey) -> None:
         if key in self.in_use:
@@ -80,10 +127,7 @@ class ClusterView:
         if dev is None:
             return
         self._used_local[self._home(dev)] += 1
-        for counter_set, amounts in dev.consumes:
-            used = self.counters_used.setdefault((dev.driver, dev.pool, counter_set), {})
-            for name, amount in amounts.items():
-                used[name] = used.get(name, ZERO) + amount
+        self._draw(dev, +1)
 
     def release(self, key: DeviceKey) -> None:
         if key not in self.in_use:
@@ -93,10 +137,7 @@ class ClusterView:
         if dev is None:
             return
         self._used_local[self._home(dev)] -= 1
-        for counter_set, amounts in dev.consumes:
-            used = self.counters_used.get((dev.driver, dev.pool, counter_set), {})
-            for name, amount in amounts.items():
-                used[name] = used.get(name, ZERO) - amount
+        self._draw(dev, -1)
 
     def pools_for(self, node_name: str) -> list[Pool]:
         node = self.nodes.get(node_name, {"metadata": {"name": node_name}})
@@ -158,3 +199,15 @@ class ClusterView:
         return local + sum(
             1 for d in self.devices_for(node_name) if d.key in self.in_use and self._home(d) is None
         )
+
+
+def _amounts(raw: Mapping[str, Any]) -> dict[str, Quantity]:
+    """A result's ``consumedCapacity`` (a value that is no quantity counts as nothing: the
+    API server validated it, so that would be a stored object from before validation)."""
+    out = {}
+    for name, value in raw.items():
+        try:
+            out[str(name)] = parse_quantity(str(value))
+        except QuantityError:
+            continue
+    return out

@@ -46,13 +46,15 @@ def shortfall(
     distinct: list[str],
     match: list[str],
     free: Free | None,
+    drawn: Callable[[Device], bool] | None = None,
 ) -> str | None:
     """Why ``need`` of the ``fitting`` devices cannot be chosen together, or None.
 
     ``candidates``: how many the request matched before the choices already made;
     ``distinct``/``match``: the request's distinctAttribute and unfixed matchAttribute names;
     ``free``: what is free of one counter of a device's pool (None: counters do not apply,
-    as for admin access).
+    as for admin access); ``drawn``: a shareable device whose counters an earlier share drew
+    already (it demands nothing of them now).
     """
     if len(fitting) < need:
         return (
@@ -73,10 +75,17 @@ def shortfall(
                 f"no {need} candidate devices share one value of {attr} "
                 f"(largest such set: {largest})"
             )
-    return None if free is None else _counters(need, fitting, free)
+    if free is None:
+        return None
+    charged = [d for d in fitting if drawn is None or not drawn(d)]
+    return _counters(need - (len(fitting) - len(charged)), charged, free)
 
 
 def _counters(need: int, fitting: list[Device], free: Free) -> str | None:
+    """``need``: how many of ``fitting`` must be added (the candidates that demand no
+    counters, shares of a device whose counters are drawn already, fill the rest)."""
+    if need <= 0:
+        return None
     rest: dict[CounterId, Fraction] = {}
     demands: list[dict[CounterId, Fraction]] = []
     for dev in fitting:

@@ -10,6 +10,7 @@ inputs change (``allocation.memo``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from gpudra.allocation.cel import CelCompileError, compile_selector, evaluate
@@ -43,15 +44,18 @@ class Assignment:
     def node(self) -> str:
         return self.solution.node
 
-    def allocation(self, claim: Claim, *, timestamp: str) -> AllocationResult:
-        """The claim's ``status.allocation`` (RFC 3339 ``timestamp``).
+    def allocation(
+        self, claim: Claim, *, timestamp: str, share_id: Callable[[], str] | None = None
+    ) -> AllocationResult:
+        """The claim's ``status.allocation`` (RFC 3339 ``timestamp``; ``share_id``: the UID
+        of each share of a shareable device, random by default).
 
         ``allocationTimestamp`` matters: from 1.36 (binding conditions on) kube-scheduler adds
         it to an allocation that lacks it, and the API server refuses that update because an
         allocation is immutable, so the pod would never bind.
         """
         return {
-            "devices": {"results": self.solution.results(claim)},
+            "devices": {"results": self.solution.results(claim, share_id)},
             "nodeSelector": node_name_selector(self.node),
             "allocationTimestamp": timestamp,
         }
@@ -155,25 +159,33 @@ class Allocator:
         order = names if not best else sorted(names, key=lambda n: -self._bound(n, need))
         ranked: list[Assignment] = []
         memo: dict[tuple[object, ...], tuple[list[Assignment], Diagnosis | None]] = {}
-        for node in order:
+        unsearched: list[str] = []  # nodes the scheduler searches and this visit did not
+        for i, node in enumerate(order):
             if (
                 best
                 and ranked
                 and ranked[0].score.total >= self._bound(node, need)
                 and (len(ranked) > 1)
             ):
+                unsearched += order[i:]
                 break
             out.nodes_tried += 1
             devices = self.view.devices_for(node)
             free = len(devices) - self.view.in_use_count(node)
-            if free < need and not any(
-                r.admin_access for c in claims for cr in c.requests for r in cr.alternatives
+            # a shareable device can serve several requests: no count bound then
+            if (
+                free < need
+                and not any(d.multi for d in devices)
+                and not any(
+                    r.admin_access for c in claims for cr in c.requests for r in cr.alternatives
+                )
             ):
                 short = Diagnosis(node=node, total_devices=len(devices))
                 short.shortfalls[""] = (
                     f"needs at least {need} device(s); {free} of {len(devices)} are free"
                 )
                 out.diagnoses.append(short)
+                unsearched.append(node)
                 continue
             found, diag = self._node(node, claims, memo, best, out)
             ranked.extend(found)
@@ -182,7 +194,13 @@ class Allocator:
             if diag is not None:
                 out.diagnoses.append(diag)
             if found and not best:
+                unsearched += order[i + 1 :]
                 break
+        for node in unsearched:
+            error = self._scheduler_error(node, claims)
+            if error is not None:
+                why = f"selector error: {error}"
+                out.diagnoses.append(Diagnosis(node=node, selector_error=error, gave_up=why))
         errors = [d for d in out.diagnoses if d.selector_error]
         if errors:
             # kube-scheduler fails the whole pod when a selector errors on a node it searches
@@ -196,6 +214,36 @@ class Allocator:
             out.best = ranked[0]
             out.runner_up = ranked[1] if len(ranked) > 1 else None
         return out
+
+    def _scheduler_error(self, node: str, claims: list[Claim]) -> str | None:
+        """The selector error kube-scheduler's first-fit search would hit on a node this
+        decision did not search (it filters every node, and one error fails the pod), or
+        None.  Only a node where some selector fails on some device is searched."""
+        exprs = {
+            e
+            for c in claims
+            for cr in c.requests
+            for r in cr.alternatives
+            for e in (*class_selectors(self.view.classes.get(r.device_class) or {}), *r.selectors)
+        }
+        devices = self.view.devices_for(node)
+        if not any(self.cache(e, d)[1] for d in devices for e in exprs):
+            return None
+        search = NodeSearch(
+            self.view,
+            node,
+            claims,
+            matcher=self.cache,
+            budget=self.budget,
+            device_filter=self.device_filter,
+        )
+        try:
+            next(search.solutions(), None)
+        except SelectorError as e:
+            return str(e)
+        except BudgetExceeded:
+            return None
+        return None
 
     def _bound(self, node: str, need: int) -> float:
         devices = self.view.devices_for(node)
@@ -261,13 +309,22 @@ class Allocator:
         return Assignment(Solution(node=node, choices=choices), p.score)
 
     def commit(self, assignment: Assignment) -> None:
-        """Mark a chosen assignment's devices in use (for allocating further claims)."""
+        """Mark a chosen assignment's devices in use, or its shares taken (for allocating
+        further claims)."""
         for c in assignment.solution.choices:
-            if not c.request.admin_access:
+            if c.request.admin_access:
+                continue
+            if c.consumed is not None:
+                self.view.use_share(c.device.key, dict(c.consumed))
+            else:
                 self.view.use(c.device.key)
 
     def release(self, assignment: Assignment) -> None:
         """Undo `commit`."""
         for c in assignment.solution.choices:
-            if not c.request.admin_access:
+            if c.request.admin_access:
+                continue
+            if c.consumed is not None:
+                self.view.release_share(c.device.key, dict(c.consumed))
+            else:
                 self.view.release(c.device.key)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from gpudra.allocation.quantity import Quantity
+from gpudra.allocation.capacity import Capacity
+from gpudra.allocation.quantity import Quantity, QuantityError, parse_quantity
 from gpudra.allocation.tolerations import Toleration
 from gpudra.api.claim import claim_devices
 from gpudra.api.deviceclass import selector_expressions
@@ -50,6 +51,8 @@ class Device:
     attrs: dict[str, tuple[str, Any]]  # fully qualified name -> (type, value)
     consumes: tuple[tuple[str, dict[str, Quantity]], ...]
     taints: tuple[Taint, ...]
+    multi: bool = False  # allowMultipleAllocations: several claims may share it
+    capacity: Mapping[str, Capacity] = field(default_factory=dict)
 
     @property
     def key(self) -> DeviceKey:
@@ -113,10 +116,15 @@ class Request:
     count: int
     admin_access: bool
     tolerations: tuple[Toleration, ...]
+    capacity: tuple[tuple[str, Quantity], ...] = ()  # capacity.requests, sorted by name
 
     @property
     def base(self) -> str:
         return base_request(self.name)
+
+    @property
+    def capacity_requests(self) -> dict[str, Quantity]:
+        return dict(self.capacity)
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,19 @@ def _tolerations(where: str, raw: list[dict[str, Any]]) -> tuple[Toleration, ...
     return tuple(Toleration.from_wire(t) for t in raw)
 
 
+def _capacity(where: str, raw: Mapping[str, Any]) -> tuple[tuple[str, Quantity], ...]:
+    out = []
+    for name, value in sorted((raw.get("requests") or {}).items()):
+        try:
+            q = parse_quantity(str(value))
+        except QuantityError as e:
+            raise InputError(f"{where}: capacity.requests[{name}]: {e}") from e
+        if q.sign < 0:
+            raise InputError(f"{where}: capacity.requests[{name}] is negative ({value})")
+        out.append((str(name), q))
+    return tuple(out)
+
+
 def _request(where: str, name: str, body: dict[str, Any], admin_ok: bool) -> Request:
     cls = body.get("deviceClassName")
     if not cls:
@@ -174,6 +195,7 @@ def _request(where: str, name: str, body: dict[str, Any], admin_ok: bool) -> Req
         raise InputError(f"{where}: {len(selectors)} selectors; at most {MAX_SELECTORS} allowed")
     admin = bool(body.get("adminAccess")) and admin_ok
     return Request(
+        capacity=_capacity(where, body.get("capacity") or {}),
         name=name,
         device_class=cls,
         selectors=tuple(selectors),

@@ -51,8 +51,8 @@ def signature(
 ) -> tuple[object, ...]:
     """What decides the node's answer, node identity aside: per device its name, whether it
     is in use or filtered out, its taints, the selector verdicts, the constraint attributes,
-    what scoring reads and the counters it draws; per pool (numbered in order of appearance)
-    its completeness and what is free of each counter set."""
+    what scoring reads, the counters it draws and what its shares take; per pool (numbered in
+    order of appearance) its completeness and what is free of each counter set."""
     exprs = _expressions(view, claims)
     attrs = sorted(
         {
@@ -77,6 +77,8 @@ def signature(
                 d.name,
                 pool,
                 d.key in view.in_use,
+                tuple(sorted((view.shares_used.get(d.key) or {}).items())),
+                view.shared(d.key),
                 None if device_filter is None else device_filter(d),
                 tuple(tuple(sorted(t.items())) for t in d.taints),
                 d.attr_signature,
@@ -110,7 +112,8 @@ def failure_key(
     pools: set[tuple[str, str]] = set()
     for d in view.devices_for(node):
         verdict = None if device_filter is None else device_filter(d)
-        digest.update(repr((d.key in view.in_use, verdict)).encode())
+        shares = sorted((view.shares_used.get(d.key) or {}).items())
+        digest.update(repr((d.key in view.in_use, view.shared(d.key), shares, verdict)).encode())
         digest.update(d.content)
         digest.update(b"\0")
         pools.add((d.driver, d.pool))

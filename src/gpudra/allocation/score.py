@@ -18,16 +18,20 @@ beyond the ResourceSlices.  For each claim's whole GPUs on the node:
 
 Weights are lexicographic in practice: bandwidth first, then fragmentation, then packing.
 For MIG devices ``packing`` is how full the parent GPUs' memory slices are afterwards, so
-placements fill partly used GPUs first and keep whole GPUs free.
+placements fill partly used GPUs first and keep whole GPUs free.  For shares of a shareable
+GPU (consumable capacity) it is how full the GPU's capacities are afterwards, and a GPU
+that has shares counts as used for ``left_behind``: shares fill a shared GPU before they
+start on another.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpudra.allocation.capacity import exact
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.inputs import Device
-from gpudra.allocation.search import Solution
+from gpudra.allocation.search import Choice, Solution
 from gpudra.devices.topology import NvLinkPair, NvSwitchDomain, Topology
 
 W_BANDWIDTH, W_LEFT, W_PACK = 1000.0, 100.0, 10.0
@@ -154,12 +158,28 @@ def mig_packing(view: ClusterView, migs: list[Device]) -> float:
     return sum(fills) / len(fills) if fills else 0.0
 
 
+def share_packing(view: ClusterView, shares: list[Choice]) -> float:
+    """How full each shared device is afterwards (its fullest capacity), averaged."""
+    fills = []
+    for c in shares:
+        used = view.shares_used.get(c.device.key) or {}
+        fill = 0.0
+        for name, amount in c.consumed or ():
+            cap = c.device.capacity.get(name)
+            if cap is None or cap.value.sign <= 0:
+                continue
+            after = amount + used[name] if name in used else amount
+            fill = max(fill, float(exact(after) / exact(cap.value)))
+        fills.append(min(1.0, fill))
+    return sum(fills) / len(fills) if fills else 0.0
+
+
 def score(view: ClusterView, sol: Solution) -> Score:
     """Score one solution; the view's in-use set is the state *before* it."""
     node_gpus = [d for d in view.devices_for(sol.node) if is_whole_gpu(d)]
     topo, pos = topology_of(node_gpus)
     chosen_all = {c.device.key for c in sol.choices}
-    free = [pos[d.key] for d in node_gpus if d.key not in view.in_use]
+    free = [pos[d.key] for d in node_gpus if d.key not in view.in_use and not view.shared(d.key)]
     shares, bws = [], 0.0
     for claim in {c.claim for c in sol.choices}:
         mine = [pos[d.key] for d in sol.devices_of(claim) if d.key in pos]
@@ -173,8 +193,11 @@ def score(view: ClusterView, sol: Solution) -> Score:
     left = left_behind(topo, [p for p in free if p not in chosen_pos])
     devices = view.devices_for(sol.node)
     migs = [c.device for c in sol.choices if _str(c.device, "type") == "mig"]
+    share_choices = [c for c in sol.choices if c.consumed is not None]
     if migs:
         packing = mig_packing(view, migs)
+    elif share_choices:
+        packing = share_packing(view, share_choices)
     else:
         used_after = sum(1 for d in devices if d.key in view.in_use or d.key in chosen_all)
         packing = used_after / len(devices) if devices else 0.0

@@ -5,7 +5,10 @@ allocator, but over *combinations* (a request's devices in increasing candidate 
 permutations), with matchAttribute pruning (candidates are split by the attribute's value
 and groups too small for the request are skipped), counting bounds before each request's
 combinations (``allocation.counting``: a request no choice can fill is refused without
-trying them) and counter checks on each add.  Yields
+trying them) and counter checks on each add.  A device with ``allowMultipleAllocations``
+(consumable capacity, ``allocation.capacity``) is never taken: each choice of it is one more
+share, which must fit in the capacity its other shares leave, and only its first share draws
+its counters.  Yields
 every complete solution in first-fit order, so the first one is what the scheduler would
 pick, and a scorer can look further.  Every rejection is recorded for explanations.
 """
@@ -13,11 +16,13 @@ pick, and a scorer can look further.  Every rejection is recorded for explanatio
 from __future__ import annotations
 
 import enum
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpudra.allocation.capacity import consumption, refusal, wire
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.counting import shortfall
 from gpudra.allocation.inputs import Claim, Constraint, Device, Request
@@ -33,6 +38,11 @@ ZERO = Quantity.of(0)
 
 
 IN_USE = "already allocated"
+
+
+def new_share_id() -> str:
+    """A share's UID (``shareID``), random like the scheduler's ``uuid.NewUUID``."""
+    return str(uuid.uuid4())
 
 
 class RejectionKind(enum.Enum):
@@ -64,6 +74,8 @@ class Choice:
     claim: Claim
     request: Request
     device: Device
+    # one share of a shareable device: what it takes of each capacity (None: the whole device)
+    consumed: tuple[tuple[str, Quantity], ...] | None = None
 
 
 @dataclass
@@ -74,8 +86,12 @@ class Solution:
     def devices_of(self, claim: Claim) -> list[Device]:
         return [c.device for c in self.choices if c.claim is claim]
 
-    def results(self, claim: Claim) -> list[DeviceRequestAllocationResult]:
-        """The claim's ``status.allocation.devices.results`` entries."""
+    def results(
+        self, claim: Claim, share_id: Callable[[], str] | None = None
+    ) -> list[DeviceRequestAllocationResult]:
+        """The claim's ``status.allocation.devices.results`` entries (``share_id``: a new
+        UID for each share of a shareable device).  ``claim`` is the very object the solution
+        was found for (claims are told apart by identity); another one is a ValueError."""
         out = []
         for c in self.choices:
             if c.claim is not claim:
@@ -90,7 +106,13 @@ class Solution:
                 r["adminAccess"] = True
             if c.request.tolerations:
                 r["tolerations"] = [t.to_wire() for t in c.request.tolerations]
+            if c.consumed is not None:
+                r["shareID"] = (share_id or new_share_id)()
+                if c.consumed:
+                    r["consumedCapacity"] = {n: wire(q) for n, q in c.consumed}
             out.append(r)
+        if not out:  # every request of a claim in a solution has a device
+            raise ValueError(f"claim {claim.ref} is not one this solution was found for")
         return out
 
 
@@ -139,6 +161,8 @@ class NodeSearch:
         self._avail: dict[tuple[str, str, str], dict[str, Quantity]] = {}
         self._match: dict[tuple[int, int], tuple[str, Any]] = {}
         self._distinct: dict[tuple[int, int], set[Any]] = defaultdict(set)
+        self._shares: Counter[tuple[str, str, str]] = Counter()  # shares chosen per device
+        self._allocating: dict[tuple[str, str, str], dict[str, Quantity]] = {}
 
     # --- candidates --------------------------------------------------------------------
 
@@ -172,6 +196,12 @@ class NodeSearch:
             why = self.device_filter(dev)
             if why is not None:
                 return Rejection(why)
+        busy = not req.admin_access and not dev.multi and dev.key in self.view.in_use
+        if busy and not req.all_devices:
+            # as the scheduler: a device in use is passed over before its selectors run (so
+            # one that would fail there does not fail the pod); allocationMode All runs them
+            # on every device
+            return Rejection(IN_USE, RejectionKind.IN_USE)
         error = RejectionKind.SELECTOR_ERROR
         for expr in class_exprs:
             ok, err = self.matcher(expr, dev)
@@ -194,9 +224,28 @@ class NodeSearch:
                 f"{dev.name} is tainted {taint.get('key')}={taint.get('value', '')}:"
                 f"{taint['effect']}{since} (not tolerated)"
             )
-        if not req.admin_access and dev.key in self.view.in_use:
+        if busy:
             return Rejection(IN_USE, RejectionKind.IN_USE)
+        asked = req.capacity_requests
+        why = refusal(asked, dev.capacity, multi=dev.multi)
+        if why is not None:
+            return Rejection(f"{dev.name} {why}")
+        if dev.multi and self.view.shared(dev.key):
+            why = refusal(asked, dev.capacity, multi=True, used=self.view.shares_used[dev.key])
+            if why is not None:  # the capacity is taken: allocationMode All must not proceed
+                return Rejection(f"{dev.name} {why}", RejectionKind.IN_USE)
         return None
+
+    def _drawn(self, dev: Device) -> bool:
+        """A shareable device already has a share, which drew its counters."""
+        return dev.multi and (self._shares[dev.key] > 0 or self.view.shared(dev.key))
+
+    def _used(self, dev: Device) -> dict[str, Quantity]:
+        """What the shares of a device take: allocated ones and those chosen so far."""
+        used = dict(self.view.shares_used.get(dev.key) or {})
+        for name, amount in (self._allocating.get(dev.key) or {}).items():
+            used[name] = used.get(name, ZERO) + amount
+        return used
 
     # --- constraints and counters ---------------------------------------------------------
 
@@ -214,10 +263,14 @@ class NodeSearch:
                 have = dev.attr(c.distinct_attribute)
                 if have is None or have in self._distinct[(ci, k)]:
                     return False
-        if dev.consumes and not req.admin_access:
+        if dev.consumes and not req.admin_access and not self._drawn(dev):
             for counter_set, amounts in dev.consumes:
                 if any(self._free(dev, counter_set, n) < a for n, a in amounts.items()):
                     return False
+        if dev.multi and self._shares[dev.key]:
+            asked = req.capacity_requests
+            if refusal(asked, dev.capacity, multi=True, used=self._used(dev)) is not None:
+                return False
         return True
 
     def _count(self, dev: Device, sign: int) -> None:
@@ -234,17 +287,38 @@ class NodeSearch:
                 fixed_here.append((ci, k))
             if c.distinct_attribute:
                 self._distinct[(ci, k)].add(dev.attrs[c.distinct_attribute])
-        self._chosen.append(Choice(self.claims[ci], req, dev))
-        self._taken.add(dev.key)
-        if not req.admin_access:
-            self._count(dev, +1)
+        consumed = None
+        if dev.multi:
+            amounts = consumption(req.capacity_requests, dev.capacity)
+            consumed = tuple(sorted(amounts.items()))
+            if not req.admin_access and not self._drawn(dev):
+                self._count(dev, +1)
+            self._shares[dev.key] += 1
+            mine = self._allocating.setdefault(dev.key, {})
+            for name, amount in amounts.items():
+                mine[name] = mine.get(name, ZERO) + amount
+        else:
+            self._taken.add(dev.key)
+            if not req.admin_access:
+                self._count(dev, +1)
+        self._chosen.append(Choice(self.claims[ci], req, dev, consumed))
         return fixed_here
 
     def _remove(self, ci: int, req: Request, dev: Device, fixed: list[tuple[int, int]]) -> None:
-        self._chosen.pop()
-        self._taken.discard(dev.key)
-        if not req.admin_access:
-            self._count(dev, -1)
+        choice = self._chosen.pop()
+        if choice.consumed is not None:
+            self._shares[dev.key] -= 1
+            mine = self._allocating[dev.key]
+            for name, amount in choice.consumed:
+                mine[name] = mine[name] - amount
+            if not self._shares[dev.key]:
+                del self._shares[dev.key], self._allocating[dev.key]
+            if not req.admin_access and not self._drawn(dev):
+                self._count(dev, -1)
+        else:
+            self._taken.discard(dev.key)
+            if not req.admin_access:
+                self._count(dev, -1)
         for key in fixed:
             del self._match[key]
         for k, c in self._constraints(ci, req):
@@ -298,6 +372,7 @@ class NodeSearch:
                 if c.match_attribute and (ci, k) not in self._match
             ],
             free=None if req.admin_access else self._free,
+            drawn=self._drawn,
         )
 
     def _free(self, dev: Device, counter_set: str, counter: str) -> Quantity:

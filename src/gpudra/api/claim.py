@@ -20,6 +20,8 @@ class DeviceRequestAllocationResult(TypedDict, total=False):
     device: str
     adminAccess: bool
     tolerations: list[Toleration]
+    shareID: str  # consumable capacity: this allocation is one share of the device
+    consumedCapacity: dict[str, str]  # what the share takes of each capacity (quantities)
 
 
 class DeviceAllocationResult(TypedDict, total=False):

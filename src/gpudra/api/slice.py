@@ -33,6 +33,7 @@ class SliceDevice(TypedDict, total=False):
     consumesCounters: list[DeviceCounterConsumption]
     nodeName: str  # perDeviceNodeSelection
     taints: list[Taint]
+    allowMultipleAllocations: bool  # consumable capacity: several claims may share it
 
 
 class ResourcePool(TypedDict, total=False):

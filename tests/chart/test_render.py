@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gpudra.catalogue.gpuset import GpuSet
 from gpudra.cli.kubelet_plugin import settings_from
 from gpudra.nvml.mock import available_machines
 from gpudra.settings import KubeletPluginSettings
@@ -40,6 +41,9 @@ def test_helm_lint_passes_for_default_and_mock_values(tmp_path: Path) -> None:
         (f"driverName={'a' * 64}", "/driverName", "maxLength: got 64, want 63"),
         ("kubeletPlugin.dynamicMigGpus=0-x", "/kubeletPlugin/dynamicMigGpus", "pattern"),
         ("kubeletPlugin.controllerManagedGpus=some", "/kubeletPlugin/controllerManagedGpus", ""),
+        ("kubeletPlugin.sharedGpus=0-x", "/kubeletPlugin/sharedGpus", "pattern"),
+        ("kubeletPlugin.gpuShares=1", "/kubeletPlugin/gpuShares", ""),
+        ("kubeletPlugin.gpuShares=49", "/kubeletPlugin/gpuShares", "maximum"),
         ("controller.replicas=-1", "/controller/replicas", "minimum"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy", "must be one of"),
         ("kubeletPlugin.extraConfig.nodeName=x", "/kubeletPlugin/extraConfig", "nodeName"),
@@ -183,6 +187,18 @@ def test_gpu_modes_and_extra_config_reach_the_daemon(tmp_path: Path) -> None:
     assert s.remove_unknown_mig is True and s.clique_id == "c7"
     assert str(s.gpus) == "0-5"
     assert daemon_settings(render(MOCK), tmp_path).gpus.every  # default: all
+
+
+def test_shared_gpus_and_their_shares_reach_the_daemon_only_when_set(tmp_path: Path) -> None:
+    objs = render({**MOCK, "kubeletPlugin": {"sharedGpus": "2-3", "gpuShares": 4}})
+    s = daemon_settings(objs, tmp_path)
+    assert (str(s.shared_gpus), s.gpu_shares) == ("2-3", 4)
+    config = yaml.safe_load(
+        find(render(MOCK), "ConfigMap", "kubelet-plugin")["data"]["config.yaml"]
+    )
+    assert "sharedGpus" not in config and "gpuShares" not in config
+    s = daemon_settings(render(MOCK), tmp_path)
+    assert (s.shared_gpus, s.gpu_shares) == (GpuSet(), 0)
 
 
 def test_driver_name_flows_to_every_object_that_names_it(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from gpudra.catalogue.gpuset import GpuSet
 from gpudra.settings import (
     MOCK_NEEDS_ONE_MACHINE,
     BackendSettings,
@@ -28,6 +29,7 @@ KUBELET_FIELDS = {
     "lost_gpu_taint_effect",
     "health_stream",
     "health_heartbeat_s",
+    "shared_gpus", "gpu_shares",
 }  # fmt: skip
 DEVICE_PLUGIN_FIELDS = {
     "node_name", "kubelet_dir", "device_plugin_dir", "cdi_dir", "resource_name", "mig_strategy",
@@ -61,6 +63,26 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_node_daemons_settings_are_unchanged() -> None:
     assert set(KubeletPluginSettings.model_fields) == KUBELET_FIELDS
+
+
+@pytest.mark.parametrize("shares", [1, 49, -2])
+def test_gpu_shares_outside_0_and_2_to_48_are_refused_with_the_range(shares: int) -> None:
+    with pytest.raises(ValidationError) as e:
+        KubeletPluginSettings(node_name="n", gpu_shares=shares)
+    (err,) = e.value.errors()
+    assert err["loc"] == ("gpu_shares",)
+    want = (
+        f"must be 0 (no shares capacity) or 2..48 (the claims that can share one GPU), got {shares}"
+    )
+    assert want in str(e.value)
+
+
+def test_shared_gpus_and_their_shares_default_to_none() -> None:
+    s = KubeletPluginSettings(node_name="n")
+    assert (s.shared_gpus, s.gpu_shares) == (GpuSet(), 0)
+    for ok in (0, 2, 48):
+        assert KubeletPluginSettings(node_name="n", gpu_shares=ok).gpu_shares == ok
+    assert str(KubeletPluginSettings(node_name="n", shared_gpus="0-3").shared_gpus) == "0-3"
 
 
 def test_the_device_plugins_settings() -> None:

@@ -1,8 +1,8 @@
 """The node catalogue (pure): every device of this node, as published and as prepared.
 
 One ``NodeCatalogue`` answers, for the whole node daemon, what each GPU is (its *effective*
-mode: whole, static MIG or dynamic MIG, after the API server's capabilities are taken into
-account) and, for every device name, both the slice device that is published and what
+mode: whole, shared, static MIG or dynamic MIG, after the API server's capabilities are taken
+into account) and, for every device name, both the slice device that is published and what
 prepare needs (UUID, device nodes, physical footprint, MIG identity).  The slice builder
 renders slices from it, prepare resolves names in it, and the stray-instance sweep reads its
 modes, so what is published is exactly what can be prepared.
@@ -14,6 +14,12 @@ The modes:
   the instance is created at prepare.
 * **static MIG** - a GPU with MIG mode enabled that is not in dynamic mode (including a
   dynamic-MIG GPU on a 1.34 server): its existing instances are published, used as they are.
+* **shared** - a GPU in ``--shared-gpus`` that is not in either MIG mode, on a server with
+  1.36+ consumable capacity (KEP-5075): the whole GPU, published once with
+  ``allowMultipleAllocations`` and a memory share per claim (``render_shared``), so several
+  claims get it; prepared like a whole GPU.  On an older server (the API server drops the
+  fields) and on a GPU in MIG mode it is published as it would be without ``--shared-gpus``
+  (``shared_refused``).
 * **whole** - every other GPU.
 
 A GPU outside the daemon's GPU set (``served``: the DRA plugin's ``--gpus``; the rest may be
@@ -36,6 +42,7 @@ from typing import Any
 from gpudra.catalogue.names import gpu_device_name, mig_device_name
 from gpudra.catalogue.render_gpu import gpu_device, nvlink_group_names
 from gpudra.catalogue.render_mig import mig_device, whole_gpu_consumption
+from gpudra.catalogue.render_shared import shared_gpu_device
 from gpudra.devices.gpu import Gpu, Health, MigMode
 from gpudra.devices.inventory import Inventory
 from gpudra.devices.mig import MEMORY_SLICES
@@ -43,16 +50,19 @@ from gpudra.resourceapi import MANAGED_TAINT
 
 # the first minor whose ResourceSlices carry shared counters the way dynamic MIG needs them
 PARTITIONABLE_SINCE_MINOR = 35
+# the first minor with consumable capacity (DRAConsumableCapacity) on by default
+CONSUMABLE_SINCE_MINOR = 36
 
 
 class GpuMode(StrEnum):
     WHOLE = "whole"
+    SHARED = "shared"  # the whole GPU, allocatable to several claims (consumable capacity)
     STATIC_MIG = "static-mig"
     DYNAMIC_MIG = "dynamic-mig"
 
 
 class DeviceKind(StrEnum):
-    GPU = "gpu"  # a whole GPU
+    GPU = "gpu"  # a whole GPU (shared or not)
     MIG = "mig"  # an existing MIG instance (static MIG)
     MIG_PLACEMENT = "mig-placement"  # a dynamic-MIG placement: prepare creates the instance
 
@@ -71,6 +81,10 @@ class ServerCapabilities:
     @property
     def partitionable(self) -> bool:
         return self.minor is None or self.minor >= PARTITIONABLE_SINCE_MINOR
+
+    @property
+    def consumable(self) -> bool:
+        return self.minor is None or self.minor >= CONSUMABLE_SINCE_MINOR
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,8 @@ class NodeCatalogue:
     served: frozenset[int]  # the GPUs (indices) whose devices are in the catalogue
     # GPUs asked for in dynamic mode that the server's layout forced back to static MIG/whole
     dynamic_refused: frozenset[int] = frozenset()
+    # GPUs asked for in shared mode published otherwise (a pre-1.36 server, or MIG mode)
+    shared_refused: frozenset[int] = frozenset()
 
     def device(self, name: str) -> CatalogueDevice | None:
         return self.devices.get(name)
@@ -136,11 +152,17 @@ class NodeCatalogue:
         )
 
 
-def effective_mode(gpu: Gpu, *, dynamic: bool, capabilities: ServerCapabilities) -> GpuMode:
+def effective_mode(
+    gpu: Gpu, *, dynamic: bool, capabilities: ServerCapabilities, shared: bool = False
+) -> GpuMode:
+    """Dynamic MIG (asked for, and possible) > static MIG (MIG mode on) > shared (asked for,
+    on a server with consumable capacity) > whole."""
     if dynamic and gpu.mig_capable and capabilities.partitionable:
         return GpuMode.DYNAMIC_MIG
     if gpu.mig_mode is MigMode.ENABLED:
         return GpuMode.STATIC_MIG
+    if shared and capabilities.consumable:
+        return GpuMode.SHARED
     return GpuMode.WHOLE
 
 
@@ -169,6 +191,7 @@ def _gpu_devices(
     managed: bool,
     groups: dict[int, str],
     faults: Sequence[Mapping[str, Any]] = (),
+    shares: int = 0,
 ) -> list[CatalogueDevice]:
     """The catalogue entries of one GPU (publishing order within the GPU)."""
     _taint = _tainter(managed, faults)
@@ -178,7 +201,11 @@ def _gpu_devices(
     out: list[CatalogueDevice] = []
     family = gpu.mig_profiles()
     if mode is not GpuMode.STATIC_MIG:
-        whole = gpu_device(inv, gpu, groups) if published else None
+        whole: dict[str, Any] | None = None
+        if published and mode is GpuMode.SHARED:
+            whole = shared_gpu_device(inv, gpu, groups, shares=shares)
+        elif published:
+            whole = gpu_device(inv, gpu, groups)
         if whole is not None:
             _taint(whole)
             if mode is GpuMode.DYNAMIC_MIG:
@@ -244,17 +271,24 @@ def build_catalogue(
     capabilities: ServerCapabilities = ServerCapabilities(),
     served: frozenset[int] | None = None,
     taints: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+    shared: frozenset[int] = frozenset(),
+    shares: int = 0,
 ) -> NodeCatalogue:
     """The catalogue of ``inv``: GPUs in ``dynamic`` in dynamic-MIG mode where the GPU and the
-    server allow it, GPUs in ``managed`` tainted for the gpudra controller, only the GPUs in
+    server allow it, GPUs in ``shared`` in shared mode where the server allows it and no MIG
+    mode takes them (``shares``: the number of claims a shared GPU takes, 0: no limit but its
+    memory), GPUs in ``managed`` tainted for the gpudra controller, only the GPUs in
     ``served`` (None: all) with devices, each GPU's devices with its ``taints`` (GPU index ->
     fault taints; a lost GPU is published only with some).
 
     Publishing order: the whole GPUs and static MIG devices first (GPU order: whole GPUs, then
-    each static-MIG GPU's instances), then each dynamic-MIG GPU (its whole GPU, then its
-    placements), which is the order the slices are cut in."""
+    shared GPUs, then each static-MIG GPU's instances), then each dynamic-MIG GPU (its whole
+    GPU, then its placements), which is the order the slices are cut in."""
     modes = tuple(
-        effective_mode(g, dynamic=g.index in dynamic, capabilities=capabilities) for g in inv.gpus
+        effective_mode(
+            g, dynamic=g.index in dynamic, capabilities=capabilities, shared=g.index in shared
+        )
+        for g in inv.gpus
     )
     groups = nvlink_group_names(inv.topology)
     serves = frozenset(g.index for g in inv.gpus) if served is None else served
@@ -266,6 +300,7 @@ def build_catalogue(
             managed=g.index in managed,
             groups=groups,
             faults=(taints or {}).get(g.index, ()),
+            shares=shares,
         )
         if g.index in serves
         else []
@@ -273,6 +308,7 @@ def build_catalogue(
     }
     order = (
         [g for g in inv.gpus if modes[g.index] is GpuMode.WHOLE]
+        + [g for g in inv.gpus if modes[g.index] is GpuMode.SHARED]
         + [g for g in inv.gpus if modes[g.index] is GpuMode.STATIC_MIG]
         + [g for g in inv.gpus if modes[g.index] is GpuMode.DYNAMIC_MIG]
     )
@@ -293,4 +329,9 @@ def build_catalogue(
         devices=devices,
         served=serves,
         dynamic_refused=refused,
+        shared_refused=frozenset(
+            g.index
+            for g in inv.gpus
+            if g.index in shared and g.index in serves and modes[g.index] is not GpuMode.SHARED
+        ),
     )

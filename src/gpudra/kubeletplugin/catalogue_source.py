@@ -2,10 +2,12 @@
 
 The inputs are the inventory (read from NVML on every call: health and MIG instances
 change), the GPUs' fault taints (``fault_taints.FaultTaints``), the GPU-set settings
-(served GPUs, modes; fixed for the daemon's life) and the API server's
-capabilities (its version, read once it answers; until then unknown).  The catalogue
-(``gpudra.catalogue``) is rebuilt when the inventory or the capabilities differ from the
-last build, and the same object is returned otherwise.
+(served GPUs, modes, the shares of a shared GPU; fixed for the daemon's life) and the API
+server's capabilities (its version, read once it answers; until then unknown).  The
+catalogue (``gpudra.catalogue``) is rebuilt when the inventory or the capabilities differ
+from the last build, and the same object is returned otherwise.  When the GPUs' modes
+change, each GPU published otherwise than asked (dynamic MIG on a pre-1.35 server, shared
+on a pre-1.36 server or in MIG mode) is logged as a warning that says why.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gpudra.catalogue.catalogue import (
+    CONSUMABLE_SINCE_MINOR,
     PARTITIONABLE_SINCE_MINOR,
+    GpuMode,
     NodeCatalogue,
     ServerCapabilities,
     build_catalogue,
@@ -37,6 +41,8 @@ class CatalogueSource:
         dynamic_mig: GpuSet,
         managed: GpuSet,
         served: GpuSet | None = None,
+        shared: GpuSet | None = None,
+        shares: int = 0,
         taints: Callable[[Inventory, ServerCapabilities], Mapping[int, tuple[Any, ...]]]
         | None = None,
         on_build: Callable[[NodeCatalogue], None] | None = None,
@@ -46,6 +52,8 @@ class CatalogueSource:
         self._dynamic_mig = dynamic_mig
         self._managed = managed
         self._served = served or GpuSet(every=True, text="all")
+        self._shared = shared or GpuSet()
+        self._shares = shares
         self._taints = taints or (lambda inv, caps: {})
         self._on_build = on_build or (lambda catalogue: None)
         self._capabilities = ServerCapabilities()
@@ -100,6 +108,8 @@ class CatalogueSource:
                 capabilities=caps,
                 served=self._served.resolve(n),
                 taints=taints,
+                shared=self._shared.resolve(n),
+                shares=self._shares,
             )
             self._built, self._built_taints = built, taints
         if last is None or last.capabilities != caps or last.modes != built.modes:
@@ -119,3 +129,18 @@ class CatalogueSource:
                 PARTITIONABLE_SINCE_MINOR,
                 ",".join(str(i) for i in sorted(c.dynamic_refused)),
             )
+        for i in sorted(c.shared_refused):
+            log.warning("--shared-gpus: GPU %d is not shared: %s", i, _why_not_shared(c, i))
+
+
+def _why_not_shared(c: NodeCatalogue, index: int) -> str:
+    """Why a GPU in ``--shared-gpus`` is published as it would be without it."""
+    mode = c.modes[index]
+    if mode is GpuMode.DYNAMIC_MIG:
+        return "it is in dynamic-MIG mode (--dynamic-mig-gpus), which wins; publishing MIG devices"
+    if mode is GpuMode.STATIC_MIG:
+        return "it is in MIG mode; publishing its MIG instances, one claim per instance"
+    return (
+        f"Kubernetes 1.{c.capabilities.minor} is older than 1.{CONSUMABLE_SINCE_MINOR} "
+        "(consumable capacity is off there); publishing plain devices, one claim per GPU"
+    )

@@ -73,7 +73,7 @@ class KubeletPluginDaemon:
         self._http: ThreadingHTTPServer | None = None
         s = settings
         gpus = backend.inventory().gpus
-        for field in ("gpus", "dynamic_mig_gpus", "controller_managed_gpus"):
+        for field in ("gpus", "dynamic_mig_gpus", "controller_managed_gpus", "shared_gpus"):
             try:  # an index this node lacks stops the daemon before it takes anything
                 getattr(s, field).resolve(len(gpus))
             except GpuSetError as e:
@@ -117,6 +117,8 @@ class KubeletPluginDaemon:
             dynamic_mig=s.dynamic_mig_gpus,
             managed=s.controller_managed_gpus,
             served=s.gpus,
+            shared=s.shared_gpus,
+            shares=s.gpu_shares,
             taints=self.faults.taints,
             on_build=self._catalogue_built,
         )
@@ -172,6 +174,10 @@ class KubeletPluginDaemon:
 
     def _catalogue_built(self, catalogue: NodeCatalogue) -> None:
         self.metrics.dynamic_mig.set(1 if catalogue.publishes_dynamic_mig else 0)
+        self.metrics.shared(
+            published=len(catalogue.gpus_in(GpuMode.SHARED)),
+            fallback=len(catalogue.shared_refused),
+        )
 
     def _sweep_strays(self, catalogue: NodeCatalogue) -> None:
         """MIG instances on dynamic-MIG GPUs that no checkpointed claim holds were left by

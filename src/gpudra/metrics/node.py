@@ -10,7 +10,10 @@ count the claims that failed, by ``error_type`` (the fixed set below, what
 ``gpudra.kubeletplugin.prepare.ErrorType`` says went wrong); ``_prepared_devices`` is the
 devices prepared now, by ``device_type``, set from the checkpoint (never counted up and down,
 so it is right after a restart).  ``_mps_daemons`` is the claims' MPS control daemons that
-run now (checked, not counted).  Every known series is created at zero by ``serving``.
+run now (checked, not counted).  ``_shared_gpus`` is the GPUs of ``--shared-gpus`` by
+``state``: ``published`` for consumable capacity, or ``fallback``, published as plain
+devices (a pre-1.36 server, or MIG mode); set on each catalogue build.  Every known series
+is created at zero (those labelled by driver and node by ``serving``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ UNPREPARE_ERROR_TYPES = (
 )
 # gpu: a whole GPU; mig: a MIG device (an existing instance, or one created at prepare)
 DEVICE_TYPES = ("gpu", "mig")
+# the state label of gpudra_node_shared_gpus
+SHARED_STATES = ("published", "fallback")
 # from a prepare answered from the checkpoint (~1 ms) to the kubelet's 45 s deadline and past
 REQUEST_BUCKETS = (
     0.001,
@@ -147,6 +152,14 @@ class NodeMetrics:
             "MPS control daemons running now for prepared claims (one per MPS claim)",
             registry=r,
         )
+        self.shared_gpus = Gauge(
+            "gpudra_node_shared_gpus",
+            "GPUs asked for in shared mode (--shared-gpus), by state: published (several "
+            "claims share each, Kubernetes 1.36+ consumable capacity) or fallback (published "
+            "as plain devices, one claim per GPU: the server is older or the GPU is in MIG mode)",
+            ["state"],
+            registry=r,
+        )
         self.released = Counter(
             "gpudra_node_released_claims_total",
             "Checkpointed claims released by garbage collection (their ResourceClaim was gone)",
@@ -165,6 +178,7 @@ class NodeMetrics:
         for op in ("prepare", "unprepare"):
             for outcome in ("ok", "error"):
                 self.requests.labels(operation=op, outcome=outcome)
+        self.shared(published=0, fallback=0)
 
     def serving(self, *, driver: str, node: str) -> None:
         """Create at zero the request, error and prepared-device series of the daemon serving
@@ -210,6 +224,11 @@ class NodeMetrics:
             self.prepared_devices.labels(node=node, driver=driver, device_type=device_type).set(
                 counts.get(device_type, 0)
             )
+
+    def shared(self, *, published: int, fallback: int) -> None:
+        """The shared-mode GPUs of the last catalogue build (see the module docstring)."""
+        for state, n in zip(SHARED_STATES, (published, fallback), strict=True):
+            self.shared_gpus.labels(state=state).set(n)
 
     def gpu_health(self, gpu: int, uuid: str, healthy: bool) -> None:
         self.gpu_healthy.labels(gpu=str(gpu), uuid=uuid).set(1 if healthy else 0)

@@ -2,10 +2,10 @@
 
 What each device looks like is the catalogue's (``gpudra.catalogue``); this module cuts
 the published devices into slices and fills in the slice metadata.  Layout: the whole GPUs
-and static MIG devices in slices of at most 128 devices (64 when any device of the node has
-taints or counters, the 1.35+ limit for those); dynamic MIG in the 1.35+ partitionable
-layout: counter sets in slices of their own (at most 8 sets a slice), then one device slice
-per dynamic-MIG GPU holding the whole GPU and every MIG placement.
+(shared or not) and static MIG devices in slices of at most 128 devices (64 when any device
+of the node has taints or counters, the 1.35+ limit for those); dynamic MIG in the 1.35+
+partitionable layout: counter sets in slices of their own (at most 8 sets a slice), then one
+device slice per dynamic-MIG GPU holding the whole GPU and every MIG placement.
 
 The pool generation is not decided here: the publisher's plan (``reconcile.plan``) sets it
 from the slices that exist.
@@ -49,7 +49,8 @@ def desired_slices(
     dynamic = [g for g in catalogue.gpus_in(GpuMode.DYNAMIC_MIG) if g.health is not Health.LOST]
     plain = [
         d
-        for g in catalogue.gpus_in(GpuMode.WHOLE) + catalogue.gpus_in(GpuMode.STATIC_MIG)
+        for mode in (GpuMode.WHOLE, GpuMode.SHARED, GpuMode.STATIC_MIG)
+        for g in catalogue.gpus_in(mode)
         for d in catalogue.published(g)
     ]
     if catalogue.managed or dynamic:

@@ -8,10 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, PlainSerializer
+from pydantic import BeforeValidator, Field, PlainSerializer, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gpudra.catalogue.gpuset import GpuSet
+from gpudra.catalogue.render_shared import MAX_SHARES
 from gpudra.resourceapi import DRIVER_NAME
 from gpudra.settings.backend import BackendSettings
 from gpudra.settings.cluster import DriverName, KubeconfigSetting
@@ -79,6 +80,18 @@ class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
         description="MIG-capable GPUs published as dynamic MIG placements (created at "
         "prepare): all, 0-3",
     )
+    shared_gpus: GpuSetting = Field(
+        default=GpuSet(),
+        description="GPUs published for consumable capacity (several claims share one GPU, "
+        "each with a memory share; Kubernetes 1.36+): all, 0-3",
+    )
+    gpu_shares: int = Field(
+        default=0,
+        description="the count of claims that can share one GPU of --shared-gpus (its "
+        "shares capacity, one per claim; a claim that asks for no memory gets 1/N of it): "
+        f"2..{MAX_SHARES}, or 0 for no shares capacity (a claim that asks for no memory gets "
+        "all of it)",
+    )
     remove_unknown_mig: bool = Field(
         default=False,
         description="destroy MIG instances on dynamic-MIG GPUs that no claim holds",
@@ -136,6 +149,16 @@ class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
         description="the health stream resends every device's health this often; the "
         "kubelet is told a device is Unknown after three missed heartbeats",
     )
+
+    @field_validator("gpu_shares")
+    @classmethod
+    def _gpu_shares(cls, v: int) -> int:
+        if v != 0 and not 2 <= v <= MAX_SHARES:
+            raise ValueError(
+                f"must be 0 (no shares capacity) or 2..{MAX_SHARES} (the claims that can share "
+                f"one GPU), got {v}"
+            )
+        return v
 
     @property
     def plugin_path(self) -> Path:

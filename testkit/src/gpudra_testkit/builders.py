@@ -201,11 +201,17 @@ def profile_slices(
     managed: frozenset[int] = frozenset(),
     dynamic_mig: frozenset[int] = frozenset(),
     owner: Obj | None = None,
+    shared: frozenset[int] = frozenset(),
+    shares: int = 0,
 ) -> list[Obj]:
     """The slices the node daemon publishes for a mock profile (``managed``: controller-managed
-    GPUs; ``dynamic_mig``: GPUs whose MIG placements are offered as partitionable devices)."""
+    GPUs; ``dynamic_mig``: GPUs whose MIG placements are offered as partitionable devices;
+    ``shared``: GPUs offered for consumable capacity, with ``shares`` claims each, 0: no
+    shares capacity), on a current server."""
     inv = MockBackend(load_machine(profile), node_name=node_name).inventory()
-    catalogue = build_catalogue(inv, managed=managed, dynamic=dynamic_mig)
+    catalogue = build_catalogue(
+        inv, managed=managed, dynamic=dynamic_mig, shared=shared, shares=shares
+    )
     return desired_slices(catalogue, driver=DRIVER, owner=owner)
 
 

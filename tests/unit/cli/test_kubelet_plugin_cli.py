@@ -20,6 +20,13 @@ CASES = {
     ),
     "bad backend": (["--backend", "cuda"], "backend must be 'nvml' or 'mock', not 'cuda'"),
     "no node name": ([], "node_name: Field required"),
+    "one share": (
+        ["--gpu-shares", "1"],
+        "invalid settings: gpu_shares: must be 0 (no shares capacity) or 2..48 (the claims "
+        "that can share one GPU), got 1",
+    ),
+    "49 shares": (["--gpu-shares", "49"], "gpu_shares: must be 0 (no shares capacity) or 2..48"),
+    "bad shared gpus": (["--shared-gpus", "0-x"], "shared_gpus: invalid GPU set '0-x'"),
 }
 
 

@@ -42,6 +42,8 @@ KUBELET_FLAGS: dict[str, tuple[type, Any, str]] = {
     "--gpu-lock-dir": (Path, None, "locked against the device plugin"),
     "--controller-managed-gpus": (str, GpuSet(), "only the gpudra controller allocates"),
     "--dynamic-mig-gpus": (str, GpuSet(), "dynamic MIG placements"),
+    "--shared-gpus": (str, GpuSet(), "published for consumable capacity"),
+    "--gpu-shares": (int, 0, "the count of claims that can share one GPU"),
     "--remove-unknown-mig": (bool, False, "destroy MIG instances"),
     "--metrics-port": (int, 0, "/metrics, /healthz and /readyz"),
     "--boot-id-file": (Path, Path("/proc/sys/kernel/random/boot_id"), "boot id"),
@@ -226,6 +228,15 @@ KUBELET_SOURCES: dict[str, tuple[str, str, Any, Any, Any, Any]] = {
         GpuSet.parse("1"),
         GpuSet.parse("2"),
     ),
+    "shared_gpus": (
+        "--shared-gpus",
+        "sharedGpus",
+        GpuSet(),
+        GpuSet.parse("0-1"),
+        GpuSet.parse("all"),
+        GpuSet.parse("3"),
+    ),
+    "gpu_shares": ("--gpu-shares", "gpuShares", 0, 4, 8, 48),
 }
 CONTROLLER_SOURCES: dict[str, tuple[str, str, Any, Any, Any, Any]] = {
     "interval_s": ("--interval", "intervalS", 1.0, 2.0, 3.0, 4.0),

@@ -41,11 +41,22 @@ def publish(
     profile: str,
     managed: frozenset[int] = frozenset(),
     dynamic_mig: frozenset[int] = frozenset(),
+    *,
+    shared: frozenset[int] = frozenset(),
+    shares: int = 0,
 ) -> None:
-    """Publish a node's slices as its daemon would (``managed``: controller-managed GPUs)."""
+    """Publish a node's slices as its daemon would (``managed``: controller-managed GPUs;
+    ``shared``, ``shares``: GPUs for consumable capacity, as ``--shared-gpus``,
+    ``--gpu-shares``)."""
     name = node["metadata"]["name"]
     for s in profile_slices(
-        profile, name, managed=managed, dynamic_mig=dynamic_mig, owner=node_owner(node)
+        profile,
+        name,
+        managed=managed,
+        dynamic_mig=dynamic_mig,
+        owner=node_owner(node),
+        shared=shared,
+        shares=shares,
     ):
         kube.create(resources.RESOURCESLICES, s)
 

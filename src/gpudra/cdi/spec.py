@@ -8,7 +8,8 @@ the node daemon, its full device records), so the node can rebuild its state fro
 on disk if its checkpoint is ever lost.  An MPS claim's containers also get its daemon's pipe
 and log dirs, bind-mounted where NVIDIA's driver puts them (``/tmp/nvidia-mps``; the log at
 the daemon's ``/var/log/nvidia-mps``), the ``CUDA_MPS_*`` variables pointing there, and the
-claim's default active thread percentage.
+claim's default active thread percentage; a claim holding a share of a GPU gets its share as
+its clients' thread percentage and pinned memory limit (the GPU's daemon has no defaults).
 
 The device plugin's spec (``device_plugin_spec``): kind ``k8s.gpu.gpudra.io/device``, one
 file for the node, one CDI device per advertised GPU or MIG device named as in the node
@@ -52,20 +53,27 @@ _MOUNT_OPTIONS = ["rw", "nosuid", "nodev", "bind"]
 
 @dataclass(frozen=True)
 class CdiMps:
-    """A claim's MPS daemon as its containers reach it (host dirs)."""
+    """A claim's MPS daemon as its containers reach it (host dirs), and its clients' own
+    settings: the thread percentage, and (a share of a GPU) the pinned memory limit "<n>M"
+    ("" none)."""
 
     pipe_dir: str
     log_dir: str
     active_thread_percentage: int | None = None
+    pinned_limit: str = ""
 
 
 def mps_edits(mps: CdiMps) -> dict[str, Any]:
     """What an MPS claim adds to its containers: the daemon's dirs and the client variables.
-    The pinned memory limits are not repeated here: the daemon applies them as its defaults
-    to every client (``set_default_device_pinned_mem_limit``), as in NVIDIA's driver."""
+    A claim's own daemon applies its config's pinned limits as its defaults to every client
+    (``set_default_device_pinned_mem_limit``, as in NVIDIA's driver), so none is repeated
+    here; a share of a GPU (one daemon for all its claims, no defaults) gets its limit as
+    ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`` for device 0: its containers see only that GPU."""
     env = [f"CUDA_MPS_PIPE_DIRECTORY={MPS_PIPE_DIR}", f"CUDA_MPS_LOG_DIRECTORY={MPS_LOG_DIR}"]
     if mps.active_thread_percentage is not None:
         env.append(f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={mps.active_thread_percentage}")
+    if mps.pinned_limit:
+        env.append(f"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0={mps.pinned_limit}")
     mounts = [
         {"hostPath": mps.pipe_dir, "containerPath": MPS_PIPE_DIR, "options": _MOUNT_OPTIONS},
         {"hostPath": mps.log_dir, "containerPath": MPS_LOG_DIR, "options": _MOUNT_OPTIONS},

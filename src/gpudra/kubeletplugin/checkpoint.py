@@ -40,7 +40,14 @@ class PreparedDevice(_Schema):
     device: str
     cdi_device_ids: tuple[str, ...]
     uuid: str
-    shareable: bool = False  # allocated with a shareID (consumable capacity)
+    # allocated with a shareID (consumable capacity): kept True iff ``share_id`` is set
+    # (checkpoints written before ``share_id`` was recorded have only this)
+    shareable: bool = False
+    # consumable capacity: the allocation's shareID ("" for an exclusive device) and what the
+    # share consumes of the GPU (memory in whole MiB, multiprocessors; 0: none consumed)
+    share_id: str = ""
+    share_memory_mib: int = 0
+    share_multiprocessors: int = 0
     admin_access: bool = False  # an adminAccess allocation: never exclusive either way
     # what the device occupies physically: "<gpu uuid>/<memory slice>" entries (whole GPU:
     # all eight); two prepared devices conflict when these intersect
@@ -69,15 +76,24 @@ class PreparedDevice(_Schema):
 
 
 class MpsPlan(_Schema):
-    """The MPS control daemon a claim asks for (one per claim, for all its devices): planned
-    at prepare from the claim's config, before any side effect."""
+    """The MPS control daemon a claim asks for, planned at prepare before any side effect:
+    the claim's own (an MPS config: one daemon for all its devices, with the config's
+    defaults) or, for a claim holding a share of a GPU (``shared``), the GPU's one daemon
+    that every share claim on it uses, each claim's limits set on its own clients."""
 
     uuids: tuple[str, ...]  # the claim's device UUIDs, in its order ("": a MIG not made yet)
-    pipe_dir: str  # host paths: <plugin dir>/mps/<claim uid>/{pipe,log}
+    # host paths: <plugin dir>/mps/<claim uid>/{pipe,log}; shared: .../gpu-<uuid>/{pipe,log}
+    pipe_dir: str
     log_dir: str
-    active_thread_percentage: int | None = None
+    active_thread_percentage: int | None = None  # the daemon's default (never when shared)
     # per device (same order as ``uuids``): the pinned memory limit, "<n>M", "" for none
     pinned_limits: tuple[str, ...] = ()
+    # the GPU's daemon, shared by the claims with the same ``pipe_dir`` (started by the
+    # first, stopped by the last); the daemon has no defaults then, the claim's share is
+    # set on its clients (its containers' environment): "<n>M" ("" none), a percentage
+    shared: bool = False
+    client_pinned_limit: str = ""
+    client_thread_percentage: int | None = None
 
     def limits(self) -> dict[str, str]:
         """UUID -> limit, for the devices that have one."""

@@ -1,6 +1,7 @@
 """The kubelet-facing gRPC services (the only kubeletplugin module that imports grpc).
 
-DRA v1 and v1beta1 are served on one socket, both delegating to ``NodePlugin``, and beside
+DRA v1 and v1beta1 are served on one socket, both delegating to ``NodePlugin`` (a prepared
+share's ``share_id`` is answered where the version has the field: v1), and beside
 them the device health stream ``v1alpha1.DRAResourceHealth`` (``health_stream``); the
 registration service advertises ``v1.DRAPlugin`` first, then the health service.  Sockets:
 stale files are removed before listening and on stop; the DRA socket is serving before the
@@ -57,6 +58,9 @@ def budget_of(context: Any) -> Budget:
 
 
 def _make_servicer(pb2: Any, base: type) -> type:
+    # v1 answers which share of a device a claim got (consumable capacity); v1beta1 cannot
+    shares = "share_id" in pb2.Device.DESCRIPTOR.fields_by_name
+
     class DraServicer(base):  # type: ignore[misc]
         def __init__(self, node: NodePlugin) -> None:
             self._node = node
@@ -69,12 +73,14 @@ def _make_servicer(pb2: Any, base: type) -> type:
                     entry.error = outcome.error
                     continue
                 for d in outcome.devices:
-                    entry.devices.add(
+                    device = entry.devices.add(
                         request_names=list(d.request_names),
                         pool_name=d.pool,
                         device_name=d.device,
                         cdi_device_ids=list(d.cdi_device_ids),
                     )
+                    if shares and d.share_id:
+                        device.share_id = d.share_id
             return resp
 
         def NodeUnprepareResources(self, request: Any, context: Any) -> Any:  # noqa: N802

@@ -1,5 +1,7 @@
 """The MPS control daemons of claims: start one, tell whether it still runs, stop it (the IO
 edge behind ``NodePlugin``'s MPS life cycle; the only subprocess use of the kubelet plugin).
+A plan is one claim's daemon or a GPU's shared one; who starts and stops a shared one is
+``sharing_effects``' decision, this module only acts on a plan's dirs.
 
 Real mode runs ``nvidia-cuda-mps-control -d`` (found on ``PATH``) with
 ``CUDA_VISIBLE_DEVICES`` set to the claim's UUIDs and the claim's pipe and log dirs, reads the
@@ -84,6 +86,8 @@ class MpsControl:
         return MpsProcess(pid=pid, start_time=started)
 
     def _start_mock(self, plan: MpsPlan) -> int:
+        # a dead daemon's file (a shared daemon restarted in its dirs) is no sign of readiness
+        (Path(plan.pipe_dir) / "control").unlink(missing_ok=True)
         argv = [sys.executable, "-m", "gpudra.nvml.mock.mps_daemon"]
         argv += ["--pipe-dir", plan.pipe_dir, "--log-dir", plan.log_dir]
         if plan.active_thread_percentage is not None:
@@ -163,7 +167,7 @@ class MpsControl:
         return start_time(proc.pid) == proc.start_time
 
     def stop(self, plan: MpsPlan, proc: MpsProcess | None) -> None:
-        """Stop the claim's daemon (already gone is fine) and remove its dirs."""
+        """Stop the plan's daemon (already gone is fine) and remove its dirs."""
         if proc is not None and self.alive(proc):
             quit_ok = False
             if not self._mock:  # the daemon's own way first: it stops its servers too

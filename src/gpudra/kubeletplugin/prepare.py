@@ -11,7 +11,10 @@ Preparing is planned once, in three pure steps around the side effects:
 3. ``finish``: given the instances created, the prepared record and its CDI spec.
 
 A claim whose devices' config asks for MPS gets an ``MpsPlan`` in step 1 (one daemon for the
-claim: its UUIDs, dirs, defaults; per-device limits normalized as NVIDIA's driver does).
+claim: its UUIDs, dirs, defaults; per-device limits normalized as NVIDIA's driver does).  A
+claim holding a share of a GPU (consumable capacity, ``share_plan``) gets the GPU's shared
+daemon instead, its share as its clients' limits, when MPS is enabled (without MPS the share
+is prepared unenforced).
 
 Also the exclusivity guard: a device prepared for another claim is refused unless both may
 share.  Every refusal says what went wrong as an ``ErrorType``, decided where it is raised.
@@ -37,11 +40,17 @@ from gpudra.kubeletplugin.claim_config import (
     ConfigEntry,
     ConfigError,
     GpuSharing,
-    MpsConfig,
     Strategy,
     allocation_configs,
     config_for,
     pinned_limits,
+)
+from gpudra.kubeletplugin.share_plan import (
+    ShareError,
+    check_one_gpu,
+    device_share,
+    mps_config,
+    shared_plan,
 )
 from gpudra.resourceapi import base_request
 
@@ -153,13 +162,14 @@ def _mps_plan(
     devices: list[PreparedDevice],
     ref: ClaimRef,
     mps_root: str | None,
+    catalogue: NodeCatalogue,
 ) -> MpsPlan | None:
     """One MPS daemon for the whole claim, or None when no device asks for one.  Mixing MPS
     and other devices, or two MPS configs, in one claim is refused: one daemon serves all the
-    claim's GPUs with one set of defaults, as in NVIDIA's driver."""
+    claim's GPUs with one set of defaults, as in NVIDIA's driver.  A share claim (one device,
+    checked before) gets its GPU's shared daemon, with or without an MPS config; without
+    MPS on the node, its share is prepared unenforced (an MPS config is refused as always)."""
     entries = {e.index: e for e in mps.values() if e is not None}
-    if not entries:
-        return None
     if len(entries) > 1:
         where = " and ".join(e.where for e in entries.values())
         raise PrepareError(
@@ -167,9 +177,12 @@ def _mps_plan(
             "MPS daemon: use one MPS config for all its requests, or split the claim",
             ErrorType.UNSUPPORTED_CONFIG,
         )
-    (entry,) = entries.values()
+    entry = next(iter(entries.values()), None)
+    shared = any(d.share_id for d in devices)
+    if entry is None and not shared:
+        return None
     others = sorted(name for name, e in mps.items() if e is None)
-    if others:
+    if entry is not None and others and not shared:
         raise PrepareError(
             f"claim {ref}: {entry.where} asks for MPS but device(s) {', '.join(others)} of the "
             "same claim are not shared with MPS; one claim's devices are all MPS or none: "
@@ -177,15 +190,25 @@ def _mps_plan(
             ErrorType.UNSUPPORTED_CONFIG,
         )
     if mps_root is None:
+        if entry is None:
+            return None  # a share on a node without MPS
         raise PrepareError(
             f"claim {ref}: {entry.where}.sharing.strategy: MPS is not enabled on this node",
             ErrorType.UNSUPPORTED_CONFIG,
         )
-    sharing = entry.config.sharing
-    config = (sharing.mps_config if sharing else None) or MpsConfig()
-    uuids = tuple("" if d.dynamic_mig else d.uuid for d in devices)
+    config, where = mps_config(entry), entry.where if entry is not None else ""
     try:
-        limits = pinned_limits(config, uuids, entry.where)
+        if shared:
+            dev = catalogue.device(devices[0].device)
+            return shared_plan(
+                devices[0],
+                config,
+                where,
+                mps_root=mps_root,
+                slice_device=dev.slice_device if dev is not None else None,
+            )
+        uuids = tuple("" if d.dynamic_mig else d.uuid for d in devices)
+        limits = pinned_limits(config, uuids, where)
     except ConfigError as e:
         raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
     root = f"{mps_root.rstrip('/')}/{ref.uid}"
@@ -285,6 +308,10 @@ def resolve_claim(
             }
         )
         placement = dev.mig if dev.kind is DeviceKind.MIG_PLACEMENT else None
+        try:
+            share = device_share([x for x in results if x.get("device") == name])
+        except ShareError as e:
+            raise PrepareError(f"claim {ref}: {e}", ErrorType.INVALID_REQUEST) from e
         devices.append(
             PreparedDevice(
                 request_names=tuple(requests),
@@ -293,7 +320,10 @@ def resolve_claim(
                 cdi_device_ids=(device_id(ref.uid, name),),
                 uuid=dev.uuid,
                 admin_access=bool(r.get("adminAccess")),
-                shareable=bool(r.get("shareID")),
+                shareable=share is not None,
+                share_id=share.share_id if share else "",
+                share_memory_mib=share.memory_mib if share else 0,
+                share_multiprocessors=share.multiprocessors if share else 0,
                 footprint=dev.footprint,
                 mig_parent=placement.parent_uuid if placement else "",
                 mig_profile=placement.profile if placement else "",
@@ -301,13 +331,17 @@ def resolve_claim(
                 time_slice=time_slice,
             )
         )
+    try:
+        check_one_gpu(devices)
+    except ShareError as e:
+        raise PrepareError(f"claim {ref}: {e}", ErrorType.UNSUPPORTED_CONFIG) from e
     return PreparedClaim(
         uid=ref.uid,
         namespace=ref.namespace,
         name=ref.name,
         state="preparing",
         devices=tuple(devices),
-        mps=_mps_plan(mps, devices, ref, mps_root),
+        mps=_mps_plan(mps, devices, ref, mps_root, catalogue),
     )
 
 
@@ -347,12 +381,17 @@ def finish(
 
 
 def _cdi_mps(plan: MpsPlan | None) -> CdiMps | None:
+    """What the claim's containers are told: a shared daemon's client settings (the claim's
+    share), or the claim's own daemon's default thread percentage."""
     if plan is None:
         return None
     return CdiMps(
         pipe_dir=plan.pipe_dir,
         log_dir=plan.log_dir,
-        active_thread_percentage=plan.active_thread_percentage,
+        active_thread_percentage=(
+            plan.client_thread_percentage if plan.shared else plan.active_thread_percentage
+        ),
+        pinned_limit=plan.client_pinned_limit if plan.shared else "",
     )
 
 

@@ -234,3 +234,23 @@ def test_a_recycled_pid_is_not_taken_for_the_daemon() -> None:
     assert me is not None
     assert MpsControl(mock=True).alive(MpsProcess(pid=os.getpid(), start_time=me))
     assert not MpsControl(mock=True).alive(MpsProcess(pid=os.getpid(), start_time=me + 1))
+
+
+def test_a_daemon_restarted_in_its_dirs_is_found_not_its_dead_predecessor(tmp_path: Path) -> None:
+    """A shared daemon restarted where the dead one left its files: ready only once the new
+    one has written them, so the next claim adopts the new one instead of starting another."""
+    from gpudra.kubeletplugin.checkpoint import MpsPlan
+    from gpudra.kubeletplugin.mps import MpsControl
+
+    root = tmp_path / "mps" / "gpu-x"
+    plan = MpsPlan(uuids=("GPU-x",), pipe_dir=f"{root}/pipe", log_dir=f"{root}/log", shared=True)
+    mps = MpsControl(mock=True)
+    first = mps.start(plan)
+    os.kill(first.pid, signal.SIGKILL)
+    os.waitpid(first.pid, 0)
+    second = mps.start(plan)
+    try:
+        assert second.pid != first.pid and mps.running(plan) == second
+    finally:
+        mps.stop(plan, second)
+    assert not alive(second.pid) and not root.exists()

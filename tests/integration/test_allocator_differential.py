@@ -13,6 +13,7 @@ For every claim, in the current cluster state:
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -29,7 +30,7 @@ from gpudra.allocation.inputs import parse_claim
 from gpudra.kube import KubeClient, NotFound, resources
 from gpudra_testkit.builders import pod
 from gpudra_testkit.checkout import REPO
-from gpudra_testkit.harness.claimgen import random_claim, random_profiles
+from gpudra_testkit.harness.claimgen import random_claim, random_profiles, random_share_claim
 from gpudra_testkit.harness.objects import apply_file, publish
 
 pytestmark = pytest.mark.integration
@@ -102,6 +103,58 @@ def cluster_view(kube: KubeClient, nodes: list[str]) -> ClusterView:
     )
 
 
+def run_cases(
+    kube: KubeClient,
+    namespace: str,
+    nodes: list[str],
+    generate: Callable[[random.Random, str, str], dict[str, Any]],
+    rng: random.Random,
+    *,
+    cases: int,
+    prefix: str,
+) -> dict[str, int]:
+    """The differential loop (module docstring) over ``cases`` generated claims."""
+    stats = {"feasible": 0, "infeasible": 0, "accepted": 0, "shares": 0}
+    for i in range(cases):
+        raw = generate(rng, f"{prefix}s{i}", namespace)
+        # gpudra reads the claim as stored: the API server drops fields whose gate is off
+        stored = kube.create(resources.RESOURCECLAIMS, raw)
+        view = cluster_view(kube, nodes)
+        parsed = parse_claim(stored)
+        ours = Allocator(view).allocate([parsed], nodes)
+        kube.create(resources.PODS, pod(f"{prefix}s{i}", namespace, f"{prefix}s{i}"))
+        theirs = verdict(kube, namespace, f"{prefix}s{i}")
+        delete_and_wait(kube, resources.PODS, f"{prefix}s{i}", namespace)
+        delete_and_wait(kube, resources.RESOURCECLAIMS, f"{prefix}s{i}", namespace)
+        assert ours.feasible == (theirs is not None), (
+            f"case {i} (seed {SEED}): gpudra says {'feasible' if ours.feasible else 'no'}, "
+            f"kube-scheduler says {theirs or 'unschedulable'}; claim: {stored['spec']}\n"
+            f"gpudra's explanation:\n{explain(ours, [parsed])}"
+        )
+        if ours.best is None:
+            stats["infeasible"] += 1
+            continue
+        stats["feasible"] += 1
+        mine = dict(raw, metadata={"name": f"{prefix}g{i}", "namespace": namespace})
+        kube.create(resources.RESOURCECLAIMS, mine)
+        allocation = ours.best.allocation(parsed, timestamp=now())
+        assert allocation["devices"]["results"], allocation
+        stats["shares"] += sum(1 for r in allocation["devices"]["results"] if "shareID" in r)
+        kube.patch_status(
+            resources.RESOURCECLAIMS,
+            f"{prefix}g{i}",
+            {"status": {"allocation": allocation}},
+            namespace=namespace,
+        )
+        kube.create(resources.PODS, pod(f"{prefix}g{i}", namespace, f"{prefix}g{i}"))
+        bound = bound_eventually(kube, namespace, f"{prefix}g{i}")
+        assert bound == ours.best.node, (
+            f"case {i}: scheduler bound to {bound}, not {ours.best.node}"
+        )
+        stats["accepted"] += 1
+    return stats
+
+
 def test_allocator_agrees_with_kube_scheduler(
     kube: KubeClient, namespace: str, make_node: Callable[..., str]
 ) -> None:
@@ -112,39 +165,35 @@ def test_allocator_agrees_with_kube_scheduler(
         name = make_node(f"diff-{profile}")
         publish(kube, kube.get(resources.NODES, name), profile)
         nodes.append(name)
-    stats = {"feasible": 0, "infeasible": 0, "accepted": 0}
-    for i in range(CASES):
-        raw = random_claim(rng, f"s{i}", namespace)
-        view = cluster_view(kube, nodes)
-        ours = Allocator(view).allocate([parse_claim(raw)], nodes)
-        kube.create(resources.RESOURCECLAIMS, raw)
-        kube.create(resources.PODS, pod(f"s{i}", namespace, f"s{i}"))
-        theirs = verdict(kube, namespace, f"s{i}")
-        delete_and_wait(kube, resources.PODS, f"s{i}", namespace)
-        delete_and_wait(kube, resources.RESOURCECLAIMS, f"s{i}", namespace)
-        assert ours.feasible == (theirs is not None), (
-            f"case {i} (seed {SEED}): gpudra says {'feasible' if ours.feasible else 'no'}, "
-            f"kube-scheduler says {theirs or 'unschedulable'}; claim: {raw['spec']}\n"
-            f"gpudra's explanation:\n{explain(ours, [parse_claim(raw)])}"
-        )
-        if ours.best is None:
-            stats["infeasible"] += 1
-            continue
-        stats["feasible"] += 1
-        mine = dict(raw, metadata={"name": f"g{i}", "namespace": namespace})
-        kube.create(resources.RESOURCECLAIMS, mine)
-        allocation = ours.best.allocation(parse_claim(mine), timestamp=now())
-        kube.patch_status(
-            resources.RESOURCECLAIMS,
-            f"g{i}",
-            {"status": {"allocation": allocation}},
-            namespace=namespace,
-        )
-        kube.create(resources.PODS, pod(f"g{i}", namespace, f"g{i}"))
-        bound = bound_eventually(kube, namespace, f"g{i}")
-        assert bound == ours.best.node, (
-            f"case {i}: scheduler bound to {bound}, not {ours.best.node}"
-        )
-        stats["accepted"] += 1
+    stats = run_cases(kube, namespace, nodes, random_claim, rng, cases=CASES, prefix="")
     print(f"\ndifferential test (seed {SEED}): {CASES} cases, {stats}")
     assert stats["feasible"] and stats["infeasible"], stats  # the generator covers both sides
+
+
+# node profile, its GPUs published for shares, and the shares capacity (0: none)
+SHARED_NODES = (("dgx-h100", "0-7", 4), ("pcie-l4", "0-1", 0), ("dgx-a100", "0-3", 0))
+
+
+def test_allocator_agrees_with_kube_scheduler_on_shares(
+    kube: KubeClient, namespace: str, make_node: Callable[..., str]
+) -> None:
+    """Consumable capacity: GPUs shared by several claims, each asking part of the memory
+    (and multiprocessors, shares); the cluster fills up with shares as the cases go on.  On
+    a server without consumable capacity (before 1.36) the fields are dropped and the same
+    cases run on plain devices."""
+    rng = random.Random(SEED + 1)
+    apply_file(kube, REPO / "deploy" / "deviceclasses.yaml")
+    nodes = []
+    for profile, gpus, shares in SHARED_NODES:
+        name = make_node(f"share-{profile}")
+        first, _, last = gpus.partition("-")
+        shared = frozenset(range(int(first), int(last) + 1))
+        publish(kube, kube.get(resources.NODES, name), profile, shared=shared, shares=shares)
+        nodes.append(name)
+    consumable = kube.server_version()[1] >= 36
+    generate = functools.partial(random_share_claim, consumable=consumable)
+    stats = run_cases(kube, namespace, nodes, generate, rng, cases=CASES, prefix="sh")
+    print(f"\ndifferential test on shares (seed {SEED + 1}): {CASES} cases, {stats}")
+    assert stats["feasible"] and stats["infeasible"], stats
+    if consumable:
+        assert stats["shares"] > CASES // 4, stats  # the cases do exercise shares

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +29,7 @@ from gpudra_testkit.harness.chart import render
 from gpudra_testkit.harness.kubelet import KubeletHarness
 from gpudra_testkit.harness.nodedaemon import NodeDaemon
 from gpudra_testkit.harness.objects import bound
+from gpudra_testkit.harness.processes import mps_daemons
 from gpudra_testkit.harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -240,22 +240,6 @@ def test_the_chart_policy_rejects_malformed_configs_at_apply_time(
     }
     got = refusal(template, resources.RESOURCECLAIMTEMPLATES)
     assert "spec.spec.devices.config[1].opaque.parameters.sharing.mpsConfg: unknown field" in got
-
-
-def mps_daemons(marker: str) -> list[int]:
-    """Pids of live mock MPS daemons whose command line names ``marker`` (their pipe dir)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if "gpudra.nvml.mock.mps_daemon" in cmd and marker in cmd and state not in "ZX":
-            pids.append(int(proc.name))
-    return pids
 
 
 def test_an_mps_claim_gets_one_daemon_that_outlives_a_node_daemon_crash(

@@ -197,15 +197,17 @@ class NodeSearch:
             if why is not None:
                 return Rejection(why)
         busy = not req.admin_access and not dev.multi and dev.key in self.view.in_use
-        if busy and not req.all_devices:
-            # as the scheduler: a device in use is passed over before its selectors run (so
-            # one that would fail there does not fail the pod); allocationMode All runs them
-            # on every device
-            return Rejection(IN_USE, RejectionKind.IN_USE)
-        error = RejectionKind.SELECTOR_ERROR
+        # the scheduler passes over a device in use before its selectors run, so a selector
+        # that fails on it does not fail the pod (allocationMode All runs them on every
+        # device); a false selector is still the reason given, it says more
+        error = (
+            RejectionKind.IN_USE if busy and not req.all_devices else RejectionKind.SELECTOR_ERROR
+        )
         for expr in class_exprs:
             ok, err = self.matcher(expr, dev)
             if err:
+                if error is RejectionKind.IN_USE:
+                    return Rejection(IN_USE, error)
                 return Rejection(
                     f"class {req.device_class} selector failed on {dev.name}: {err}", error
                 )
@@ -214,6 +216,8 @@ class NodeSearch:
         for expr in req.selectors:
             ok, err = self.matcher(expr, dev)
             if err:
+                if error is RejectionKind.IN_USE:
+                    return Rejection(IN_USE, error)
                 return Rejection(f"selector {expr!r} failed on {dev.name}: {err}", error)
             if not ok:
                 return Rejection(f"selector {expr!r} is false")

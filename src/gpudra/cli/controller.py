@@ -13,11 +13,6 @@ from typing import Any
 
 from gpudra.cli.settings_flags import add_config_flag, add_flags, load_settings, precedence_note
 from gpudra.cli.shared_flags import SHARED_FIELDS, api_client, kubeconfig_flags
-from gpudra.controller.cache import ClusterCache
-from gpudra.controller.leader import LeaderElector
-from gpudra.controller.loop import run_loop
-from gpudra.controller.reconciler import Reconciler
-from gpudra.metrics.controller import ControllerMetrics
 from gpudra.settings import ControllerSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +35,14 @@ def settings_from(args: argparse.Namespace) -> ControllerSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every gpudra process builds the whole command line, and
+    # the node daemons should not carry the controller and the allocator's CEL library
+    from gpudra.controller.cache import ClusterCache
+    from gpudra.controller.leader import LeaderElector
+    from gpudra.controller.loop import run_loop
+    from gpudra.controller.reconciler import Reconciler
+    from gpudra.metrics.controller import ControllerMetrics
+
     s = settings_from(args)
     client = api_client(s)
     metrics = ControllerMetrics()

@@ -10,17 +10,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from gpudra.allocation.cluster import ClusterView
-from gpudra.allocation.engine import Allocator
-from gpudra.allocation.explain import explain
-from gpudra.allocation.inputs import InputError, parse_claim
 from gpudra.cli.shared_flags import kubeconfig_flags
 from gpudra.kube.client import KubeClient
 from gpudra.kube.resources import DEVICECLASSES, NODES, RESOURCECLAIMS, RESOURCESLICES
+
+if TYPE_CHECKING:
+    from gpudra.allocation.cluster import ClusterView
 
 
 class ExplainError(Exception):
@@ -87,6 +86,8 @@ def to_claim(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def cluster_state(args: argparse.Namespace) -> ClusterView:
+    from gpudra.allocation.cluster import ClusterView
+
     if args.kubeconfig:
         with KubeClient.from_kubeconfig(args.kubeconfig) as kube:
             return ClusterView.from_objects(
@@ -105,6 +106,12 @@ def cluster_state(args: argparse.Namespace) -> ClusterView:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every gpudra process builds the whole command line, and
+    # the node daemons should not carry the allocator and its CEL library
+    from gpudra.allocation.engine import Allocator
+    from gpudra.allocation.explain import explain
+    from gpudra.allocation.inputs import InputError, parse_claim
+
     docs = load_docs(args.file)
     if not docs:
         raise ExplainError(f"{args.file}: no claims found")

@@ -74,6 +74,10 @@ class StateStore:
         self._path = path
         self._memory = MockState()
         self._mutex = threading.Lock()
+        # the file as last parsed: (inode, mtime, size) and its state; every write renames a
+        # new file into place, so an unchanged key is an unchanged file (the health-event wait
+        # polls 20 times a second)
+        self._parsed: tuple[tuple[int, int, int], MockState] | None = None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -94,13 +98,19 @@ class StateStore:
         if self._path is None:
             return self._memory
         try:
+            st = self._path.stat()
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if self._parsed is not None and self._parsed[0] == key:
+                return self._parsed[1]
             raw = self._path.read_bytes()
         except FileNotFoundError:
             return MockState()
         try:
-            return MockState.model_validate(json.loads(raw))
+            state = MockState.model_validate(json.loads(raw))
         except (ValueError, ValidationError) as e:
             raise ProfileError(f"{self._path}: mock state file is corrupt: {e}") from e
+        self._parsed = (key, state)
+        return state
 
     def _store(self, state: MockState) -> None:
         if self._path is None:
@@ -113,8 +123,12 @@ class StateStore:
             return self._load()
 
     def update(self, change: Callable[[MockState], tuple[MockState, T]]) -> T:
-        """Apply ``change`` to the current state under the lock and persist its new state."""
+        """Apply ``change`` to the current state under the lock and persist its new state
+        (``change`` returns a new state, never mutates the one it is given; returning that
+        one means nothing changed and nothing is written)."""
         with self._locked():
-            new, result = change(self._load())
-            self._store(new)
+            old = self._load()
+            new, result = change(old)
+            if new is not old:  # changes return a new state (model_copy); the same: no change
+                self._store(new)
             return result

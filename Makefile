@@ -60,8 +60,12 @@ demo-real: install cluster-binaries node-prereqs ## the examples as real contain
 node-prereqs: ## host packages of the real node: runc, CNI plugins, static busybox, iptables, nft (root; apt)
 	deploy/realnode/prereqs.sh
 
-bench: install cluster-binaries ## end to end (controller path vs kube-scheduler) and allocator benchmarks; writes bench/RESULTS.md
+bench: install cluster-binaries ## allocator vs upstream's (in process), end to end vs kube-scheduler, node daemon; writes bench/RESULTS.md and bench/*.png
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	PYTHONUNBUFFERED=1 $(PY) -m bench.allocator.compare
+	PYTHONUNBUFFERED=1 $(PY) -m bench.node.run
 	PYTHONUNBUFFERED=1 $(PY) -m bench.e2e.run
+	PYTHONUNBUFFERED=1 $(PY) -m bench.e2e.growth
 	PYTHONUNBUFFERED=1 $(PY) -m bench.e2e.scale
 	PYTHONUNBUFFERED=1 $(PY) -m bench.allocator.run
 	PYTHONUNBUFFERED=1 $(PY) -m bench.preferred.run

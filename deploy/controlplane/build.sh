@@ -31,6 +31,24 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 log() { echo "[controlplane-build] $*" >&2; }
 
+# go_quiet WHAT CMD...: run a go command with its "go: downloading" lines summarized (one line
+# per 25 modules instead of hundreds) and a line every minute while it runs, so a cold build
+# says what it is doing and for how long
+go_quiet() {
+  local what="$1" start beat rc=0
+  shift
+  start="$(date +%s)"
+  ( while sleep 60; do log "$what: still building ($(( ($(date +%s) - start) / 60 )) min so far)"; done ) &
+  beat=$!
+  "$@" 2> >(awk -v what="$what" '
+    /^go: downloading / { n++; if (n % 25 == 1) { printf "[controlplane-build] %s: downloading Go modules (%d so far)\n", what, n > "/dev/stderr"; fflush("/dev/stderr") } next }
+    { print > "/dev/stderr"; fflush("/dev/stderr") }') || rc=$?
+  kill "$beat" 2>/dev/null || true
+  wait "$beat" 2>/dev/null || true
+  if (( rc == 0 )); then log "$what: done in $(( $(date +%s) - start )) s"; fi
+  return "$rc"
+}
+
 have_version() { # binary expected-substring
   [[ -x "$1" ]] && "$1" --version 2>/dev/null | grep -q -- "$2"
 }
@@ -50,7 +68,7 @@ build_k8s() {
     mod="$cache/k8s-v$v/module"
     log "kubernetes v$v: generating wrapper module in $mod"
     python3 "$here/gen_k8s_module.py" "$v" "$mod"
-    (cd "$mod" && go mod tidy)
+    (cd "$mod" && go_quiet "kubernetes v$v (go mod tidy)" go mod tidy)
   fi
   local ldf="-s -w" date
   date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -60,7 +78,7 @@ build_k8s() {
   done
   mkdir -p "$out"
   log "kubernetes v$v: building (cold builds take tens of minutes on 2 cores)"
-  (cd "$mod" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldf" -o "$out/" \
+  (cd "$mod" && go_quiet "kubernetes v$v" go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldf" -o "$out/" \
      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet)
 }
@@ -70,7 +88,7 @@ build_etcd() {
   if have_version "$out/etcd" "$ETCD_VERSION"; then log "etcd v$ETCD_VERSION: cached"; return; fi
   mkdir -p "$out"
   log "etcd v$ETCD_VERSION: building"
-  (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3)
+  (cd "$mod" && go_quiet "etcd v$ETCD_VERSION" go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3)
 }
 
 build_kwok() {
@@ -78,7 +96,7 @@ build_kwok() {
   if have_version "$out/kwok" "$KWOK_VERSION"; then log "kwok v$KWOK_VERSION: cached"; return; fi
   mkdir -p "$out"
   log "kwok v$KWOK_VERSION: building"
-  (cd "$mod" && go build -trimpath \
+  (cd "$mod" && go_quiet "kwok v$KWOK_VERSION" go build -trimpath \
      -ldflags "-s -w" \
      -o "$out/kwok" sigs.k8s.io/kwok/cmd/kwok)
 }
@@ -93,9 +111,9 @@ build_containerd() {  # the real node's container runtime (kubelet is built with
   log "containerd v$v: building"
   local tags="urfave_cli_no_docs no_btrfs no_devmapper no_zfs no_aufs osusergo netgo static_build"
   local ldf="-s -w -X $pkg/version.Version=v$v"
-  (cd "$mod" && go build -trimpath -tags "$tags" -ldflags "$ldf" -o "$out/" \
+  (cd "$mod" && go_quiet "containerd v$v" go build -trimpath -tags "$tags" -ldflags "$ldf" -o "$out/" \
      $pkg/cmd/containerd $pkg/cmd/ctr \
-   && go build -trimpath -tags "$tags no_grpc" -ldflags "$ldf" -o "$out/" $pkg/cmd/containerd-shim-runc-v2)
+   && go_quiet "containerd v$v (shim)" go build -trimpath -tags "$tags no_grpc" -ldflags "$ldf" -o "$out/" $pkg/cmd/containerd-shim-runc-v2)
 }
 
 build_helm() {
@@ -103,7 +121,7 @@ build_helm() {
   if [[ -x "$out/helm" ]] && "$out/helm" version --short 2>/dev/null | grep -qx "v$HELM_VERSION"; then log "helm v$HELM_VERSION: cached"; return; fi
   mkdir -p "$out"
   log "helm v$HELM_VERSION: building"
-  (cd "$mod" && go build -trimpath \
+  (cd "$mod" && go_quiet "helm v$HELM_VERSION" go build -trimpath \
      -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION" \
      -o "$out/helm" helm.sh/helm/v4/cmd/helm)
 }
@@ -113,12 +131,14 @@ build_kind() {  # only for make kind-up / kind-e2e (they need Docker); not part 
   if have_version "$out/kind" "$KIND_VERSION"; then log "kind v$KIND_VERSION: cached"; return; fi
   mkdir -p "$out"
   log "kind v$KIND_VERSION: building"
-  (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/kind" sigs.k8s.io/kind)
+  (cd "$mod" && go_quiet "kind v$KIND_VERSION" go build -trimpath -ldflags "-s -w" -o "$out/kind" sigs.k8s.io/kind)
 }
 
 what="${1:-all}"
 case "$what" in
-  all) build_etcd; build_kwok; build_helm; build_containerd; build_k8s ;;
+  all)
+    log "building what is not cached yet: etcd, kwok, helm, containerd, kubernetes v$K8S_VERSION (in $cache)"
+    build_etcd; build_kwok; build_helm; build_containerd; build_k8s ;;
   containerd) build_containerd; echo "$cache/containerd-v$CONTAINERD_VERSION/bin"; exit 0 ;;
   k8s) build_k8s ;;
   etcd) build_etcd ;;

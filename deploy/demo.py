@@ -5,7 +5,9 @@ fake nodes (a DGX H100 and a DGX-1 V100), each with a ``gpudra kubelet-plugin`` 
 the matching mock profile; applies the DeviceClasses and the example claims of
 deploy/examples/; waits for kube-scheduler to allocate them; lets the kubelet harness call
 NodePrepareResources over the real gRPC socket; prints who got which GPUs and a CDI spec;
-then tears everything down.
+then (``demo_placement``) runs the gpudra controller beside kube-scheduler: the same 2-GPU
+claims on two DGX-1V nodes with the NVLinks of each pair, a gang that waits and then places,
+and ``gpudra explain`` on a claim that fits nowhere; then tears everything down.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import demo_placement
 import yaml
 
 from gpudra.kube import KubeClient, resources
@@ -134,8 +137,9 @@ def main() -> int:  # noqa: PLR0915 - a linear script reads best as one function
             say()
             say(f"CDI spec written by the node daemon on {node} ({spec_file.name}):")
             say(json.dumps(json.loads(spec_file.read_text()), indent=2))
+        demo_placement.run(cluster, kube, root, say)
         say()
-        say("Demo finished; tearing down.")
+        say(f"Demo finished in {time.monotonic() - started:.0f}s; tearing down.")
         return 0
     finally:
         for d in daemons:

@@ -47,6 +47,7 @@ from gpudra.resourceapi import DRIVER_NAME
 from gpudra_testkit.builders import claim, exactly, mig_profiles, pod
 from gpudra_testkit.harness.kubelet import KubeletHarness
 from gpudra_testkit.harness.nodedaemon import NodeDaemon
+from gpudra_testkit.harness.waiting import wait_for
 from gpudra_testkit.localcluster import LocalCluster, fake_node, locate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,17 +74,6 @@ def request(kind: str) -> dict[str, Any]:
     return exactly("g", 1)
 
 
-def wait(what: str, check: Any, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def allocated(kube: KubeClient, names: list[str]) -> list[tuple[str, str, str]] | None:
     got = {
         c["metadata"]["name"]: c for c in kube.list(resources.RESOURCECLAIMS, namespace=NS).items
@@ -103,7 +93,7 @@ def one_level(
         del body["metadata"]["uid"]
         kube.create(resources.RESOURCECLAIMS, body)
         kube.create(resources.PODS, pod(n, NS, n, node=node_name))
-    refs = wait(f"{k} claims allocated", lambda: allocated(kube, names))
+    refs = wait_for(f"{k} claims allocated", lambda: allocated(kube, names), 120)
     plugin = harness.plugins[DRIVER_NAME]
 
     def prepare(ref: tuple[str, str, str]) -> float:
@@ -130,7 +120,7 @@ def one_level(
         for res in (resources.PODS, resources.RESOURCECLAIMS):
             with contextlib.suppress(NotFound):
                 kube.delete(res, n, namespace=NS, grace_period_seconds=0)
-    wait("claims gone", lambda: not kube.list(resources.RESOURCECLAIMS, namespace=NS).items)
+    wait_for("claims gone", lambda: not kube.list(resources.RESOURCECLAIMS, namespace=NS).items)
     return prepared, unprepared
 
 
@@ -171,7 +161,7 @@ def scenario(
     harness.wait_for_plugin(DRIVER_NAME)
     out: dict[str, Any] = {"kind": kind, "profile": profile, "args": args, "levels": []}
     try:
-        wait(
+        wait_for(
             "slices published",
             lambda: (
                 kube.list(
@@ -203,7 +193,7 @@ def scenario(
             assert daemon.proc is not None
             t = time.perf_counter()
             wiped = harness.wipe_slices()
-            wait(
+            wait_for(
                 "slices republished",
                 lambda: (
                     len(

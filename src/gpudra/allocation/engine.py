@@ -131,9 +131,14 @@ class Allocator:
         budget: int = 200_000,
         device_filter: DeviceFilter | None = None,
         failures: FailedVerdicts | None = None,
+        scheduler_errors: bool = True,
     ) -> None:
         """``failures``: where failed verdicts are remembered (default: the process-wide
-        `memo.REMEMBERED`, which outlives the allocator a controller pass builds)."""
+        `memo.REMEMBERED`, which outlives the allocator a controller pass builds).
+        ``scheduler_errors``: answer as kube-scheduler would for a claim whose selector fails
+        on a node this decision did not search (it filters every node, and one error fails
+        the pod); the gpudra controller, which decides for itself, turns it off and is spared
+        evaluating every selector on every node."""
         self.view = view
         self.cache = cache or SelectorCache()
         self.cache.bind(view)
@@ -141,6 +146,7 @@ class Allocator:
         self.budget = budget
         self.device_filter = device_filter
         self.failures = REMEMBERED if failures is None else failures
+        self.scheduler_errors = scheduler_errors
 
     def allocate(
         self, claims: list[Claim], nodes: list[str] | None = None, *, best: bool = True
@@ -196,7 +202,7 @@ class Allocator:
             if found and not best:
                 unsearched += order[i + 1 :]
                 break
-        for node in unsearched:
+        for node in unsearched if self.scheduler_errors else ():
             error = self._scheduler_error(node, claims)
             if error is not None:
                 why = f"selector error: {error}"

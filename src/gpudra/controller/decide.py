@@ -170,7 +170,9 @@ def _allocate(
     timestamp: str,
     omit_all_requests: bool,
 ) -> Decision:
-    allocator = Allocator(view, device_filter=managed_only)
+    # the controller decides for itself: a selector failing on a node it need not search
+    # does not fail the pod here, as it would in kube-scheduler
+    allocator = Allocator(view, device_filter=managed_only, scheduler_errors=False)
     committed: list[Assignment] = []
     placed: dict[str, list[dict[str, Any]]] = {}
     decision = Decision(Verdict.ALLOCATE)

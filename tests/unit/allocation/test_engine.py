@@ -202,3 +202,39 @@ def test_mig_placements_fill_a_partly_used_gpu_first() -> None:
     assert first.best is not None and first.best.solution.choices[0].device.name.startswith("gpu-0")
     assert best.best is not None
     assert best.best.solution.choices[0].device.name.startswith("gpu-5-mig-1g10gb-19-")
+
+
+# true on an L4; false || error on a DGX-1V (it has no NVSwitch domain), so it fails there
+L4_OR_NVSWITCH = (
+    "device.attributes['gpu.gpudra.io'].productName == 'NVIDIA L4' || "
+    "device.attributes['gpu.gpudra.io'].nvlinkDomain == 'nvswitch-0'"
+)
+
+
+def l4_claim() -> Any:
+    return parse_claim(claim(exactly("g", 1, selectors=[{"cel": {"expression": L4_OR_NVSWITCH}}])))
+
+
+def test_a_selector_failing_on_a_node_not_searched_fails_the_claim_as_in_the_scheduler() -> None:
+    """kube-scheduler filters every node and one selector error fails the pod: the best mode
+    stops after the L4 node (the DGX-1V cannot score higher) but still finds the error there."""
+    v = view(profile_slices("pcie-l4", "a-l4"), profile_slices("dgx1-v100", "b-dgx1"))
+    out = Allocator(v).allocate([l4_claim()])
+    assert out.best is None and out.nodes_tried == 1  # b-dgx1 was not searched for a placement
+    assert "node b-dgx1" in out.selector_error and "no such key" in out.selector_error
+
+
+def test_the_controller_does_not_fail_a_claim_on_a_node_it_need_not_search() -> None:
+    v = view(profile_slices("pcie-l4", "a-l4"), profile_slices("dgx1-v100", "b-dgx1"))
+    out = Allocator(v, scheduler_errors=False).allocate([l4_claim()])
+    assert out.best is not None and out.best.node == "a-l4" and not out.selector_error
+
+
+def test_a_selector_failing_on_a_device_in_use_does_not_fail_the_claim() -> None:
+    """The scheduler passes over a device in use before its selectors run."""
+    busy = allocated("busy", "b-dgx1", *(f"gpu-{i}" for i in range(8)))
+    v = view(
+        profile_slices("pcie-l4", "a-l4"), profile_slices("dgx1-v100", "b-dgx1"), claims=[busy]
+    )
+    out = Allocator(v).allocate([l4_claim()])
+    assert out.best is not None and out.best.node == "a-l4", out.selector_error

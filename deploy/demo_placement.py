@@ -88,7 +88,8 @@ def gang(kube: KubeClient, say: Callable[[str], None]) -> None:
     member(0)
     member(1)
     waiting = wait_for(
-        "the gang to wait", lambda: [e for e in _events(kube, "gang0") if e.startswith("Waiting")]
+        "the gang to wait",
+        lambda: [e for e in _events(kube, "gang0") + _events(kube, "gang1") if "2 of 3" in e],
     )
     say(f"  2 pods created, nothing placed: {waiting[-1]}")
     member(2)

@@ -26,7 +26,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from gpudra.allocation.capacity import parse_capacities
 from gpudra.allocation.inputs import Device, Pool, qualify
 from gpudra.allocation.quantity import Quantity, parse_quantity
 from gpudra.api.meta import metadata
@@ -88,7 +87,6 @@ def parse_device(driver: str, pool: str, dev: SliceDevice, node: str | None) -> 
         consumes=consumes,
         taints=tuple(device_taints(dev)),
         multi=bool(dev.get("allowMultipleAllocations")),
-        capacity=parse_capacities(dev.get("capacity")),
     )
 
 

@@ -231,6 +231,8 @@ class NodeSearch:
         if busy:
             return Rejection(IN_USE, RejectionKind.IN_USE)
         asked = req.capacity_requests
+        if not asked and not dev.multi:
+            return None  # a plain device and no capacity asked: nothing to check
         why = refusal(asked, dev.capacity, multi=dev.multi)
         if why is not None:
             return Rejection(f"{dev.name} {why}")

@@ -29,7 +29,7 @@ from gpudra.allocation.tolerations import Toleration
 from gpudra.api.claim import AllocationResult, claim_is_allocated
 from gpudra.api.meta import namespace_of
 from gpudra.controller.events import cut
-from gpudra.controller.fit import fit_problem
+from gpudra.controller.fit import NodeUsage, fit_problem, pod_requests
 from gpudra.controller.groups import Group, claim_names, pod_key
 from gpudra.resourceapi import MANAGED_TAINT_KEY
 
@@ -126,9 +126,11 @@ def decide(
     pods_by_node: dict[str, list[dict[str, Any]]],
     timestamp: str,
     omit_all_requests: bool = True,
+    usage: NodeUsage | None = None,
 ) -> Decision:
     """``omit_all_requests``: write device config as kube-scheduler 1.37+ does (see
-    ``allocation.config``); False for older servers."""
+    ``allocation.config``); False for older servers.  ``usage``: the pods' requests per node
+    summed for the whole pass (one per pass; default: summed for this decision)."""
     if group.problem:
         return Decision(Verdict.FAIL, group.problem)
     if not group.complete:
@@ -153,7 +155,7 @@ def decide(
         claims=claims,
         view=view,
         nodes=nodes,
-        pods_by_node=pods_by_node,
+        usage=usage or NodeUsage(pods_by_node),
         timestamp=timestamp,
         omit_all_requests=omit_all_requests,
     )
@@ -166,7 +168,7 @@ def _allocate(
     claims: dict[ClaimKey, dict[str, Any]],
     view: ClusterView,
     nodes: dict[str, dict[str, Any]],
-    pods_by_node: dict[str, list[dict[str, Any]]],
+    usage: NodeUsage,
     timestamp: str,
     omit_all_requests: bool,
 ) -> Decision:
@@ -184,10 +186,12 @@ def _allocate(
                 parsed = [tolerate_managed(parse_claim(claims[k])) for k in per_pod[key]]
             except InputError as e:
                 return Decision(Verdict.FAIL, f"pod {key}: {e}")
+            wants = pod_requests(pod)
             fitting = [
                 name
                 for name, node in nodes.items()
-                if fit_problem(pod, node, pods_by_node.get(name, []) + placed.get(name, [])) is None
+                if fit_problem(pod, node, placed.get(name, []), used=usage.of(name), requests=wants)
+                is None
             ]
             if not fitting:
                 return Decision(

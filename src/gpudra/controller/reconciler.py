@@ -40,6 +40,7 @@ from gpudra.api.pod import pod_gate_names, pod_node_name
 from gpudra.controller.cache import ClusterCache
 from gpudra.controller.decide import ClaimKey, Decision, Verdict, decide
 from gpudra.controller.events import EventType, condition_patch, pod_event
+from gpudra.controller.fit import NodeUsage
 from gpudra.controller.groups import GATE, Group, claim_names, group_pods, pod_key
 from gpudra.controller.slim import slim_pod
 from gpudra.kube.client import KubeClient
@@ -172,6 +173,7 @@ class Reconciler:
         for p in pods:
             if pod_node_name(p):
                 by_node[pod_node_name(p)].append(p)
+        usage = NodeUsage(by_node)  # summed once per pass
         groups = group_pods(pods)
         self._metrics.queue_depth.set(len(groups))
         counts: dict[str, int] = defaultdict(int)
@@ -192,6 +194,7 @@ class Reconciler:
                     view=view,
                     nodes=nodes,
                     pods_by_node=by_node,
+                    usage=usage,
                     timestamp=rfc3339(self._clock()),
                     omit_all_requests=self._server_minor() >= CONFIG_OMITS_ALL_FROM,
                 )

@@ -69,3 +69,22 @@ def test_effective_requests_are_exact_quantities() -> None:
         "memory": Quantity.parse("1073741824"),
         "pods": Quantity.of(1),
     }
+
+
+def test_usage_summed_once_per_pass_gives_the_same_answers() -> None:
+    """NodeUsage (the pass's sums) plus the pods placed beside them answers as the node's
+    whole pod list does."""
+    from gpudra.controller.fit import NodeUsage
+
+    on_node = [pod(cpu="3"), pod(cpu="2")]
+    placed = [pod(cpu="2")]
+    usage = NodeUsage({"n": on_node})
+    for cpu in ("1", "1500m", "8"):
+        mine = pod(cpu=cpu)
+        whole = fit_problem(mine, node(cpu="8"), on_node + placed)
+        fast = fit_problem(mine, node(cpu="8"), placed, used=usage.of("n"))
+        assert fast == whole, cpu
+    assert fit_problem(pod(cpu="1"), node(cpu="8"), placed, used=usage.of("n")) is None  # 8 of 8
+    assert (
+        fit_problem(pod(cpu="2"), node(cpu="8"), placed, used=usage.of("n")) == "insufficient cpu"
+    )

@@ -147,6 +147,9 @@ class Allocator:
         self.device_filter = device_filter
         self.failures = REMEMBERED if failures is None else failures
         self.scheduler_errors = scheduler_errors
+        # (node, selectors) -> whether one of them fails on one of the node's devices; the
+        # view's devices do not change for the allocator's life, so this is computed once
+        self._erring: dict[tuple[str, tuple[str, ...]], bool] = {}
 
     def allocate(
         self, claims: list[Claim], nodes: list[str] | None = None, *, best: bool = True
@@ -232,8 +235,12 @@ class Allocator:
             for r in cr.alternatives
             for e in (*class_selectors(self.view.classes.get(r.device_class) or {}), *r.selectors)
         }
-        devices = self.view.devices_for(node)
-        if not any(self.cache(e, d)[1] for d in devices for e in exprs):
+        key = (node, tuple(sorted(exprs)))
+        erring = self._erring.get(key)
+        if erring is None:
+            devices = self.view.devices_for(node)
+            erring = self._erring[key] = any(self.cache(e, d)[1] for d in devices for e in exprs)
+        if not erring:
             return None
         search = NodeSearch(
             self.view,

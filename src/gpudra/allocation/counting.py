@@ -23,15 +23,12 @@ from collections import Counter
 from collections.abc import Callable
 from fractions import Fraction
 
+from gpudra.allocation.capacity import exact
 from gpudra.allocation.inputs import Device
 from gpudra.allocation.quantity import Quantity
 
 Free = Callable[[Device, str, str], Quantity]  # (device, counter set, counter) -> what is free
 CounterId = tuple[str, str, str, str]  # driver, pool, counter set, counter
-
-
-def _exact(q: Quantity) -> Fraction:
-    return Fraction(q.mantissa) * Fraction(10) ** q.exponent
 
 
 def _text(value: Fraction) -> str:
@@ -95,9 +92,9 @@ def _counters(need: int, fitting: list[Device], free: Free) -> str | None:
                 if amount.sign > 0:
                     cid = (dev.driver, dev.pool, counter_set, name)
                     # the largest entry, not the sum: the search checks entries one by one
-                    demand[cid] = max(demand.get(cid, Fraction(0)), _exact(amount))
+                    demand[cid] = max(demand.get(cid, Fraction(0)), exact(amount))
                     if cid not in rest:
-                        rest[cid] = _exact(free(dev, counter_set, name))
+                        rest[cid] = exact(free(dev, counter_set, name))
         demands.append(demand)
     for cid, left in sorted(rest.items()):
         least = sum(sorted(d.get(cid, Fraction(0)) for d in demands)[:need], Fraction(0))

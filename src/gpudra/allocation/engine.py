@@ -17,7 +17,13 @@ from gpudra.allocation.cel import CelCompileError, compile_selector, evaluate
 from gpudra.allocation.cel import DeviceInput as CelDevice
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.inputs import Claim, Device, InputError
-from gpudra.allocation.memo import REMEMBERED, FailedVerdicts, failure_key, signature
+from gpudra.allocation.memo import (
+    REMEMBERED,
+    FailedVerdicts,
+    claim_expressions,
+    failure_key,
+    signature,
+)
 from gpudra.allocation.nodeselect import node_name_selector
 from gpudra.allocation.pools import IgnoredSlices
 from gpudra.allocation.score import W_BANDWIDTH, W_LEFT, W_PACK, Score, score
@@ -205,8 +211,9 @@ class Allocator:
             if found and not best:
                 unsearched += order[i + 1 :]
                 break
+        exprs = claim_expressions(self.view, claims) if unsearched and self.scheduler_errors else []
         for node in unsearched if self.scheduler_errors else ():
-            error = self._scheduler_error(node, claims)
+            error = self._scheduler_error(node, claims, exprs)
             if error is not None:
                 why = f"selector error: {error}"
                 out.diagnoses.append(Diagnosis(node=node, selector_error=error, gave_up=why))
@@ -224,32 +231,19 @@ class Allocator:
             out.runner_up = ranked[1] if len(ranked) > 1 else None
         return out
 
-    def _scheduler_error(self, node: str, claims: list[Claim]) -> str | None:
+    def _scheduler_error(self, node: str, claims: list[Claim], exprs: list[str]) -> str | None:
         """The selector error kube-scheduler's first-fit search would hit on a node this
         decision did not search (it filters every node, and one error fails the pod), or
-        None.  Only a node where some selector fails on some device is searched."""
-        exprs = {
-            e
-            for c in claims
-            for cr in c.requests
-            for r in cr.alternatives
-            for e in (*class_selectors(self.view.classes.get(r.device_class) or {}), *r.selectors)
-        }
-        key = (node, tuple(sorted(exprs)))
+        None.  Only a node where one of ``exprs`` (the claims' selectors) fails on some
+        device is searched."""
+        key = (node, tuple(exprs))
         erring = self._erring.get(key)
         if erring is None:
             devices = self.view.devices_for(node)
             erring = self._erring[key] = any(self.cache(e, d)[1] for d in devices for e in exprs)
         if not erring:
             return None
-        search = NodeSearch(
-            self.view,
-            node,
-            claims,
-            matcher=self.cache,
-            budget=self.budget,
-            device_filter=self.device_filter,
-        )
+        search = self._search(node, claims)
         try:
             next(search.solutions(), None)
         except SelectorError as e:
@@ -257,6 +251,16 @@ class Allocator:
         except BudgetExceeded:
             return None
         return None
+
+    def _search(self, node: str, claims: list[Claim]) -> NodeSearch:
+        return NodeSearch(
+            self.view,
+            node,
+            claims,
+            matcher=self.cache,
+            budget=self.budget,
+            device_filter=self.device_filter,
+        )
 
     def _bound(self, node: str, need: int) -> float:
         devices = self.view.devices_for(node)
@@ -287,14 +291,7 @@ class Allocator:
                 diag = replace(diag, node=node)
                 self.failures.put(key, diag)
             return [self._rebase(p, node) for p in cached], diag
-        search = NodeSearch(
-            self.view,
-            node,
-            claims,
-            matcher=self.cache,
-            budget=self.budget,
-            device_filter=self.device_filter,
-        )
+        search = self._search(node, claims)
         found: list[Assignment] = []
         try:
             for sol in search.solutions():

@@ -30,7 +30,8 @@ from gpudra.api.deviceclass import class_selectors
 MAX_REMEMBERED = 4096
 
 
-def _expressions(view: ClusterView, claims: list[Claim]) -> list[str]:
+def claim_expressions(view: ClusterView, claims: list[Claim]) -> list[str]:
+    """Every selector the claims' requests run: their own and their classes', sorted."""
     return sorted(
         {
             e
@@ -53,7 +54,7 @@ def signature(
     is in use or filtered out, its taints, the selector verdicts, the constraint attributes,
     what scoring reads, the counters it draws and what its shares take; per pool (numbered in
     order of appearance) its completeness and what is free of each counter set."""
-    exprs = _expressions(view, claims)
+    exprs = claim_expressions(view, claims)
     attrs = sorted(
         {
             a

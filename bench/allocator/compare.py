@@ -34,13 +34,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.engine import Allocator
 from gpudra.allocation.inputs import Device, parse_claim
 from gpudra.allocation.score import is_whole_gpu, topology_of
 from gpudra_testkit.builders import cel, claim, exactly, mig_profiles, node, profile_slices
+from gpudra_testkit.deviceclasses import shipped
 from gpudra_testkit.localcluster.binaries import default_k8s_version
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,9 +132,7 @@ def claims(rng: random.Random, count: int) -> list[dict[str, Any]]:
 
 
 def classes() -> list[dict[str, Any]]:
-    return [
-        d for d in yaml.safe_load_all((REPO / "deploy" / "deviceclasses.yaml").read_text()) if d
-    ]
+    return list(shipped().values())
 
 
 def quantiles(values: list[float]) -> tuple[float, float]:

@@ -40,11 +40,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bench.e2e.run import rss_mib
 from gpudra.kube import KubeClient, NotFound, resources
 from gpudra.resourceapi import DRIVER_NAME
 from gpudra_testkit.builders import claim, exactly, mig_profiles, pod
+from gpudra_testkit.deviceclasses import shipped
 from gpudra_testkit.harness.kubelet import KubeletHarness
 from gpudra_testkit.harness.nodedaemon import NodeDaemon
 from gpudra_testkit.harness.waiting import wait_for
@@ -131,13 +131,6 @@ def stats(values: list[float]) -> dict[str, float]:
     return {"p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3, "max_ms": max(values) * 1e3}
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -149,9 +142,13 @@ def scenario(
     root: Path,
     spec: tuple[str, str, list[str], tuple[int, ...]],
     extra: dict[str, Any],
+    *,
+    first: bool,
 ) -> dict[str, Any]:
+    """One scenario's daemon and its levels; the ``first`` (whole-GPU) daemon also gives the
+    republish time, RSS and idle CPU (into ``extra``)."""
     kind, profile, args, levels = spec
-    node_name = f"bench-{profile}-{len(extra)}"
+    node_name = f"bench-{profile}-{'first' if first else 'n'}"
     kube.create(resources.NODES, fake_node(node_name, pods="200"))
     daemon = NodeDaemon(
         node_name, profile, kubeconfig, root / node_name, ["--gc-interval-s", "5", *args]
@@ -189,7 +186,7 @@ def scenario(
                     "samples": prep,
                 }
             )
-        if not extra:  # the whole-GPU daemon: republish, RSS and idle CPU
+        if first:
             assert daemon.proc is not None
             t = time.perf_counter()
             wiped = harness.wipe_slices()
@@ -256,11 +253,13 @@ def main() -> int:
     try:
         with LocalCluster(binaries=binaries, work_dir=root / "cp") as cluster:
             kube = cluster.client()
-            for d in yaml.safe_load_all((REPO / "deploy" / "deviceclasses.yaml").read_text()):
-                if d:
-                    kube.apply(resources.DEVICECLASSES, d, field_manager="bench")
+            for d in shipped().values():
+                kube.apply(resources.DEVICECLASSES, d, field_manager="bench")
             kube.create(resources.NAMESPACES, {"metadata": {"name": NS}})
-            runs += [scenario(kube, cluster.kubeconfig, root, spec, extra) for spec in SCENARIOS]
+            runs += [
+                scenario(kube, cluster.kubeconfig, root, spec, extra, first=i == 0)
+                for i, spec in enumerate(SCENARIOS)
+            ]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     doc = {

@@ -9,7 +9,7 @@ KIND_CLUSTER ?= gpudra
 OLDEST_K8S := $(shell sed -n 's/^OLDEST_K8S_VERSION=//p' deploy/controlplane/versions.env)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-oldest unit lint fmt proto gpu-check demo demo-real bench clean \
+.PHONY: help install test test-oldest unit lint fmt proto gpu-check demo demo-real bench shape clean \
 	image image-local chart-lint kind-up kind-e2e kind-down node-prereqs
 
 help: ## list the targets
@@ -69,6 +69,10 @@ bench: install cluster-binaries ## allocator vs upstream's (in process), end to 
 	PYTHONUNBUFFERED=1 $(PY) -m bench.e2e.scale
 	PYTHONUNBUFFERED=1 $(PY) -m bench.allocator.run
 	PYTHONUNBUFFERED=1 $(PY) -m bench.preferred.run
+
+shape: install ## the code's shape: layer contracts, lines per package, longest functions, big modules
+	$(PY) -m bench.shape.run
+	duplicates --repo src --most 200 2>/dev/null | head -1 || echo "(the duplicates tool is not installed here)"
 
 image: ## build the container image $(IMAGE) from the Dockerfile (needs Docker)
 	docker build -t $(IMAGE) .

@@ -24,6 +24,7 @@ from typing import Any
 import demo_placement
 import yaml
 
+from gpudra.catalogue.attributes import NVLINK_GROUP, UUID
 from gpudra.kube import KubeClient, resources
 from gpudra.resourceapi import DRIVER_NAME
 from gpudra_testkit.harness.kubelet import KubeletHarness
@@ -124,10 +125,10 @@ def main() -> int:  # noqa: PLR0915 - a linear script reads best as one function
                     continue
                 for dev in out.devices:
                     attrs = device_info[(dev.pool_name, dev.device_name)]
-                    group = attrs.get("nvlinkGroup", {}).get("string", "-")
+                    group = attrs.get(NVLINK_GROUP, {}).get("string", "-")
                     say(
                         f"{pod['metadata']['name']:<16}{node:<17}{dev.device_name:<8}"
-                        f"{attrs['uuid']['string']:<42}{group:<22}{dev.cdi_device_ids[0]}"
+                        f"{attrs[UUID]['string']:<42}{group:<22}{dev.cdi_device_ids[0]}"
                     )
                 first_spec = first_spec or (node, uid)
         if first_spec:

@@ -38,6 +38,8 @@ from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.engine import Allocator
 from gpudra.allocation.inputs import Device, parse_claim
 from gpudra.allocation.score import is_whole_gpu, topology_of
+from gpudra.catalogue.attributes import NVLINK_GROUP
+from gpudra.resourceapi import DRIVER_NAME
 from gpudra_testkit.builders import cel, claim, exactly, mig_profiles, node, profile_slices
 from gpudra_testkit.deviceclasses import shipped
 from gpudra_testkit.localcluster.binaries import default_k8s_version
@@ -55,7 +57,7 @@ SELECTORS = (
     "device.attributes['gpu.gpudra.io'].architecture == 'Hopper'",
     "device.attributes['gpu.gpudra.io'].productName.startsWith('Tesla')",
 )
-NVLINK = "gpu.gpudra.io/nvlinkGroup"
+NVLINK = f"{DRIVER_NAME}/{NVLINK_GROUP}"
 
 
 def say(text: str) -> None:

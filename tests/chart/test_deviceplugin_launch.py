@@ -42,7 +42,7 @@ def test_values_and_extra_args_reach_the_process(tmp_path: Path) -> None:
         tmp_path,
         cdi_root=tmp_path / "elsewhere",
         values={"gpus": "4-7", "config": nvidia},
-        extra_args=["--health-probe-interval-s=0.1"],
+        extra_args=["--nvml-probe-interval-s=0.1"],
     )
     how = p.launch()
     nvidia_file = p.files_dir / "nvidia-config" / "nvidia-config.yaml"
@@ -50,7 +50,7 @@ def test_values_and_extra_args_reach_the_process(tmp_path: Path) -> None:
         "device-plugin",
         f"--config={p.files_dir / 'config' / 'config.yaml'}",
         f"--device-plugin-config={nvidia_file}",
-        "--health-probe-interval-s=0.1",
+        "--nvml-probe-interval-s=0.1",
     ]
     assert yaml.safe_load(nvidia_file.read_text()) == nvidia
     settings = yaml.safe_load((p.files_dir / "config" / "config.yaml").read_text())

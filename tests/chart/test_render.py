@@ -337,3 +337,31 @@ def test_the_gpu_class_serves_an_extended_resource_only_when_asked() -> None:
     on = classes({"deviceClasses": {"extendedResourceName": "nvidia.com/gpu"}})
     assert on["gpu.gpudra.io"]["extendedResourceName"] == "nvidia.com/gpu"
     assert "extendedResourceName" not in on["mig.gpudra.io"]
+
+
+@pytest.mark.parametrize(
+    ("values", "verbosity", "log_format"),
+    [
+        pytest.param({}, 0, None, id="defaults: no flags"),
+        pytest.param({"debug": True}, 4, None, id="debug is -v"),
+        pytest.param({"logVerbosity": 6}, 6, None, id="logVerbosity"),
+        pytest.param({"debug": True, "logVerbosity": 7}, 7, None, id="more than debug"),
+        pytest.param({"logFormat": "json"}, 0, "json", id="json"),
+    ],
+)
+def test_logging_values_become_gpudras_global_flags(
+    values: dict[str, Any], verbosity: int, log_format: str | None
+) -> None:
+    from gpudra.cli.main import bare_verbose, parser
+
+    objs = render(values)
+    for obj in (find(objs, "DaemonSet"), find(objs, "Deployment")):
+        argv = obj["spec"]["template"]["spec"]["containers"][0]["args"]
+        args, _ = parser().parse_known_args(bare_verbose(argv))
+        assert (args.verbosity, args.log_format) == (verbosity, log_format), argv
+
+
+def test_logging_values_are_checked_by_the_schema() -> None:
+    for bad in ("logVerbosity=8", "logFormat=xml"):
+        out = helm("template", "t", str(CHART), "--set", bad, check=False)
+        assert out.returncode != 0 and bad.split("=")[0] in out.stderr, out.stderr

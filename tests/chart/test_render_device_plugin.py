@@ -162,7 +162,7 @@ def test_values_reach_the_daemon_and_the_schema_knows_every_setting(tmp_path: Pa
         "passDeviceSpecs": True,
         "gpus": "0,2",
         "metricsPort": 9402,
-        "extraConfig": {"healthProbeIntervalS": 5, "gpus": "ignored"},
+        "extraConfig": {"nvmlProbeIntervalS": 5, "gpus": "ignored"},
     }
     objs = render({**ONLY_DP, "devicePlugin": {"enabled": True, **values}})
     s = plugin_settings(objs, tmp_path)
@@ -177,7 +177,7 @@ def test_values_reach_the_daemon_and_the_schema_knows_every_setting(tmp_path: Pa
         "index",
     )
     assert s.pass_device_specs is True and str(s.gpus) == "0,2"
-    assert (s.metrics_port, s.health_probe_interval_s) == (9402, 5)
+    assert (s.metrics_port, s.nvml_probe_interval_s) == (9402, 5)
     c = pod_of(objs)["containers"][0]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     svc = find(objs, "Service", DP)

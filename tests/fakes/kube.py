@@ -54,9 +54,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from gpudra.api.meta import RawObject
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import AlreadyExists, Invalid, KubeError, NotFound
-from gpudra.kube.objects import KubeObject, PatchType, WatchEvent
+from gpudra.kube.objects import PatchType, WatchEvent
 from gpudra.kube.resources import Resource
 
 WRITE_VERBS = frozenset({"create", "replace", "patch", "delete"})
@@ -118,14 +119,14 @@ class FakeKubeClient(KubeClient):
         self.watch_idle_s = watch_idle_s
         self.actions: builtins.list[Action] = []
         self._lock = threading.RLock()
-        self._store: dict[Resource, dict[_Key, KubeObject]] = defaultdict(dict)
+        self._store: dict[Resource, dict[_Key, RawObject]] = defaultdict(dict)
         self._scripts: builtins.list[_Script] = []
         self._watches: dict[Resource, builtins.list[WatchEvent]] = defaultdict(builtins.list)
         self._counter = 0
 
     # --- the test's side ---------------------------------------------------------------------
 
-    def seed(self, res: Resource, *objs: KubeObject) -> None:
+    def seed(self, res: Resource, *objs: RawObject) -> None:
         """Store copies of ``objs`` (each needs metadata.name, and a namespace if namespaced)."""
         with self._lock:
             for obj in objs:
@@ -162,7 +163,7 @@ class FakeKubeClient(KubeClient):
         with self._lock:
             return [a for a in self.actions if a.verb in WRITE_VERBS]
 
-    def stored(self, res: Resource, name: str, namespace: str | None = None) -> KubeObject:
+    def stored(self, res: Resource, name: str, namespace: str | None = None) -> RawObject:
         """A copy of the stored object; KeyError if there is none."""
         with self._lock:
             try:
@@ -170,7 +171,7 @@ class FakeKubeClient(KubeClient):
             except KeyError:
                 raise KeyError(f"no {res.plural} {namespace or ''}/{name} stored") from None
 
-    def objects(self, res: Resource) -> builtins.list[KubeObject]:
+    def objects(self, res: Resource) -> builtins.list[RawObject]:
         """Copies of every stored object of ``res``, in the order they were first stored."""
         with self._lock:
             return copy.deepcopy(builtins.list(self._store[res].values()))
@@ -201,7 +202,7 @@ class FakeKubeClient(KubeClient):
         *,
         namespace: str | None = None,
         timeout: float | None = None,
-    ) -> KubeObject:
+    ) -> RawObject:
         with self._call(Action("get", res, name, namespace)):
             return copy.deepcopy(self._existing(res, namespace, name))
 
@@ -213,7 +214,7 @@ class FakeKubeClient(KubeClient):
         label_selector: str | None = None,
         field_selector: str | None = None,
         page_size: int = 500,
-    ) -> Iterator[tuple[builtins.list[KubeObject], str]]:
+    ) -> Iterator[tuple[builtins.list[RawObject], str]]:
         # one page, whatever page_size says; the base class's list() goes through here
         with self._call(Action("list", res, namespace=namespace)):
             items = [
@@ -243,7 +244,7 @@ class FakeKubeClient(KubeClient):
             time.sleep(self.watch_idle_s)
         yield from events
 
-    def create(self, res: Resource, obj: KubeObject, *, namespace: str | None = None) -> KubeObject:
+    def create(self, res: Resource, obj: RawObject, *, namespace: str | None = None) -> RawObject:
         meta = obj.get("metadata") or {}
         ns = (namespace or meta.get("namespace")) if res.namespaced else None
         sent = str(meta.get("name") or meta.get("generateName") or "")
@@ -264,8 +265,8 @@ class FakeKubeClient(KubeClient):
             return self._put(res, key, stored)
 
     def replace(
-        self, res: Resource, obj: KubeObject, *, namespace: str | None = None, subresource: str = ""
-    ) -> KubeObject:
+        self, res: Resource, obj: RawObject, *, namespace: str | None = None, subresource: str = ""
+    ) -> RawObject:
         meta = obj.get("metadata") or {}
         ns = (namespace or meta.get("namespace")) if res.namespaced else None
         name = str(meta.get("name") or "")
@@ -290,7 +291,7 @@ class FakeKubeClient(KubeClient):
         field_manager: str | None = None,
         force: bool = False,
         subresource: str = "",
-    ) -> KubeObject:
+    ) -> RawObject:
         # the same argument checks as the real client, so the fake accepts no more than it
         if patch_type is PatchType.APPLY and not field_manager:
             raise ValueError("server-side apply needs a field_manager")
@@ -319,9 +320,9 @@ class FakeKubeClient(KubeClient):
         resource_version: str | None = None,
         propagation_policy: str | None = None,
         grace_period_seconds: int | None = None,
-    ) -> KubeObject:
+    ) -> RawObject:
         # the body is the DeleteOptions the real client would send
-        options: KubeObject = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        options: RawObject = {"apiVersion": "v1", "kind": "DeleteOptions"}
         preconditions = {"uid": uid, "resourceVersion": resource_version}
         if any(preconditions.values()):
             options["preconditions"] = {k: v for k, v in preconditions.items() if v}
@@ -355,7 +356,7 @@ class FakeKubeClient(KubeClient):
         self._counter += 1
         return str(self._counter)
 
-    def _key(self, res: Resource, obj: KubeObject) -> _Key:
+    def _key(self, res: Resource, obj: RawObject) -> _Key:
         meta = obj.get("metadata") or {}
         if not meta.get("name"):
             raise ValueError(f"a {res.kind} needs metadata.name")
@@ -364,13 +365,13 @@ class FakeKubeClient(KubeClient):
             raise ValueError(f"{res.plural} {'needs' if res.namespaced else 'has no'} a namespace")
         return ns, str(meta["name"])
 
-    def _existing(self, res: Resource, namespace: str | None, name: str) -> KubeObject:
+    def _existing(self, res: Resource, namespace: str | None, name: str) -> RawObject:
         obj = self._store[res].get((namespace or "", name))
         if obj is None:
             raise NotFound(f'{res.plural} "{name}" not found', status=404, reason="NotFound")
         return obj
 
-    def _put(self, res: Resource, key: _Key, obj: KubeObject) -> KubeObject:
+    def _put(self, res: Resource, key: _Key, obj: RawObject) -> RawObject:
         obj.setdefault("metadata", {})["resourceVersion"] = self._next_rv()
         self._store[res][key] = obj
         return copy.deepcopy(obj)
@@ -389,7 +390,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _json_patch(obj: KubeObject, ops: builtins.list[dict[str, Any]]) -> KubeObject:
+def _json_patch(obj: RawObject, ops: builtins.list[dict[str, Any]]) -> RawObject:
     """RFC 6902 ``test``/``add``/``remove``/``replace`` on a copy; `Invalid` when one fails."""
     doc = copy.deepcopy(obj)
     for op in ops:
@@ -422,7 +423,7 @@ def _json_patch(obj: KubeObject, ops: builtins.list[dict[str, Any]]) -> KubeObje
     return doc
 
 
-def _field(obj: KubeObject, dotted: str) -> str | None:
+def _field(obj: RawObject, dotted: str) -> str | None:
     value: Any = obj
     for part in dotted.split("."):
         if not isinstance(value, dict) or part not in value:
@@ -461,10 +462,10 @@ def _check(actual: str | None, op: str, value: str | None) -> bool:
     return (actual is not None) == (op == "exists")
 
 
-def _labels_match(obj: KubeObject, selector: str | None) -> bool:
+def _labels_match(obj: RawObject, selector: str | None) -> bool:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return all(_check(labels.get(k), op, v) for k, op, v in _terms(selector))
 
 
-def _fields_match(obj: KubeObject, selector: str | None) -> bool:
+def _fields_match(obj: RawObject, selector: str | None) -> bool:
     return all(_check(_field(obj, k), op, v) for k, op, v in _terms(selector))

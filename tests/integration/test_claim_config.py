@@ -21,7 +21,7 @@ from gpudra.devices.timeslice import Interval
 from gpudra.kube import KubeClient, resources
 from gpudra.kube.errors import KubeError
 from gpudra.kube.resources import Resource
-from gpudra.kubeletplugin.claim_config import ConfigError, parse
+from gpudra.kubeletplugin.sharing.claim_config import ClaimConfigError, parse
 from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceapi import DRIVER_NAME
 from gpudra_testkit.builders import gpu_claim, pod, unique
@@ -226,7 +226,7 @@ def test_the_chart_policy_rejects_malformed_configs_at_apply_time(
         got = refusal(claim_with(unique("bad"), parameters))
         assert says in got, (parameters, got)
         # and the node says the same (when the policy is absent)
-        with pytest.raises(ConfigError) as node:
+        with pytest.raises(ClaimConfigError) as node:
             parse(parameters, "spec.devices.config[1].opaque.parameters")
         assert says in str(node.value), (parameters, str(node.value))
     good = {

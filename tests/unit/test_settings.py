@@ -34,7 +34,8 @@ KUBELET_FIELDS = {
 DEVICE_PLUGIN_FIELDS = {
     "node_name", "kubelet_dir", "device_plugin_dir", "cdi_dir", "resource_name", "mig_strategy",
     "device_list_strategy", "device_id_strategy", "pass_device_specs", "device_plugin_config",
-    "gpus", "gpu_lock_dir", "fake_dev_root", "health_probe_interval_s", "health_recovery_s",
+    "gpus", "gpu_lock_dir", "fake_dev_root", "nvml_probe_interval_s", "nvml_wedged_s",
+    "health_recovery_s",
     "metrics_port",
     "backend", "profile", "profile_file", "mock_state_file", "clique_id",
 }  # fmt: skip

@@ -67,6 +67,20 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end -}}
 
+{{/* gpudra's global logging flags (before the subcommand), as container args: nothing at the
+defaults; debug is -v (verbosity 4), unless logVerbosity asks for more. */}}
+{{- define "gpudra.logArgs" -}}
+{{- $v := int .Values.logVerbosity }}
+{{- if and .Values.debug (le $v 4) }}
+- -v
+{{- else if gt $v 0 }}
+- --v={{ $v }}
+{{- end }}
+{{- if eq .Values.logFormat "json" }}
+- --log-format=json
+{{- end }}
+{{- end -}}
+
 {{- define "gpudra.pluginDir" -}}
 {{- printf "%s/plugins/%s" (trimSuffix "/" .Values.kubeletPlugin.kubeletDir) .Values.driverName -}}
 {{- end -}}

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from gpudra.allocation.quantity import Quantity, QuantityError, parse_quantity
+from gpudra.kubetypes.quantity import (
+    Quantity,
+    QuantityError,
+    exact,
+    from_exact,
+    parse_quantity,
+)
 
 Amounts = Mapping[str, Quantity]  # capacity name -> amount
 
@@ -76,20 +82,6 @@ def parse_capacities(raw: Mapping[str, Any] | None) -> dict[str, Capacity]:
             )
         out[name] = Capacity(value, policy)
     return out
-
-
-def exact(q: Quantity) -> Fraction:
-    return Fraction(q.mantissa) * Fraction(10) ** q.exponent
-
-
-def from_exact(value: Fraction) -> Quantity:
-    """The quantity of an exact value with a finite decimal expansion (what the arithmetic
-    here produces from quantities)."""
-    exponent = 0
-    while value.denominator != 1:
-        value *= 10
-        exponent -= 1
-    return Quantity.of(value.numerator, exponent)
 
 
 def consumed(requested: Quantity | None, cap: Capacity) -> Quantity:

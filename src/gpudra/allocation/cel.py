@@ -4,7 +4,7 @@ The only module that imports the CEL library, ``cel-expr-python`` (Google's cel-
 type-checks like cel-go, has ``cel.bind``, optionals and the strings extension, and takes custom
 types as protobuf messages, so ``kubernetes.Quantity`` and ``kubernetes.Semver`` are real CEL
 types with member functions.  Their messages hold only the value, so CEL's ``==`` compares values
-as upstream does; the maths is in the pure `quantity` and `semver` modules.
+as upstream does; the maths is in the pure `kubetypes.quantity` and `kubetypes.semver`.
 
 A selector is type-checked against ``device`` as a ``kubernetes.DRADevice`` object and evaluated
 with ``device`` as plain maps: ``attributes[domain][id]`` is int, bool, string or Semver,
@@ -26,9 +26,10 @@ by the 10 KiB expression limit, refused at compile time, except growth within on
 estimate keeps such selectors out of stored objects.
 
 Known differences (tests/data/cel-conformance.yaml shows some against the real scheduler):
-``isInteger``/``asInteger`` follow the value, not Go's representation (see `quantity`); a Semver
-or Quantity ``==`` another type is false here and an error upstream, as is upstream's
-``q == q.add(0)``; upstream's ``has(device.attributes.x)`` is always true.  Compiling here but
+``isInteger``/``asInteger`` follow the value, not Go's representation (see
+`kubetypes.quantity`); a Semver or Quantity ``==`` another type is false here and an error
+upstream, as is upstream's ``q == q.add(0)``; upstream's ``has(device.attributes.x)`` is always
+true.  Compiling here but
 rejected by the apiserver: what its static cost estimate refuses (``type(x)``, ``list.join()``),
 invalid regex literals, mixed-type list literals.  Missing here (compile errors): the sets, lists,
 regex ``find``, URL, IP, CIDR and named-format libraries and two-variable comprehensions.
@@ -56,8 +57,9 @@ from google.protobuf import (
     text_format,
 )
 
-from gpudra.allocation.quantity import Quantity, QuantityError, is_quantity
-from gpudra.allocation.semver import Semver, SemverError, is_semver
+from gpudra.common.errors import GpudraError
+from gpudra.kubetypes.quantity import Quantity, QuantityError, is_quantity
+from gpudra.kubetypes.semver import Semver, SemverError, is_semver
 
 MAX_EXPRESSION_BYTES = 10 * 1024  # CELSelectorExpressionMaxLength
 ITERATION_BUDGET = 9_999  # cel-expr-python's fixed comprehension budget per evaluation
@@ -69,7 +71,7 @@ _TYPES = ("kubernetes.Quantity", "kubernetes.Semver")
 _ORDERINGS = {"_<_": "less", "_<=_": "less_equals", "_>_": "greater", "_>=_": "greater_equals"}
 
 
-class CelCompileError(Exception):
+class CelCompileError(GpudraError):
     """A selector that does not compile; ``line``/``column`` are 1-based (None: whole text)."""
 
     def __init__(self, expression: str, detail: str, line: int | None, column: int | None):
@@ -79,7 +81,7 @@ class CelCompileError(Exception):
         super().__init__(f"CEL selector {text!r} does not compile{where}: {detail}")
 
 
-class CelRuntimeError(Exception):
+class CelRuntimeError(GpudraError):
     """A selector failed on one device; the message says why (e.g. ``no such key: model``)."""
 
 

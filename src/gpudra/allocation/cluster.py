@@ -19,11 +19,11 @@ from typing import Any
 
 from gpudra.allocation.capacity import Amounts
 from gpudra.allocation.inputs import Device, DeviceKey, Pool
-from gpudra.allocation.nodeselect import selector_matches
 from gpudra.allocation.pools import IgnoredSlices, build_pools
-from gpudra.allocation.quantity import Quantity, QuantityError, parse_quantity
 from gpudra.api.claim import claim_results
 from gpudra.api.meta import name_of
+from gpudra.kubetypes.nodeselect import selector_matches
+from gpudra.kubetypes.quantity import Quantity, QuantityError, parse_quantity
 from gpudra.resourceapi import DRIVER_NAME
 
 CounterKey = tuple[str, str, str]  # driver, pool, counter set

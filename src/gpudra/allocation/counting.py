@@ -23,9 +23,8 @@ from collections import Counter
 from collections.abc import Callable
 from fractions import Fraction
 
-from gpudra.allocation.capacity import exact
 from gpudra.allocation.inputs import Device
-from gpudra.allocation.quantity import Quantity
+from gpudra.kubetypes.quantity import Quantity, exact
 
 Free = Callable[[Device, str, str], Quantity]  # (device, counter set, counter) -> what is free
 CounterId = tuple[str, str, str, str]  # driver, pool, counter set, counter

@@ -24,7 +24,6 @@ from gpudra.allocation.memo import (
     failure_key,
     signature,
 )
-from gpudra.allocation.nodeselect import node_name_selector
 from gpudra.allocation.pools import IgnoredSlices
 from gpudra.allocation.score import W_BANDWIDTH, W_LEFT, W_PACK, Score, score
 from gpudra.allocation.search import (
@@ -37,6 +36,7 @@ from gpudra.allocation.search import (
 )
 from gpudra.api.claim import AllocationResult
 from gpudra.api.deviceclass import class_selectors
+from gpudra.kubetypes.nodeselect import node_name_selector
 
 
 @dataclass(frozen=True)

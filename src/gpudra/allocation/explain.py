@@ -5,13 +5,14 @@ from __future__ import annotations
 from gpudra.allocation.engine import Assignment, Outcome
 from gpudra.allocation.inputs import Claim
 from gpudra.allocation.search import Diagnosis
+from gpudra.catalogue.attributes import UUID
 
 
 def describe_assignment(title: str, p: Assignment, claims: list[Claim]) -> list[str]:
     lines = [f"{title}: node {p.node}  ({p.score.describe()})"]
     for claim in claims:
         for c in [c for c in p.solution.choices if c.claim is claim]:
-            uuid = c.device.attr(f"{c.device.driver}/uuid")
+            uuid = c.device.attr(f"{c.device.driver}/{UUID}")
             lines.append(
                 f"  {claim.ref}  request {c.request.name:<12} -> {c.device.pool}/{c.device.name}"
                 + (f"  {uuid[1]}" if uuid else "")

@@ -15,13 +15,15 @@ from functools import cached_property
 from typing import Any
 
 from gpudra.allocation.capacity import Capacity, parse_capacities
-from gpudra.allocation.quantity import Quantity, QuantityError, parse_quantity
-from gpudra.allocation.tolerations import Toleration
 from gpudra.api.claim import claim_devices
 from gpudra.api.deviceclass import selector_expressions
 from gpudra.api.meta import name_of, namespace_of, uid_of
 from gpudra.api.slice import SliceDevice
 from gpudra.api.taints import Taint
+from gpudra.catalogue.attributes import TOPOLOGY
+from gpudra.common.errors import GpudraError
+from gpudra.kubetypes.quantity import Quantity, QuantityError, parse_quantity
+from gpudra.kubetypes.tolerations import Toleration
 from gpudra.resourceapi import (
     MAX_REQUESTS_PER_CLAIM,
     MAX_RESULTS_PER_ALLOCATION,
@@ -34,7 +36,7 @@ MAX_SELECTORS = 32
 MAX_TOLERATIONS = 16
 
 
-class InputError(ValueError):
+class InputError(GpudraError, ValueError):
     """A claim, class or slice the allocator cannot use; the message says where and why."""
 
 
@@ -66,16 +68,7 @@ class Device:
     @cached_property
     def attr_signature(self) -> tuple[object, ...]:
         """What scoring reads from the device: topology attributes (not its identity)."""
-        keep = (
-            "index",
-            "type",
-            "nvlinkPeers",
-            "nvlinkDomain",
-            "nvlinkDomainLinks",
-            "nvlinkGBps",
-            "nvlinkGroup",
-        )
-        return tuple(self.attrs.get(f"{self.driver}/{k}") for k in keep)
+        return tuple(self.attrs.get(f"{self.driver}/{k}") for k in TOPOLOGY)
 
     @cached_property
     def content(self) -> bytes:

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpudra.allocation.inputs import Device, Pool, qualify
-from gpudra.allocation.quantity import Quantity, parse_quantity
 from gpudra.api.meta import metadata
 from gpudra.api.slice import (
     Counter,
@@ -42,6 +41,7 @@ from gpudra.api.slice import (
     slice_shared_counters,
     slice_spec,
 )
+from gpudra.kubetypes.quantity import Quantity, parse_quantity
 
 
 @dataclass(frozen=True)

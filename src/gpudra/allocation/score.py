@@ -28,11 +28,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpudra.allocation.capacity import exact
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.inputs import Device
 from gpudra.allocation.search import Choice, Solution
+from gpudra.catalogue import attributes as attr
 from gpudra.devices.topology import NvLinkPair, NvSwitchDomain, Topology
+from gpudra.kubetypes.quantity import exact
 
 W_BANDWIDTH, W_LEFT, W_PACK = 1000.0, 100.0, 10.0
 LEFT_SIZES = (2, 4)
@@ -65,7 +66,7 @@ def _str(dev: Device, name: str) -> str | None:
 
 
 def is_whole_gpu(dev: Device) -> bool:
-    return _str(dev, "type") == "gpu" and _int(dev, "index") is not None
+    return _str(dev, attr.TYPE) == attr.TYPE_GPU and _int(dev, attr.INDEX) is not None
 
 
 _TOPOLOGIES: dict[tuple[object, ...], Topology] = {}
@@ -76,7 +77,7 @@ def topology_of(gpus: list[Device]) -> tuple[Topology, dict[tuple[str, str, str]
 
     Topologies are shared between nodes that publish the same topology attributes, so the
     memoized best-set answers carry over from node to node."""
-    ordered = sorted(gpus, key=lambda d: _int(d, "index") or 0)
+    ordered = sorted(gpus, key=lambda d: _int(d, attr.INDEX) or 0)
     pos = {d.key: i for i, d in enumerate(ordered)}
     sig = tuple(d.attr_signature for d in ordered)
     cached = _TOPOLOGIES.get(sig)
@@ -90,14 +91,14 @@ def topology_of(gpus: list[Device]) -> tuple[Topology, dict[tuple[str, str, str]
 
 
 def _build_topology(gpus: list[Device], pos: dict[tuple[str, str, str], int]) -> Topology:
-    by_index = {_int(d, "index"): pos[d.key] for d in gpus}
+    by_index = {_int(d, attr.INDEX): pos[d.key] for d in gpus}
     links: dict[tuple[int, int], NvLinkPair] = {}
     domains: dict[str, list[int]] = {}
     domain_links: dict[str, tuple[int, float]] = {}
     for d in gpus:
         me = pos[d.key]
-        gbps = float(_int(d, "nvlinkGBps") or 0) or 50.0
-        for part in (_str(d, "nvlinkPeers") or "").split(","):
+        gbps = float(_int(d, attr.NVLINK_GBPS) or 0) or 50.0
+        for part in (_str(d, attr.NVLINK_PEERS) or "").split(","):
             if "x" not in part:
                 continue
             peer_index, _, n = part.partition("x")
@@ -105,10 +106,10 @@ def _build_topology(gpus: list[Device], pos: dict[tuple[str, str, str], int]) ->
             if peer is not None and peer != me:
                 a, b = min(me, peer), max(me, peer)
                 links[(a, b)] = NvLinkPair(a=a, b=b, links=int(n), link_bandwidth_gbps=gbps)
-        dom = _str(d, "nvlinkDomain")
+        dom = _str(d, attr.NVLINK_DOMAIN)
         if dom:
             domains.setdefault(dom, []).append(me)
-            domain_links[dom] = (_int(d, "nvlinkDomainLinks") or 1, gbps)
+            domain_links[dom] = (_int(d, attr.NVLINK_DOMAIN_LINKS) or 1, gbps)
     return Topology(
         gpu_count=len(gpus),
         nvlinks=tuple(links.values()),
@@ -192,7 +193,7 @@ def score(view: ClusterView, sol: Solution) -> Score:
     chosen_pos = {pos[k] for k in chosen_all if k in pos}
     left = left_behind(topo, [p for p in free if p not in chosen_pos])
     devices = view.devices_for(sol.node)
-    migs = [c.device for c in sol.choices if _str(c.device, "type") == "mig"]
+    migs = [c.device for c in sol.choices if _str(c.device, attr.TYPE) == attr.TYPE_MIG]
     share_choices = [c for c in sol.choices if c.consumed is not None]
     if migs:
         packing = mig_packing(view, migs)

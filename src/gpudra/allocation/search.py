@@ -26,10 +26,11 @@ from gpudra.allocation.capacity import consumption, refusal, wire
 from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.counting import shortfall
 from gpudra.allocation.inputs import Claim, Constraint, Device, Request
-from gpudra.allocation.quantity import Quantity
-from gpudra.allocation.tolerations import untolerated
 from gpudra.api.claim import DeviceRequestAllocationResult
 from gpudra.api.deviceclass import class_selectors
+from gpudra.common.errors import GpudraError
+from gpudra.kubetypes.quantity import Quantity
+from gpudra.kubetypes.tolerations import untolerated
 
 Matcher = Callable[[str, Device], tuple[bool, str | None]]  # (expression, device) -> verdict
 DeviceFilter = Callable[[Device], str | None]  # extra rule: a reason to skip the device, or None
@@ -60,12 +61,12 @@ class Rejection:
     kind: RejectionKind = RejectionKind.UNSUITABLE
 
 
-class SelectorError(Exception):
+class SelectorError(GpudraError):
     """A selector failed at run time on a device the search reached: kube-scheduler treats
     this as an error for the whole pod (SchedulerError), so gpudra does too."""
 
 
-class BudgetExceeded(Exception):
+class BudgetExceeded(GpudraError):
     """The search tried more device placements than it may; treated as 'not found here'."""
 
 

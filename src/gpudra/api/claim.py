@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from gpudra.api.meta import Object, ObjectMeta, uid_of
-from gpudra.api.taints import Toleration
+from gpudra.api.taints import TolerationBody
 
 
 class DeviceRequestAllocationResult(TypedDict, total=False):
@@ -19,7 +19,7 @@ class DeviceRequestAllocationResult(TypedDict, total=False):
     pool: str
     device: str
     adminAccess: bool
-    tolerations: list[Toleration]
+    tolerations: list[TolerationBody]
     shareID: str  # consumable capacity: this allocation is one share of the device
     consumedCapacity: dict[str, str]  # what the share takes of each capacity (quantities)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 MAX_EVENT_MESSAGE = 1024
@@ -18,6 +19,11 @@ MAX_EVENT_MESSAGE = 1024
 class EventType(enum.Enum):
     NORMAL = "Normal"
     WARNING = "Warning"
+
+
+def rfc3339(t: float) -> str:
+    """A Unix time as an Event's timestamps spell it (seconds, UTC)."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cut(message: str) -> str:

@@ -8,7 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-Object = Mapping[str, Any]  # a raw API object as the client returns it
+# A raw API object, two ways (as kopf's ``RawBody``/``Body``): ``RawObject`` is the JSON the
+# API server sent, a dict the holder owns and may change (what the ``kube`` client returns
+# and takes); ``Object`` is the same object read-only, what the accessors here and the pure
+# decisions take (a ``RawObject`` is one).
+RawObject = dict[str, Any]
+Object = Mapping[str, Any]
 
 
 class ObjectMeta(TypedDict, total=False):
@@ -43,6 +48,7 @@ def labels_of(obj: Object) -> dict[str, str]:
 
 
 def resource_version_of(obj: Object) -> str:
+    """``metadata.resourceVersion`` of an object or a list ("" when absent)."""
     return str(metadata(obj).get("resourceVersion") or "")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from gpudra.api.meta import Object, ObjectMeta
-from gpudra.api.taints import Toleration
+from gpudra.api.taints import TolerationBody
 
 FINISHED_PHASES = ("Succeeded", "Failed")
 
@@ -43,7 +43,7 @@ class PodSpec(TypedDict, total=False):
     schedulingGates: list[SchedulingGate]
     resourceClaims: list[PodResourceClaim]
     nodeSelector: dict[str, str]
-    tolerations: list[Toleration]
+    tolerations: list[TolerationBody]
     affinity: dict[str, Any]
     containers: list[Container]
     initContainers: list[Container]
@@ -104,7 +104,7 @@ def pod_generated_claims(pod: Object) -> dict[str, str]:
     }
 
 
-def pod_tolerations(pod: Object) -> list[Toleration]:
+def pod_tolerations(pod: Object) -> list[TolerationBody]:
     return pod_spec(pod).get("tolerations") or []
 
 

@@ -2,7 +2,8 @@
 
 ``core/v1`` ``Taint``/``Toleration`` and ``resource.k8s.io`` ``DeviceTaint``/
 ``DeviceToleration`` have the same fields gpudra reads and the same matching rules
-(``allocation.tolerations``), so one pair of types serves both.
+(``kubetypes.tolerations``), so one pair of types serves both.  ``TolerationBody`` is the
+wire form; ``kubetypes.tolerations.Toleration`` is the parsed value that matches taints.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class Taint(TypedDict, total=False):
     timeAdded: str  # devices: RFC 3339, when the taint was added
 
 
-class Toleration(TypedDict, total=False):
+class TolerationBody(TypedDict, total=False):
     key: str
     operator: str  # Equal (the default) | Exists
     value: str

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpudra.common.errors import GpudraError
+
 _SYNTAX = "use all, none, or indices/ranges like 0,2,4-7"
 
 
-class GpuSetError(ValueError):
+class GpuSetError(GpudraError, ValueError):
     """A GPU set names a GPU the node does not have."""
 
 

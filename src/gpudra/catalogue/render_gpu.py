@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from gpudra.catalogue import attributes as attr
 from gpudra.catalogue.names import gpu_device_name
 from gpudra.devices.gpu import Gpu
 from gpudra.devices.inventory import Inventory
@@ -81,22 +82,34 @@ def _link_gbps(topo: Topology, gpu: int) -> float:
     return 0.0
 
 
+def gpu_attributes(inv: Inventory, gpu: Gpu) -> dict[str, Any]:
+    """The attributes of the GPU a device is on: a whole GPU's own, and a MIG device's
+    parent's (``render_mig``), so a selector on them matches both the same way."""
+    attrs: dict[str, Any] = {
+        attr.PRODUCT_NAME: string_attr(gpu.product_name),
+        attr.ARCHITECTURE: string_attr(gpu.architecture),
+        attr.CUDA_COMPUTE_CAPABILITY: version_attr(gpu.cuda_compute_capability),
+        attr.DRIVER_VERSION: version_attr(inv.driver_version),
+        PCI_BUS_ID: string_attr(gpu.pci_bus_id),
+    }
+    if gpu.numa_node is not None:
+        attrs[attr.NUMA_NODE] = int_attr(gpu.numa_node)
+        attrs[NUMA_NODE] = int_attr(gpu.numa_node)
+    return attrs
+
+
 def gpu_device(inv: Inventory, gpu: Gpu, groups: dict[int, str]) -> dict[str, Any]:
     topo = inv.topology
     attrs: dict[str, Any] = {
-        "type": string_attr("gpu"),
-        "uuid": string_attr(gpu.uuid),
-        "index": int_attr(gpu.index),
-        "minor": int_attr(gpu.minor),
-        "productName": string_attr(gpu.product_name),
-        "brand": string_attr(gpu.brand),
-        "architecture": string_attr(gpu.architecture),
-        "cudaComputeCapability": version_attr(gpu.cuda_compute_capability),
-        "driverVersion": version_attr(inv.driver_version),
-        "cudaDriverVersion": version_attr(inv.cuda_driver_version),
-        "migCapable": bool_attr(gpu.mig_capable),
-        PCI_BUS_ID: string_attr(gpu.pci_bus_id),
-        "nvlinkPeerCount": int_attr(len(topo.peers(gpu.index))),
+        attr.TYPE: string_attr(attr.TYPE_GPU),
+        attr.UUID: string_attr(gpu.uuid),
+        attr.INDEX: int_attr(gpu.index),
+        attr.MINOR: int_attr(gpu.minor),
+        attr.BRAND: string_attr(gpu.brand),
+        **gpu_attributes(inv, gpu),
+        attr.CUDA_DRIVER_VERSION: version_attr(inv.cuda_driver_version),
+        attr.MIG_CAPABLE: bool_attr(gpu.mig_capable),
+        attr.NVLINK_PEER_COUNT: int_attr(len(topo.peers(gpu.index))),
     }
     direct = [
         (b if a == gpu.index else a, n) for a, b, n in _direct_links(topo) if gpu.index in (a, b)
@@ -104,23 +117,21 @@ def gpu_device(inv: Inventory, gpu: Gpu, groups: dict[int, str]) -> dict[str, An
     if direct:
         peers = ",".join(f"{p}x{n}" for p, n in sorted(direct))
         if len(peers) <= MAX_STRING_ATTRIBUTE:
-            attrs["nvlinkPeers"] = string_attr(peers)
+            attrs[attr.NVLINK_PEERS] = string_attr(peers)
     gbps = _link_gbps(topo, gpu.index)
     if gbps:
-        attrs["nvlinkGBps"] = int_attr(int(gbps))
+        attrs[attr.NVLINK_GBPS] = int_attr(int(gbps))
     if gpu.pcie_root:
         attrs[PCIE_ROOT] = string_attr(gpu.pcie_root)
-    if gpu.numa_node is not None:
-        attrs["numaNode"] = int_attr(gpu.numa_node)
-        attrs[NUMA_NODE] = int_attr(gpu.numa_node)
     if gpu.index in groups:
-        attrs["nvlinkGroup"] = string_attr(groups[gpu.index])
+        attrs[attr.NVLINK_GROUP] = string_attr(groups[gpu.index])
     for i, dom in enumerate(topo.nvswitch_domains):
         if gpu.index in dom.gpus:
-            attrs["nvlinkDomain"] = string_attr(f"nvswitch-{i}")
-            attrs["nvlinkDomainLinks"] = int_attr(dom.links_per_gpu)
+            attrs[attr.NVLINK_DOMAIN] = string_attr(f"nvswitch-{i}")
+            attrs[attr.NVLINK_DOMAIN_LINKS] = int_attr(dom.links_per_gpu)
     if topo.clique_id is not None:
-        attrs["nvlinkClique"] = string_attr(f"{topo.cluster_uuid or 'cluster'}.{topo.clique_id}")
+        clique = f"{topo.cluster_uuid or 'cluster'}.{topo.clique_id}"
+        attrs[attr.NVLINK_CLIQUE] = string_attr(clique)
     capacity: dict[str, Any] = {"memory": quantity(gpu.memory_bytes)}
     if gpu.multiprocessors:
         capacity["multiprocessors"] = quantity(gpu.multiprocessors)

@@ -12,18 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpudra.catalogue import attributes as attr
 from gpudra.catalogue.names import counter_set_name, mig_device_name
+from gpudra.catalogue.render_gpu import gpu_attributes
 from gpudra.devices.gpu import Gpu
 from gpudra.devices.inventory import Inventory
 from gpudra.devices.mig import MEMORY_SLICES, MigProfile, Placement
-from gpudra.resourceapi import (
-    NUMA_NODE,
-    PCI_BUS_ID,
-    int_attr,
-    quantity,
-    string_attr,
-    version_attr,
-)
+from gpudra.resourceapi import int_attr, quantity, string_attr
 
 
 def counter_set(gpu: Gpu) -> dict[str, Any]:
@@ -54,21 +49,14 @@ def mig_device(
     them, plus the placement.  An existing instance (static MIG) carries its ``uuid``; a
     dynamic placement (no instance yet) consumes its memory slices instead."""
     attrs = {
-        "type": string_attr("mig"),
-        "profile": string_attr(prof.name),
-        "parentUUID": string_attr(gpu.uuid),
-        "parentIndex": int_attr(gpu.index),
-        "placementStart": int_attr(pl.start),
-        "placementSize": int_attr(pl.size),
-        "productName": string_attr(gpu.product_name),
-        "architecture": string_attr(gpu.architecture),
-        "cudaComputeCapability": version_attr(gpu.cuda_compute_capability),
-        "driverVersion": version_attr(inv.driver_version),
-        PCI_BUS_ID: string_attr(gpu.pci_bus_id),
+        attr.TYPE: string_attr(attr.TYPE_MIG),
+        attr.PROFILE: string_attr(prof.name),
+        attr.PARENT_UUID: string_attr(gpu.uuid),
+        attr.PARENT_INDEX: int_attr(gpu.index),
+        attr.PLACEMENT_START: int_attr(pl.start),
+        attr.PLACEMENT_SIZE: int_attr(pl.size),
+        **gpu_attributes(inv, gpu),
     }
-    if gpu.numa_node is not None:
-        attrs["numaNode"] = int_attr(gpu.numa_node)
-        attrs[NUMA_NODE] = int_attr(gpu.numa_node)
     capacity = {
         "memory": quantity(prof.memory_mib * 1024 * 1024),
         "multiprocessors": quantity(prof.multiprocessors),
@@ -86,7 +74,7 @@ def mig_device(
     if uuid is None:
         dev["consumesCounters"] = consumes(gpu, pl)
     else:
-        attrs["uuid"] = string_attr(uuid)
+        attrs[attr.UUID] = string_attr(uuid)
     return dev
 
 

@@ -9,9 +9,10 @@ from typing import Any
 
 from gpudra.cdi.spec import CLAIM_UID_ANNOTATION, DEVICE_PLUGIN_SPEC_FILE, spec_file_name
 from gpudra.common.atomicfile import write_atomic
+from gpudra.common.errors import GpudraError
 
 
-class CdiWriteError(Exception):
+class CdiWriteError(GpudraError):
     """The spec could not be written or removed; the message names the directory and why."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from gpudra.cli.settings_flags import add_config_flag, add_flags, load_settings, precedence_note
 from gpudra.cli.shared_flags import SHARED_FIELDS, api_client, kubeconfig_flags
+from gpudra.common.threads import Threads
 from gpudra.settings import ControllerSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,13 @@ def settings_from(args: argparse.Namespace) -> ControllerSettings:
     return load_settings(ControllerSettings, args)
 
 
+def _healthz(threads: Threads) -> tuple[bool, str]:
+    dead = threads.dead()
+    if not dead:
+        return True, "ok\n"
+    return False, "".join(f"thread {n} died: {why}\n" for n, why in sorted(dead.items()))
+
+
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top: every gpudra process builds the whole command line, and
     # the node daemons should not carry the controller and the allocator's CEL library
@@ -46,11 +54,12 @@ def run(args: argparse.Namespace) -> int:
     s = settings_from(args)
     client = api_client(s)
     metrics = ControllerMetrics()
+    threads = Threads()  # every long-lived thread, guarded: one that dies fails /healthz
+    stop = threads.stop
     if s.metrics_port:
-        metrics.serve(s.metrics_port)
-    stop = threading.Event()
+        metrics.serve(s.metrics_port, routes={"/healthz": lambda: _healthz(threads)})
     cache = ClusterCache(client)
-    cache.start(stop)
+    cache.start(threads)
     if not cache.wait_synced(120):
         log.warning("the watch caches are not all synced after 120s; starting anyway")
     reconciler = Reconciler(
@@ -74,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
             client, name=s.lease_name, namespace=s.lease_namespace, identity=identity
         )
         reconciler.may_write = elector.leading  # checked before every write batch
-        threading.Thread(
-            target=elector.run, args=(stop, lost.set), name="leader-election", daemon=True
-        ).start()
+        threads.spawn("leader-election", elector.run, stop, lost.set)
     try:
         return run_loop(
             reconciler,

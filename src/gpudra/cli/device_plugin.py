@@ -10,7 +10,6 @@ import threading
 from types import FrameType
 from typing import Any
 
-from gpudra.catalogue.gpuset import GpuSetError
 from gpudra.cli.settings_flags import (
     SettingsError,
     add_config_flag,
@@ -19,12 +18,12 @@ from gpudra.cli.settings_flags import (
     precedence_note,
 )
 from gpudra.cli.shared_flags import SHARED_FIELDS, backend_flags
-from gpudra.common.gpulocks import GpuLocked
-from gpudra.deviceplugin.config import ConfigError, DevicePluginConfig, parse_config
+from gpudra.common.logfmt import bind_process
+from gpudra.deviceplugin.config import DevicePluginConfig, parse_config
 from gpudra.deviceplugin.daemon import DevicePluginDaemon
 from gpudra.deviceplugin.options import Options, effective
 from gpudra.nvml.errors import ProfileError
-from gpudra.nvml.factory import BackendKind, open_backend
+from gpudra.nvml.factory import open_backend
 from gpudra.settings import DevicePluginSettings
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,8 @@ def add_parser(sub: Any) -> None:
 
 
 def nvidia_config(s: DevicePluginSettings) -> DevicePluginConfig | None:
-    """The NVIDIA-layout file of ``--device-plugin-config``; SettingsError naming what is wrong."""
+    """The NVIDIA-layout file of ``--device-plugin-config``; SettingsError (unreadable) or
+    PluginConfigError (invalid) naming what is wrong."""
     path = s.device_plugin_config
     if path is None:
         return None
@@ -51,10 +51,7 @@ def nvidia_config(s: DevicePluginSettings) -> DevicePluginConfig | None:
         text = path.read_text()
     except OSError as e:
         raise SettingsError(f"{path}: cannot read the device plugin config: {e}") from e
-    try:
-        return parse_config(text, source=str(path))
-    except ConfigError as e:
-        raise SettingsError(str(e)) from e
+    return parse_config(text, source=str(path))
 
 
 def options_from(args: argparse.Namespace) -> tuple[DevicePluginSettings, Options]:
@@ -71,9 +68,10 @@ def options_from(args: argparse.Namespace) -> tuple[DevicePluginSettings, Option
 
 def run(args: argparse.Namespace) -> int:
     s, options = options_from(args)
+    bind_process(node=s.node_name)
     try:
         backend = open_backend(
-            BackendKind(s.backend),
+            s.backend,
             node_name=s.node_name,
             profile=s.profile,
             profile_file=s.profile_file,
@@ -82,10 +80,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ProfileError as e:
         raise ProfileError(f"node {s.node_name}: {e}") from e
-    try:
-        daemon = DevicePluginDaemon(s, backend=backend, options=options)
-    except (GpuLocked, GpuSetError) as e:
-        raise SettingsError(str(e)) from e
+    daemon = DevicePluginDaemon(s, backend=backend, options=options)
     if s.metrics_port:
         daemon.serve_http(s.metrics_port)
     stop = threading.Event()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from gpudra.cli.shared_flags import kubeconfig_flags
+from gpudra.common.errors import GpudraError
 from gpudra.kube.client import KubeClient
 from gpudra.kube.resources import DEVICECLASSES, NODES, RESOURCECLAIMS, RESOURCESLICES
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from gpudra.allocation.cluster import ClusterView
 
 
-class ExplainError(Exception):
+class ExplainError(GpudraError):
     """Bad input for explain; one line for the user."""
 
 
@@ -110,17 +111,14 @@ def run(args: argparse.Namespace) -> int:
     # the node daemons should not carry the allocator and its CEL library
     from gpudra.allocation.engine import Allocator
     from gpudra.allocation.explain import explain
-    from gpudra.allocation.inputs import InputError, parse_claim
+    from gpudra.allocation.inputs import parse_claim
 
     docs = load_docs(args.file)
     if not docs:
         raise ExplainError(f"{args.file}: no claims found")
-    try:
-        claims = [parse_claim(to_claim(d)) for d in docs]
-        view = cluster_state(args)
-        outcome = Allocator(view).allocate(claims, args.node)
-    except InputError as e:
-        raise ExplainError(str(e)) from e
+    claims = [parse_claim(to_claim(d)) for d in docs]  # InputError: main reports it
+    view = cluster_state(args)
+    outcome = Allocator(view).allocate(claims, args.node)
     if args.output == "json":
         best = outcome.best
         doc = {

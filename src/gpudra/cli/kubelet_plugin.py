@@ -9,23 +9,20 @@ import threading
 from types import FrameType
 from typing import Any
 
-from gpudra.catalogue.gpuset import GpuSetError
 from gpudra.cli.settings_flags import (
-    SettingsError,
     add_config_flag,
     add_flags,
     load_settings,
     precedence_note,
 )
 from gpudra.cli.shared_flags import SHARED_FIELDS, api_client, backend_flags, kubeconfig_flags
-from gpudra.common.gpulocks import GpuLocked
+from gpudra.common.logfmt import bind_process
 from gpudra.kube.client import KubeClient
 from gpudra.kube.resources import NODES
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
-from gpudra.kubeletplugin.dirlock import DirLocked
 from gpudra.kubeletplugin.profile_choice import choose_profile
 from gpudra.nvml.errors import ProfileError
-from gpudra.nvml.factory import BackendKind, open_backend
+from gpudra.nvml.factory import open_backend
 from gpudra.settings import KubeletPluginSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +46,7 @@ def settings_from(args: argparse.Namespace) -> KubeletPluginSettings:
 
 def run(args: argparse.Namespace) -> int:
     s = settings_from(args)
+    bind_process(node=s.node_name)
     client = api_client(s)
     try:
         return _serve(s, client)
@@ -68,7 +66,7 @@ def _serve(s: KubeletPluginSettings, client: KubeClient) -> int:
     log.info("GPU backend: %s (%s)", s.backend, choice.source)
     try:
         backend = open_backend(
-            BackendKind(s.backend),
+            s.backend,
             node_name=s.node_name,
             profile=choice.profile,
             profile_file=choice.profile_file,
@@ -77,10 +75,7 @@ def _serve(s: KubeletPluginSettings, client: KubeClient) -> int:
         )
     except ProfileError as e:
         raise ProfileError(f"node {s.node_name}: {choice.source}: {e}") from e
-    try:
-        daemon = KubeletPluginDaemon(s, client=client, backend=backend)
-    except (DirLocked, GpuLocked, GpuSetError) as e:
-        raise SettingsError(str(e)) from e
+    daemon = KubeletPluginDaemon(s, client=client, backend=backend)
     if s.metrics_port:
         daemon.serve_http(s.metrics_port)
     stop = threading.Event()

@@ -2,9 +2,10 @@
 
 Every field of a settings model is one flag, never restated by hand: ``--`` + the field name
 with ``-`` for ``_`` (a field keeps older spellings as aliases with
-``json_schema_extra={"legacy_flags": [...]}``), its type from the annotation, its help from
-``Field(description=...)`` plus the field's default.  A flag parses to ``None`` when absent,
-so an absent flag never hides a lower source; a ``bool`` field is a switch that sets ``True``.
+``json_schema_extra={"legacy_flags": [...], "legacy_keys": [...]}``: older flags, older
+config-file keys), its type from the annotation, its help from ``Field(description=...)``
+plus the field's default.  A flag parses to ``None`` when absent, so an absent flag never
+hides a lower source; a ``bool`` field is a switch that sets ``True``.
 
 Precedence, highest first: flags > ``GPUDRA_*`` environment > ``--config`` YAML file >
 defaults.  pydantic-settings ranks constructor arguments above the environment, so flags are
@@ -26,6 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from gpudra.catalogue.gpuset import GpuSet
+from gpudra.common.errors import GpudraError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,7 +36,7 @@ _FLAG_TYPES: tuple[type, ...] = (str, int, float, bool, Path)
 _TEXT_TYPES: tuple[type, ...] = (GpuSet,)
 
 
-class SettingsError(Exception):
+class SettingsError(GpudraError):
     """Invalid flags, environment or config file; the message names each bad setting."""
 
 
@@ -45,6 +47,12 @@ def flag_names(name: str, field: FieldInfo) -> list[str]:
     if not isinstance(legacy, list):
         raise TypeError(f"setting {name}: legacy_flags must be a list of flags")
     return ["--" + name.replace("_", "-"), *(str(f) for f in legacy)]
+
+
+def _legacy_keys(field: FieldInfo) -> list[str]:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    keys = extra.get("legacy_keys") or []
+    return [str(k) for k in keys] if isinstance(keys, list) else []
 
 
 def flag_type(name: str, annotation: Any) -> tuple[type, tuple[str, ...]]:
@@ -137,9 +145,15 @@ def config_file_values(model: type[BaseModel], path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: the config file must be a mapping of settings")
     allowed = set(model.model_fields)
+    legacy = {  # a setting's older names as config-file keys (``legacy_keys``)
+        setting_name(key): name
+        for name, field in model.model_fields.items()
+        for key in _legacy_keys(field)
+    }
     out = {}
     for key, value in raw.items():
         name = setting_name(str(key))
+        name = legacy.get(name, name)
         if name not in allowed:
             raise SettingsError(
                 f"{path}: unknown setting {key!r}; allowed: {', '.join(sorted(allowed))}"

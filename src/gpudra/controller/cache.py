@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import threading
 
-from gpudra.api.meta import metadata
+from gpudra.api.meta import RawObject, metadata
+from gpudra.common.threads import Threads
 from gpudra.controller.slim import slim_node, slim_pod
 from gpudra.kube.client import KubeClient
 from gpudra.kube.informer import Informer, compact
-from gpudra.kube.objects import KubeObject
 from gpudra.kube.resources import (
     DEVICECLASSES,
     NODES,
@@ -37,17 +37,16 @@ class ClusterCache:
         self._all = (self.pods, self.claims, self.nodes, self.slices, self.classes)
         self._by_resource = {i.resource: i for i in self._all}
 
-    def start(self, stop: threading.Event) -> None:
+    def start(self, threads: Threads) -> None:
+        """One guarded thread per informer (``gpudra.common.threads``): one that dies is
+        logged and fails the controller's /healthz."""
         for informer in self._all:
-            threading.Thread(
-                target=informer.run, args=(stop,), name=f"watch-{informer.resource.plural}",
-                daemon=True,
-            ).start()  # fmt: skip
+            threads.spawn(f"watch-{informer.resource.plural}", informer.run, threads.stop)
 
     def wait_synced(self, timeout_s: float) -> bool:
         return all(i.synced.wait(timeout_s) for i in self._all)
 
-    def observe(self, resource: Resource, obj: KubeObject) -> None:
+    def observe(self, resource: Resource, obj: RawObject) -> None:
         """Our own write's result, so the next pass does not decide from the old object."""
         informer = self._by_resource.get(resource)
         if informer is not None and metadata(obj):

@@ -1,6 +1,6 @@
 """Decide what to do with one group of gated pods (pure).
 
-Outcomes (`Verdict`):
+Outcomes (`GroupOutcome`):
 * ``allocate`` - every claim of every pod gets an allocation (best placement, pods of a gang
   placed one after the other on nodes where they also fit as pods); nothing is written
   unless the whole group fits;
@@ -25,12 +25,12 @@ from gpudra.allocation.config import allocation_config
 from gpudra.allocation.engine import Allocator, Assignment
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import Claim, Device, InputError, parse_claim
-from gpudra.allocation.tolerations import Toleration
 from gpudra.api.claim import AllocationResult, claim_is_allocated
 from gpudra.api.meta import namespace_of
 from gpudra.controller.events import cut
 from gpudra.controller.fit import NodeUsage, fit_problem, pod_requests
 from gpudra.controller.groups import Group, claim_names, pod_key
+from gpudra.kubetypes.tolerations import Toleration
 from gpudra.resourceapi import MANAGED_TAINT_KEY
 
 ClaimKey = tuple[str, str]  # namespace, name
@@ -58,7 +58,7 @@ def tolerate_managed(claim: Claim) -> Claim:
     return replace(claim, requests=requests)
 
 
-class Verdict(enum.Enum):
+class GroupOutcome(enum.Enum):
     """What to do with a group (the values are the metrics' ``outcome`` labels)."""
 
     ALLOCATE = "allocate"
@@ -72,18 +72,18 @@ class Verdict(enum.Enum):
     def writes(self) -> bool:
         """Acting on it writes claims or pods, telling the pods (events, conditions) included:
         the leader fence is checked first."""
-        return self is not Verdict.ERROR
+        return self is not GroupOutcome.ERROR
 
     @property
     def settles(self) -> bool:
         """The group stays as it is until its pods or the world change (not decided again
         on the same inputs)."""
-        return self in (Verdict.WAIT, Verdict.FAIL)
+        return self in (GroupOutcome.WAIT, GroupOutcome.FAIL)
 
 
 @dataclass
 class Decision:
-    verdict: Verdict
+    outcome: GroupOutcome
     message: str = ""
     allocations: dict[ClaimKey, AllocationResult] = field(default_factory=dict)
     nodes: dict[str, str] = field(default_factory=dict)  # pod key -> node
@@ -100,18 +100,18 @@ def _claims_of(
         names, missing = claim_names(pod)
         if not names and not missing:
             return Decision(
-                Verdict.FAIL,
+                GroupOutcome.FAIL,
                 f"pod {pod_key(pod)} carries the gpudra.io/topology gate but has no resource "
                 "claims; remove the gate or add a claim",
             )
         if missing:
             return Decision(
-                Verdict.WAIT, f"waiting for the claims of pod {pod_key(pod)} to be created"
+                GroupOutcome.WAIT, f"waiting for the claims of pod {pod_key(pod)} to be created"
             )
         absent = [n for n in names if (ns, n) not in claims]
         if absent:
             return Decision(
-                Verdict.WAIT, f"waiting for claim(s) {', '.join(absent)} of pod {pod_key(pod)}"
+                GroupOutcome.WAIT, f"waiting for claim(s) {', '.join(absent)} of pod {pod_key(pod)}"
             )
         out[pod_key(pod)] = [(ns, n) for n in names]
     return out
@@ -132,20 +132,22 @@ def decide(
     ``allocation.config``); False for older servers.  ``usage``: the pods' requests per node
     summed for the whole pass (one per pass; default: summed for this decision)."""
     if group.problem:
-        return Decision(Verdict.FAIL, group.problem)
+        return Decision(GroupOutcome.FAIL, group.problem)
     if not group.complete:
         have = len(group.pods) + group.released
-        return Decision(Verdict.WAIT, f"gang has {have} of {group.size} pods; waiting for the rest")
+        return Decision(
+            GroupOutcome.WAIT, f"gang has {have} of {group.size} pods; waiting for the rest"
+        )
     per_pod = _claims_of(group, claims)
     if isinstance(per_pod, Decision):
         return per_pod
     keys = [k for ks in per_pod.values() for k in ks]
     allocated = [k for k in keys if claim_is_allocated(claims[k])]
     if allocated and len(allocated) == len(keys):
-        return Decision(Verdict.UNGATE, "claims already allocated", claims=allocated)
+        return Decision(GroupOutcome.UNGATE, "claims already allocated", claims=allocated)
     if allocated:
         return Decision(
-            Verdict.ROLLBACK,
+            GroupOutcome.ROLLBACK,
             f"{len(allocated)} of {len(keys)} claims were allocated by an interrupted pass",
             claims=allocated,
         )
@@ -177,7 +179,7 @@ def _allocate(
     allocator = Allocator(view, device_filter=managed_only, scheduler_errors=False)
     committed: list[Assignment] = []
     placed: dict[str, list[dict[str, Any]]] = {}
-    decision = Decision(Verdict.ALLOCATE)
+    decision = Decision(GroupOutcome.ALLOCATE)
     ok = False
     try:
         for pod in group.pods:
@@ -185,7 +187,7 @@ def _allocate(
             try:
                 parsed = [tolerate_managed(parse_claim(claims[k])) for k in per_pod[key]]
             except InputError as e:
-                return Decision(Verdict.FAIL, f"pod {key}: {e}")
+                return Decision(GroupOutcome.FAIL, f"pod {key}: {e}")
             wants = pod_requests(pod)
             fitting = [
                 name
@@ -195,16 +197,16 @@ def _allocate(
             ]
             if not fitting:
                 return Decision(
-                    Verdict.FAIL, f"pod {key} fits no node (selectors, taints, capacity)"
+                    GroupOutcome.FAIL, f"pod {key} fits no node (selectors, taints, capacity)"
                 )
             try:
                 outcome = allocator.allocate(parsed, fitting)
             except InputError as e:
-                return Decision(Verdict.FAIL, f"pod {key}: {e}")
+                return Decision(GroupOutcome.FAIL, f"pod {key}: {e}")
             if outcome.best is None:
                 prefix = f"gang {group.key}: " if group.size > 1 else ""
                 text = prefix + explain(outcome, parsed, max_nodes=3)
-                return Decision(Verdict.FAIL, cut(text))
+                return Decision(GroupOutcome.FAIL, cut(text))
             allocator.commit(outcome.best)
             committed.append(outcome.best)
             placed.setdefault(outcome.best.node, []).append(pod)

@@ -3,9 +3,9 @@
 The controller must only pick nodes where the scheduler will then bind the pod: node
 selector and required node affinity, taints (NoSchedule/NoExecute) against tolerations,
 node readiness, and allocatable cpu, memory and pods against what the node's pods request.
-Quantities are exact (``allocation.quantity``), as the scheduler's are: ten pods of
+Quantities are exact (``kubetypes.quantity``), as the scheduler's are: ten pods of
 ``100m`` fill one CPU, and one ``1n`` more does not fit.  Taints are matched by the same
-rule the allocator applies to device taints (``allocation.tolerations``).
+rule the allocator applies to device taints (``kubetypes.tolerations``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gpudra.allocation.nodeselect import selector_matches
-from gpudra.allocation.quantity import Quantity, parse_quantity
-from gpudra.allocation.tolerations import Toleration, untolerated
 from gpudra.api.meta import labels_of
 from gpudra.api.node import node_allocatable, node_taints, node_unschedulable
 from gpudra.api.pod import (
@@ -27,6 +24,9 @@ from gpudra.api.pod import (
     pod_required_node_selector,
     pod_tolerations,
 )
+from gpudra.kubetypes.nodeselect import selector_matches
+from gpudra.kubetypes.quantity import Quantity, parse_quantity
+from gpudra.kubetypes.tolerations import Toleration, untolerated
 
 ZERO = Quantity.of(0)
 ONE = Quantity.of(1)

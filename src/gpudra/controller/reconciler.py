@@ -6,6 +6,10 @@ is rolled back and decided again.  Writes for one group: each claim's allocation
 allocation is immutable, so a claim allocated meanwhile by someone else fails the write and
 the group's other writes are rolled back), then the pods' gates.  Events and a pod
 condition tell the user what happened; a failure in one group never stops the others.
+
+This module is the pass: read, decide per group, apply each decision.  The writes
+themselves (fenced, conditional, observed into the cache) are ``controller.writes``; what
+the user is told, once, ``controller.telling``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from gpudra.allocation.cluster import ClusterView
@@ -26,6 +29,7 @@ from gpudra.api.claim import (
     claim_allocation,
     claim_reserved_for,
 )
+from gpudra.api.events import rfc3339
 from gpudra.api.meta import (
     is_deleting,
     labels_of,
@@ -36,19 +40,20 @@ from gpudra.api.meta import (
     uid_of,
 )
 from gpudra.api.node import node_allocatable, node_taints, node_unschedulable
-from gpudra.api.pod import pod_gate_names, pod_node_name
+from gpudra.api.pod import pod_node_name
+from gpudra.common.errors import GpudraError
 from gpudra.controller.cache import ClusterCache
-from gpudra.controller.decide import ClaimKey, Decision, Verdict, decide
-from gpudra.controller.events import EventType, condition_patch, pod_event
+from gpudra.controller.decide import ClaimKey, Decision, GroupOutcome, decide
+from gpudra.controller.events import EventType
 from gpudra.controller.fit import NodeUsage
-from gpudra.controller.groups import GATE, Group, claim_names, group_pods, pod_key
+from gpudra.controller.groups import Group, claim_names, group_pods, pod_key
 from gpudra.controller.slim import slim_pod
+from gpudra.controller.telling import Teller, pod_uid
+from gpudra.controller.writes import Writes
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import Conflict, Invalid, KubeError, NotFound
-from gpudra.kube.objects import PatchType
 from gpudra.kube.resources import (
     DEVICECLASSES,
-    EVENTS,
     NODES,
     PODS,
     RESOURCECLAIMS,
@@ -63,7 +68,7 @@ log = logging.getLogger(__name__)
 CONFIG_OMITS_ALL_FROM = 37
 
 
-class NotLeader(Exception):
+class NotLeader(GpudraError):
     """This replica may no longer write (its lease's renew deadline passed): the pass stops
     before its next write batch."""
 
@@ -95,19 +100,9 @@ def world_digest(
         part = (name_of(n), labels_of(n), node_taints(n), node_unschedulable(n),
                 node_allocatable(n))  # fmt: skip
         h.update(json.dumps(part, sort_keys=True, default=str).encode())
-    for p in sorted(f"{_uid(p)}@{pod_node_name(p)}" for p in pods):
+    for p in sorted(f"{pod_uid(p)}@{pod_node_name(p)}" for p in pods):
         h.update(p.encode())
     return h.hexdigest()
-
-
-def _uid(pod: dict[str, Any]) -> str:
-    return uid_of(pod) or pod_key(pod)
-
-
-def rfc3339(t: float | None = None) -> str:
-    return datetime.fromtimestamp(t if t is not None else time.time(), UTC).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
 
 
 class Reconciler:
@@ -130,8 +125,9 @@ class Reconciler:
         # per pod UID (a pod recreated under the same name is a new pod), pruned every pass
         # to the pods that still exist
         self._ungated_at: dict[str, float] = {}
-        self._said: dict[str, str] = {}  # last message told (no duplicate events)
         self._first_seen: dict[str, float] = {}
+        self.teller = Teller(client, clock)
+        self.writes = Writes(client, cache=cache, fence=self._fence)
         self._ignored: set[str] = set()  # reasons already logged for ignored slices
         # asked before every write batch (leader election sets it): a replica that is no
         # longer sure it leads must not write what it decided from its snapshot
@@ -155,7 +151,7 @@ class Reconciler:
             raise NotLeader("not leading any more; no further writes in this pass")
 
     def run_pass(self) -> dict[str, int]:
-        """One reconcile pass over every gated group; returns counts per verdict (its
+        """One reconcile pass over every gated group; returns counts per outcome (its
         value), plus ``unchanged``, ``released`` and ``rescued``."""
         pods, raw_claims, raw_nodes, slices, classes = self._read()
         self._forget_gone({uid_of(p) for p in pods})
@@ -182,7 +178,7 @@ class Reconciler:
         for group in groups:
             started = time.perf_counter()
             for p in group.pods:
-                self._first_seen.setdefault(_uid(p), self._clock())
+                self._first_seen.setdefault(pod_uid(p), self._clock())
             inputs = (world, tuple(resource_version_of(p) for p in group.pods))
             if self._settled.get(group.key) == inputs:
                 counts["unchanged"] += 1  # waited or failed on exactly these inputs
@@ -205,13 +201,13 @@ class Reconciler:
                 if e.retryable:  # throttled or failing server: end the pass and back off
                     raise
                 log.warning("group %s: API error, retrying next pass: %s", group.key, e)
-                d = Decision(Verdict.ERROR, str(e))
+                d = Decision(GroupOutcome.ERROR, str(e))
             except Exception:  # one bad group must not stop the others
                 log.exception("group %s: unexpected error", group.key)
-                d = Decision(Verdict.ERROR, "internal error")
-            counts[d.verdict.value] += 1
-            self._metrics.observe(d.verdict.value, time.perf_counter() - started)
-            if d.verdict.settles:
+                d = Decision(GroupOutcome.ERROR, "internal error")
+            counts[d.outcome.value] += 1
+            self._metrics.observe(d.outcome.value, time.perf_counter() - started)
+            if d.outcome.settles:
                 self._settled[group.key] = inputs
             else:
                 self._settled.pop(group.key, None)
@@ -234,13 +230,9 @@ class Reconciler:
             c.list(DEVICECLASSES).items,
         )
 
-    def _wrote(self, resource: Any, obj: dict[str, Any]) -> dict[str, Any]:
-        if self._cache is not None:
-            self._cache.observe(resource, obj)
-        return obj
-
     def _forget_gone(self, live: set[str]) -> None:
-        for memo in (self._ungated_at, self._said, self._first_seen):
+        self.teller.forget(live)
+        for memo in (self._ungated_at, self._first_seen):
             for uid in [u for u in memo if u not in live]:
                 del memo[uid]
 
@@ -266,7 +258,7 @@ class Reconciler:
             if key in used or claim_reserved_for(c) or not _ours(claim_allocation(c)):
                 continue
             self._fence()
-            self._release([c])
+            self.writes.release([c])
             log.info("released unused claim %s/%s", *key)
             released += 1
         return released
@@ -278,7 +270,7 @@ class Reconciler:
         its (unreserved) claims so the scheduler can allocate them elsewhere, and say so."""
         rescued = 0
         for p in pods:
-            key = _uid(p)
+            key = pod_uid(p)
             if pod_node_name(p) or is_deleting(p):
                 self._ungated_at.pop(key, None)
                 continue
@@ -292,9 +284,9 @@ class Reconciler:
                 if (c := claims.get((ns, n))) is not None and not claim_reserved_for(c)
             ]
             self._fence()
-            self._release(mine)
+            self.writes.release(mine)
             self._ungated_at.pop(key, None)
-            self._tell_pod(
+            self.teller.tell_pod(
                 p,
                 EventType.WARNING,
                 "Rescheduling",
@@ -308,27 +300,13 @@ class Reconciler:
     # --- writes ----------------------------------------------------------------------------
 
     def _apply(self, group: Group, d: Decision, claims: dict[ClaimKey, dict[str, Any]]) -> None:
-        if d.verdict.writes:
+        if d.outcome.writes:
             self._fence()
-        if d.verdict is Verdict.ALLOCATE:
-            written: list[dict[str, Any]] = []
+        if d.outcome is GroupOutcome.ALLOCATE:
             try:
-                for (ns, name), allocation in d.allocations.items():
-                    # conditional on the claim being as read: its allocation is decided
-                    # from that snapshot
-                    rv = resource_version_of(claims.get((ns, name)) or {})
-                    patch: dict[str, Any] = {"status": {"allocation": allocation}}
-                    if rv:
-                        patch["metadata"] = {"resourceVersion": rv}
-                    written.append(
-                        self._wrote(
-                            RESOURCECLAIMS,
-                            self._client.patch_status(RESOURCECLAIMS, name, patch, namespace=ns),
-                        )
-                    )
+                self.writes.allocate(d.allocations, claims)
             except (Conflict, Invalid, NotFound) as e:
-                self._release(written)
-                self._tell(
+                self.teller.tell(
                     group,
                     EventType.WARNING,
                     "AllocationConflict",
@@ -337,105 +315,28 @@ class Reconciler:
                 return
             self._ungate(group, d)
             for p in group.pods:
-                waited = self._clock() - self._first_seen.pop(_uid(p), self._clock())
+                waited = self._clock() - self._first_seen.pop(pod_uid(p), self._clock())
                 self._metrics.gang_wait.observe(waited)
             return
-        if d.verdict is Verdict.UNGATE:
+        if d.outcome is GroupOutcome.UNGATE:
             self._ungate(group, d)
-        elif d.verdict is Verdict.ROLLBACK:
-            self._release([c for k in d.claims if (c := claims.get(k)) is not None])
-            self._tell(group, EventType.NORMAL, "RolledBack", d.message)
-        elif d.verdict is Verdict.WAIT:
-            self._tell(group, EventType.NORMAL, "Waiting", d.message)
-        elif d.verdict is Verdict.FAIL:
-            self._tell(group, EventType.WARNING, "Unplaceable", d.message)
-
-    def _release(self, claims: list[dict[str, Any]]) -> None:
-        """Deallocate claims, each only if it is still exactly as read (its resourceVersion):
-        an allocation written meanwhile (by another replica that leads now) is never
-        cleared on the strength of an older snapshot."""
-        for c in claims:
-            ns, name = namespaced_name(c)
-            patch: dict[str, Any] = {"status": {"allocation": None}}
-            if resource_version_of(c):
-                patch["metadata"] = {"resourceVersion": resource_version_of(c)}
-            try:
-                self._wrote(
-                    RESOURCECLAIMS,
-                    self._client.patch_status(RESOURCECLAIMS, name, patch, namespace=ns),
-                )
-            except NotFound:
-                pass
-            except Conflict:
-                log.info("claim %s/%s changed since it was read; not releasing it", ns, name)
-
-    def _remove_gate(self, pod: dict[str, Any]) -> None:
-        """Remove only our gate: a JSON patch that tests the entry is ours at that index (any
-        other gate added or removed meanwhile fails the test), re-read and retried once."""
-        name, ns, uid = name_of(pod), namespace_of(pod), uid_of(pod)
-        for attempt in range(2):
-            gates = pod_gate_names(pod)
-            index = gates.index(GATE) if GATE in gates else None
-            if index is None:
-                return
-            try:
-                done = self._client.patch(
-                    PODS,
-                    name,
-                    [
-                        {"op": "test", "path": "/metadata/uid", "value": uid},
-                        {
-                            "op": "test",
-                            "path": f"/spec/schedulingGates/{index}/name",
-                            "value": GATE,
-                        },
-                        {"op": "remove", "path": f"/spec/schedulingGates/{index}"},
-                    ],
-                    namespace=ns,
-                    patch_type=PatchType.JSON,
-                )
-                self._wrote(PODS, done)
-                return
-            except Invalid:
-                if attempt:
-                    raise
-                pod = self._client.get(PODS, name, namespace=ns)
-                if uid_of(pod) != uid:
-                    return
+        elif d.outcome is GroupOutcome.ROLLBACK:
+            self.writes.release([c for k in d.claims if (c := claims.get(k)) is not None])
+            self.teller.tell(group, EventType.NORMAL, "RolledBack", d.message)
+        elif d.outcome is GroupOutcome.WAIT:
+            self.teller.tell(group, EventType.NORMAL, "Waiting", d.message)
+        elif d.outcome is GroupOutcome.FAIL:
+            self.teller.tell(group, EventType.WARNING, "Unplaceable", d.message)
 
     def _ungate(self, group: Group, d: Decision) -> None:
         for pod in group.pods:
-            self._remove_gate(pod)
+            self.writes.remove_gate(pod)
             node = d.nodes.get(pod_key(pod), "")
-            self._ungated_at[_uid(pod)] = self._clock()
-            self._tell_pod(
+            self._ungated_at[pod_uid(pod)] = self._clock()
+            self.teller.tell_pod(
                 pod,
                 EventType.NORMAL,
                 "Allocated",
                 f"claims allocated{' on node ' + node if node else ''}; gate removed",
                 placed=True,
             )
-
-    def _tell(self, group: Group, kind: EventType, reason: str, message: str) -> None:
-        for pod in group.pods:
-            self._tell_pod(pod, kind, reason, message, placed=False)
-
-    def _tell_pod(
-        self, pod: dict[str, Any], kind: EventType, reason: str, message: str, *, placed: bool
-    ) -> None:
-        key, uid = pod_key(pod), _uid(pod)
-        if self._said.get(uid) == f"{reason}:{message}":
-            return
-        self._said[uid] = f"{reason}:{message}"
-        now = rfc3339(self._clock())
-        try:
-            self._client.create(EVENTS, pod_event(pod, kind, reason, message, now=now))
-            self._client.patch_status(
-                PODS,
-                name_of(pod),
-                condition_patch(placed, reason, message, now=now),
-                namespace=namespace_of(pod),
-                patch_type=PatchType.STRATEGIC,
-            )
-        except KubeError as e:
-            log.info("could not report %s on %s: %s", reason, key, e)

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from gpudra.catalogue.catalogue import CatalogueDevice, DeviceKind, GpuMode, NodeCatalogue
 from gpudra.deviceplugin.config import ReplicaResource, TimeSlicing
+from gpudra.settings.device_plugin import MigStrategy
 
-MigStrategy = Literal["none", "single", "mixed"]
 REPLICA_SEPARATOR = "::"
 
 
@@ -47,7 +46,7 @@ class PluginDevice:
 
 
 @dataclass(frozen=True)
-class Resource:
+class AdvertisedResource:
     name: str
     devices: tuple[PluginDevice, ...]
     whole_gpus: bool  # each ID is one whole GPU: GetPreferredAllocation scores NVLink sets
@@ -59,11 +58,11 @@ class Resource:
 
 @dataclass(frozen=True)
 class Layout:
-    resources: tuple[Resource, ...]
+    resources: tuple[AdvertisedResource, ...]
     problems: tuple[str, ...] = ()  # why something the strategy needs is not advertised
     notes: tuple[str, ...] = field(default=(), compare=False)  # worth a log line
 
-    def resource(self, name: str) -> Resource | None:
+    def resource(self, name: str) -> AdvertisedResource | None:
         return next((r for r in self.resources if r.name == name), None)
 
 
@@ -109,7 +108,7 @@ def _migs(c: NodeCatalogue) -> list[tuple[str, PluginDevice]]:
 
 def _by_strategy(
     c: NodeCatalogue, resource_name: str, strategy: MigStrategy
-) -> tuple[list[Resource], list[str], list[str]]:
+) -> tuple[list[AdvertisedResource], list[str], list[str]]:
     problems: list[str] = []
     notes: list[str] = []
     mig_gpus = c.gpus_in(GpuMode.STATIC_MIG) + c.gpus_in(GpuMode.DYNAMIC_MIG)
@@ -122,10 +121,14 @@ def _by_strategy(
                 "migStrategy none advertises whole GPUs only, so they are not advertised "
                 "(use single or mixed)"
             )
-        return [Resource(resource_name, tuple(whole), whole_gpus=True)], problems, notes
+        return [AdvertisedResource(resource_name, tuple(whole), whole_gpus=True)], problems, notes
     if strategy == "single":
         if not mig_gpus:
-            return [Resource(resource_name, tuple(whole), whole_gpus=True)], problems, notes
+            return (
+                [AdvertisedResource(resource_name, tuple(whole), whole_gpus=True)],
+                problems,
+                notes,
+            )
         profiles = sorted({p for p, _ in migs})
         empty = [g.index for g in mig_gpus if not any(d.gpu_index == g.index for _, d in migs)]
         if whole:
@@ -145,16 +148,22 @@ def _by_strategy(
                 f"migStrategy single: MIG GPU(s) {','.join(map(str, empty))} have no MIG devices"
             )
         if problems:
-            return [Resource(resource_name, (), whole_gpus=False)], problems, notes
-        return [Resource(resource_name, tuple(d for _, d in migs), whole_gpus=False)], [], notes
+            return [AdvertisedResource(resource_name, (), whole_gpus=False)], problems, notes
+        return (
+            [AdvertisedResource(resource_name, tuple(d for _, d in migs), whole_gpus=False)],
+            [],
+            notes,
+        )
     # mixed
-    out = [Resource(resource_name, tuple(whole), whole_gpus=True)]
+    out = [AdvertisedResource(resource_name, tuple(whole), whole_gpus=True)]
     for g in mig_gpus:
         if not any(d.gpu_index == g.index for _, d in migs):
             notes.append(f"migStrategy mixed: MIG GPU {g.index} has no MIG devices")
     for profile in sorted({p for p, _ in migs}):
         devs = tuple(d for p, d in migs if p == profile)
-        out.append(Resource(mig_resource_name(resource_name, profile), devs, whole_gpus=False))
+        out.append(
+            AdvertisedResource(mig_resource_name(resource_name, profile), devs, whole_gpus=False)
+        )
     return out, problems, notes
 
 
@@ -183,8 +192,10 @@ def _replicas(d: PluginDevice, n: int) -> list[PluginDevice]:
     ]
 
 
-def _time_sliced(resources: list[Resource], ts: TimeSlicing, notes: list[str]) -> list[Resource]:
-    out: dict[str, Resource] = {r.name: r for r in resources}
+def _time_sliced(
+    resources: list[AdvertisedResource], ts: TimeSlicing, notes: list[str]
+) -> list[AdvertisedResource]:
+    out: dict[str, AdvertisedResource] = {r.name: r for r in resources}
     for spec in ts.resources:
         base = out.get(spec.name)
         if base is None:
@@ -202,12 +213,12 @@ def _time_sliced(resources: list[Resource], ts: TimeSlicing, notes: list[str]) -
         kept = tuple(d for d in base.devices if d.id not in ids)
         shared = tuple(x for d in chosen for x in _replicas(d, spec.replicas))
         if name == spec.name:
-            out[name] = Resource(name, kept + shared, whole_gpus=False, shared=True)
+            out[name] = AdvertisedResource(name, kept + shared, whole_gpus=False, shared=True)
         else:
-            out[spec.name] = Resource(spec.name, kept, whole_gpus=base.whole_gpus)
+            out[spec.name] = AdvertisedResource(spec.name, kept, whole_gpus=base.whole_gpus)
             prior = out.get(name)
             devices = (prior.devices if prior else ()) + shared
-            out[name] = Resource(name, devices, whole_gpus=False, shared=True)
+            out[name] = AdvertisedResource(name, devices, whole_gpus=False, shared=True)
     return list(out.values())
 
 

@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gpudra.cdi.spec import CONTROL_NODES, plugin_device_id
-from gpudra.deviceplugin.advertise import PluginDevice, Resource
+from gpudra.common.errors import GpudraError
+from gpudra.deviceplugin.advertise import AdvertisedResource, PluginDevice
 from gpudra.deviceplugin.options import Options
 
 
-class AllocateError(ValueError):
+class AllocateError(GpudraError, ValueError):
     """The request cannot be served; the message is what the kubelet reports on the pod."""
 
 
@@ -43,7 +44,7 @@ class ContainerAllocation:
     devices: tuple[PluginDevice, ...]  # the distinct devices behind the IDs, in request order
 
 
-def check(resource: Resource, ids: Sequence[str], options: Options) -> list[PluginDevice]:
+def check(resource: AdvertisedResource, ids: Sequence[str], options: Options) -> list[PluginDevice]:
     """The devices behind ``ids``; AllocateError with NVIDIA's message when not servable."""
     if options.fail_requests_greater_than_one and resource.shared and len(ids) > 1:
         raise AllocateError(
@@ -66,7 +67,7 @@ def _host(path: str, dev_root: str | None) -> str:
 
 
 def container_allocation(
-    resource: Resource, ids: Sequence[str], options: Options, *, dev_root: str | None
+    resource: AdvertisedResource, ids: Sequence[str], options: Options, *, dev_root: str | None
 ) -> ContainerAllocation:
     chosen = check(resource, ids, options)
     distinct = tuple({d.uuid: d for d in chosen}.values())

@@ -31,7 +31,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gpudra.settings.device_plugin import list_strategy_problem
+from gpudra.common.errors import GpudraError
+from gpudra.settings.device_plugin import DeviceIdStrategy, MigStrategy, list_strategy_problem
 
 # keys of NVIDIA's flags that have no meaning for gpudra (paths of NVIDIA's own tools, GFD)
 IGNORED_FLAGS = (
@@ -45,7 +46,7 @@ IGNORED_FLAGS = (
 IGNORED_PLUGIN_FLAGS = ("cdiAnnotationPrefix", "nvidiaCTKPath", "containerDriverRoot")
 
 
-class ConfigError(ValueError):
+class PluginConfigError(GpudraError, ValueError):
     """The config file is unreadable or invalid; the message names the file and the key."""
 
 
@@ -56,9 +57,7 @@ class _Strict(BaseModel):
 class PluginFlags(_Strict):
     pass_device_specs: bool | None = Field(default=None, alias="passDeviceSpecs")
     device_list_strategy: tuple[str, ...] | None = Field(default=None, alias="deviceListStrategy")
-    device_id_strategy: Literal["uuid", "index"] | None = Field(
-        default=None, alias="deviceIDStrategy"
-    )
+    device_id_strategy: DeviceIdStrategy | None = Field(default=None, alias="deviceIDStrategy")
     cdi_annotation_prefix: str | None = Field(default=None, alias="cdiAnnotationPrefix")
     nvidia_ctk_path: str | None = Field(default=None, alias="nvidiaCTKPath")
     container_driver_root: str | None = Field(default=None, alias="containerDriverRoot")
@@ -76,9 +75,7 @@ class PluginFlags(_Strict):
 
 
 class Flags(_Strict):
-    mig_strategy: Literal["none", "single", "mixed"] | None = Field(
-        default=None, alias="migStrategy"
-    )
+    mig_strategy: MigStrategy | None = Field(default=None, alias="migStrategy")
     fail_on_init_error: bool | None = Field(default=None, alias="failOnInitError")
     restart_on_device_unhealthy: bool | None = Field(default=None, alias="restartOnDeviceUnhealthy")
     nvidia_driver_root: str | None = Field(default=None, alias="nvidiaDriverRoot")
@@ -202,18 +199,19 @@ def _describe(err: ValidationError) -> str:
 
 
 def parse_config(text: str, *, source: str) -> DevicePluginConfig:
-    """The config in ``text`` (YAML or JSON); ConfigError naming ``source`` and each bad key."""
+    """The config in ``text`` (YAML or JSON); PluginConfigError naming ``source`` and each
+    bad key."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML: {e}") from e
+        raise PluginConfigError(f"{source}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
-        raise ConfigError(
+        raise PluginConfigError(
             f"{source}: expected a mapping with version: v1, got {type(raw).__name__}"
         )
     if "version" not in raw:
-        raise ConfigError(f"{source}: missing version (this layout is version: v1)")
+        raise PluginConfigError(f"{source}: missing version (this layout is version: v1)")
     try:
         return DevicePluginConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {_describe(e)}") from e
+        raise PluginConfigError(f"{source}: {_describe(e)}") from e

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpudra.deviceplugin.advertise import MigStrategy
 from gpudra.deviceplugin.config import DevicePluginConfig, TimeSlicing
-from gpudra.settings.device_plugin import DeviceIdStrategy, DevicePluginSettings
+from gpudra.settings.device_plugin import DeviceIdStrategy, DevicePluginSettings, MigStrategy
 
 DEFAULT_LIST_STRATEGY = ("envvar", "cdi-cri")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from gpudra.catalogue.catalogue import NodeCatalogue
 from gpudra.cdi.spec import CdiDevice, device_plugin_spec
 from gpudra.cdi.writer import CdiWriter
-from gpudra.deviceplugin.advertise import Layout, Resource, layout
+from gpudra.deviceplugin.advertise import AdvertisedResource, Layout, layout
 from gpudra.deviceplugin.allocate import ContainerAllocation, container_allocation
 from gpudra.deviceplugin.options import Options
 from gpudra.deviceplugin.preferred import distributed, preferred_gpus
@@ -120,7 +120,7 @@ class DevicePluginService:
             self._closed = True
             self._cond.notify_all()
 
-    def _resource(self, name: str) -> Resource:
+    def _resource(self, name: str) -> AdvertisedResource:
         r = self.layout.resource(name)
         if r is None:
             raise LookupError(f"this plugin does not advertise {name}")

@@ -20,7 +20,7 @@ from gpudra.kube.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from gpudra.kube.objects import KubeObject, ObjectList, PatchType, WatchEvent
+from gpudra.kube.objects import ObjectList, PatchType, WatchEvent
 from gpudra.kube.resources import Resource
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "Invalid",
     "KubeClient",
     "KubeError",
-    "KubeObject",
     "NotFound",
     "ObjectList",
     "PatchType",

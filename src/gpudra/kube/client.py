@@ -15,15 +15,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from gpudra.api.meta import RawObject, resource_version_of
 from gpudra.kube.errors import KubeError
-from gpudra.kube.objects import (
-    KubeObject,
-    ObjectList,
-    PatchType,
-    WatchEvent,
-    decode_watch_line,
-    resource_version_of,
-)
+from gpudra.kube.objects import ObjectList, PatchType, WatchEvent, decode_watch_line
 from gpudra.kube.resources import Resource
 from gpudra.kube.transport import DEFAULT_TIMEOUT, Transport
 
@@ -78,7 +72,7 @@ class KubeClient:
         *,
         namespace: str | None = None,
         timeout: float | None = None,
-    ) -> KubeObject:
+    ) -> RawObject:
         """One object; ``timeout`` (seconds) bounds this call instead of the client's default."""
         return self.transport.request_json(
             "GET", res.path(namespace=namespace, name=name), timeout=timeout
@@ -94,7 +88,7 @@ class KubeClient:
         page_size: int = 500,
     ) -> ObjectList:
         """All objects matching the selectors (following ``continue`` pages)."""
-        items: list[KubeObject] = []
+        items: list[RawObject] = []
         rv = ""
         for page, page_rv in self.list_pages(
             res,
@@ -115,7 +109,7 @@ class KubeClient:
         label_selector: str | None = None,
         field_selector: str | None = None,
         page_size: int = 500,
-    ) -> Iterator[tuple[builtins.list[KubeObject], str]]:
+    ) -> Iterator[tuple[builtins.list[RawObject], str]]:
         """The list one page at a time, with the list's resourceVersion (the same for every
         page of one list), so a caller can cut each page down before the next one arrives."""
         token: str | None = None
@@ -132,14 +126,14 @@ class KubeClient:
             if not token:
                 return
 
-    def create(self, res: Resource, obj: KubeObject, *, namespace: str | None = None) -> KubeObject:
+    def create(self, res: Resource, obj: RawObject, *, namespace: str | None = None) -> RawObject:
         """Create ``obj``; ``namespace`` defaults to ``obj.metadata.namespace``."""
         ns = _namespace_of(res, obj, namespace)
         return self.transport.request_json("POST", res.path(namespace=ns), body=obj)
 
     def replace(
-        self, res: Resource, obj: KubeObject, *, namespace: str | None = None, subresource: str = ""
-    ) -> KubeObject:
+        self, res: Resource, obj: RawObject, *, namespace: str | None = None, subresource: str = ""
+    ) -> RawObject:
         """PUT the whole object (its resourceVersion makes this an optimistic update)."""
         ns = _namespace_of(res, obj, namespace)
         name = str(obj.get("metadata", {}).get("name", ""))
@@ -157,7 +151,7 @@ class KubeClient:
         field_manager: str | None = None,
         force: bool = False,
         subresource: str = "",
-    ) -> KubeObject:
+    ) -> RawObject:
         """PATCH one object.  For `PatchType.APPLY` (server-side apply) ``field_manager`` is
         required and ``force`` takes over fields owned by other managers."""
         query: dict[str, str | int | bool | None] = {"fieldManager": field_manager}
@@ -175,13 +169,13 @@ class KubeClient:
     def apply(
         self,
         res: Resource,
-        obj: KubeObject,
+        obj: RawObject,
         *,
         field_manager: str,
         force: bool = True,
         namespace: str | None = None,
         subresource: str = "",
-    ) -> KubeObject:
+    ) -> RawObject:
         """Server-side apply ``obj`` (which must carry apiVersion, kind and metadata.name)."""
         ns = _namespace_of(res, obj, namespace)
         name = str(obj.get("metadata", {}).get("name", ""))
@@ -206,7 +200,7 @@ class KubeClient:
         patch_type: PatchType = PatchType.MERGE,
         field_manager: str | None = None,
         force: bool = False,
-    ) -> KubeObject:
+    ) -> RawObject:
         """PATCH the ``status`` subresource (e.g. a ResourceClaim's allocation, a Pod's phase)."""
         return self.patch(
             res,
@@ -229,11 +223,11 @@ class KubeClient:
         resource_version: str | None = None,
         propagation_policy: str | None = None,
         grace_period_seconds: int | None = None,
-    ) -> KubeObject:
+    ) -> RawObject:
         """Delete one object, only if it still has ``uid``/``resource_version`` when given.
 
         Returns the server's answer: the object (now terminating) or a ``Status``."""
-        options: KubeObject = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        options: RawObject = {"apiVersion": "v1", "kind": "DeleteOptions"}
         preconditions = {"uid": uid, "resourceVersion": resource_version}
         if any(preconditions.values()):
             options["preconditions"] = {k: v for k, v in preconditions.items() if v}
@@ -296,7 +290,7 @@ class KubeClient:
         return sorted(str(r["name"]) for r in answer.get("resources") or [] if "name" in r)
 
 
-def _namespace_of(res: Resource, obj: KubeObject, namespace: str | None) -> str | None:
+def _namespace_of(res: Resource, obj: RawObject, namespace: str | None) -> str | None:
     if not res.namespaced:
         return None
     ns = namespace or (obj.get("metadata") or {}).get("namespace")

@@ -14,8 +14,10 @@ from typing import Any
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from gpudra.common.errors import GpudraError
 
-class KubeError(Exception):
+
+class KubeError(GpudraError):
     """Base of every API error.  ``status`` is the HTTP status (0 when none was received)."""
 
     retryable = False

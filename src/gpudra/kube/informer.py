@@ -6,7 +6,9 @@ resourceVersion with bookmarks, resumed from the last resourceVersion seen when 
 ends it, and a fresh LIST only when the server says that version is gone (410) or the
 stream broke.  A newer object never gives way to an older one (a write-through of our own
 write may arrive before the watch event it causes).  ``on_change`` is told after every
-change, so a reader can wake at once instead of polling.
+change, so a reader can wake at once instead of polling (the slice publisher uses one for
+nothing else: the one watch loop of gpudra).  A field selector narrows it to, e.g., one
+node's slices.  No error ends ``run``: it backs off and lists again.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from gpudra.api.meta import RawObject
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import Gone, KubeError
-from gpudra.kube.objects import KubeObject
 from gpudra.kube.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -40,12 +42,12 @@ def compact(value: Any) -> Any:
     return value
 
 
-def key_of(obj: KubeObject) -> Key:
+def key_of(obj: RawObject) -> Key:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
-def _newer(a: KubeObject, b: KubeObject) -> bool:
+def _newer(a: RawObject, b: RawObject) -> bool:
     """Whether ``a`` is strictly newer than ``b`` (resourceVersions compared as numbers when
     both are: etcd revisions; otherwise any different one counts as newer)."""
     ra = str((a.get("metadata") or {}).get("resourceVersion") or "")
@@ -61,8 +63,9 @@ class Informer:
         client: KubeClient,
         resource: Resource,
         *,
-        transform: Callable[[KubeObject], KubeObject] = lambda o: o,
+        transform: Callable[[RawObject], RawObject] = lambda o: o,
         on_change: Callable[[], None] = lambda: None,
+        field_selector: str | None = None,
         watch_timeout_s: int = 300,
         max_backoff_s: float = 30.0,
     ) -> None:
@@ -70,10 +73,11 @@ class Informer:
         self.resource = resource
         self._transform = transform
         self._on_change = on_change
+        self._field_selector = field_selector
         self._watch_timeout = watch_timeout_s
         self._max_backoff = max_backoff_s
         self._lock = threading.Lock()
-        self._store: dict[Key, KubeObject] = {}
+        self._store: dict[Key, RawObject] = {}
         self._rv = ""
         self.synced = threading.Event()
         self.lists = 0  # how often the resource was LISTed (1 in a healthy steady state)
@@ -81,21 +85,21 @@ class Informer:
 
     # --- reading -------------------------------------------------------------------------
 
-    def items(self) -> list[KubeObject]:
+    def items(self) -> list[RawObject]:
         with self._lock:
             return list(self._store.values())
 
-    def get(self, key: Key) -> KubeObject | None:
+    def get(self, key: Key) -> RawObject | None:
         with self._lock:
             return self._store.get(key)
 
-    def observe(self, obj: KubeObject) -> None:
+    def observe(self, obj: RawObject) -> None:
         """Take in an object we just wrote (the server's answer), ahead of its watch event."""
         self._put(self._transform(obj))
 
     # --- following the server ------------------------------------------------------------
 
-    def _put(self, obj: KubeObject) -> bool:
+    def _put(self, obj: RawObject) -> bool:
         k = key_of(obj)
         with self._lock:
             old = self._store.get(k)
@@ -105,9 +109,10 @@ class Informer:
         return True
 
     def _relist(self) -> None:
-        fresh: dict[Key, KubeObject] = {}
+        fresh: dict[Key, RawObject] = {}
         rv = ""
-        for page, page_rv in self._client.list_pages(self.resource):  # cut down page by page
+        pages = self._client.list_pages(self.resource, field_selector=self._field_selector)
+        for page, page_rv in pages:  # cut down page by page
             fresh.update((key_of(o), self._transform(o)) for o in page)
             rv = page_rv
         self.lists += 1
@@ -121,6 +126,7 @@ class Informer:
         for event in self._client.watch(
             self.resource,
             resource_version=self._rv,
+            field_selector=self._field_selector,
             timeout_seconds=self._watch_timeout,
             allow_bookmarks=True,
         ):
@@ -155,9 +161,15 @@ class Informer:
             except Gone:
                 log.info("%s: watch resourceVersion too old; listing again", self.resource.plural)
                 need_list = True
-            except (KubeError, OSError, ValueError) as e:
-                log.warning(
-                    "%s: list/watch failed (%s); again in %.1fs", self.resource.plural, e, backoff
+            except Exception as e:  # never ends: a typed failure, or one the client did not type
+                typed = isinstance(e, KubeError | OSError | ValueError)
+                log.log(
+                    logging.WARNING if typed else logging.ERROR,
+                    "%s: list/watch failed (%s); again in %.1fs",
+                    self.resource.plural,
+                    e,
+                    backoff,
+                    exc_info=not typed,
                 )
                 need_list = True
                 stop.wait(backoff)

@@ -11,11 +11,10 @@ import enum
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from gpudra.api.meta import RawObject
 from gpudra.kube.errors import KubeError, error_for_status
-
-KubeObject = dict[str, Any]
 
 
 class PatchType(enum.Enum):
@@ -31,7 +30,7 @@ class PatchType(enum.Enum):
 class ObjectList:
     """The items of a list call and the collection's resourceVersion (to start a watch from)."""
 
-    items: list[KubeObject]
+    items: list[RawObject]
     resource_version: str
 
 
@@ -39,7 +38,7 @@ class WatchEvent(NamedTuple):
     """One watch event: ``type`` is ADDED, MODIFIED, DELETED or BOOKMARK."""
 
     type: str
-    object: KubeObject
+    object: RawObject
 
 
 def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -73,13 +72,7 @@ def decode_watch_line(line: bytes | str) -> WatchEvent | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("object"), dict):
         raise KubeError(f"malformed watch event: {text[:200]!r}")
     event_type = str(raw.get("type", ""))
-    obj: KubeObject = raw["object"]
+    obj: RawObject = raw["object"]
     if event_type == "ERROR":
         raise error_for_status(int(obj.get("code") or 0), obj, fallback="watch error")
     return WatchEvent(event_type, obj)
-
-
-def resource_version_of(obj: KubeObject) -> str:
-    """``metadata.resourceVersion`` of an object or list ("" when absent)."""
-    meta = obj.get("metadata") or {}
-    return str(meta.get("resourceVersion") or "")

@@ -21,8 +21,9 @@ import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from gpudra.api.meta import RawObject
 from gpudra.kube.errors import KubeError, error_for_status, translate
-from gpudra.kube.objects import KubeObject, iter_lines
+from gpudra.kube.objects import iter_lines
 
 DEFAULT_TIMEOUT = 30.0
 Query = Mapping[str, str | int | bool | None]
@@ -145,7 +146,7 @@ class Transport:
         body: Any = None,
         content_type: str | None = None,
         timeout: Timeout | None = None,
-    ) -> KubeObject:
+    ) -> RawObject:
         """One request whose response body is a JSON object."""
         data = self._read(
             self.send(

@@ -62,12 +62,12 @@ def _make_servicer(pb2: Any, base: type) -> type:
     shares = "share_id" in pb2.Device.DESCRIPTOR.fields_by_name
 
     class DraServicer(base):  # type: ignore[misc]
-        def __init__(self, node: NodePlugin) -> None:
-            self._node = node
+        def __init__(self, plugin: NodePlugin) -> None:
+            self._plugin = plugin
 
         def NodePrepareResources(self, request: Any, context: Any) -> Any:  # noqa: N802
             resp = pb2.NodePrepareResourcesResponse()
-            for uid, outcome in self._node.prepare(_refs(request), budget_of(context)).items():
+            for uid, outcome in self._plugin.prepare(_refs(request), budget_of(context)).items():
                 entry = resp.claims[uid]
                 if outcome.error:
                     entry.error = outcome.error
@@ -85,7 +85,7 @@ def _make_servicer(pb2: Any, base: type) -> type:
 
         def NodeUnprepareResources(self, request: Any, context: Any) -> Any:  # noqa: N802
             resp = pb2.NodeUnprepareResourcesResponse()
-            for uid, error in self._node.unprepare(_refs(request)).items():
+            for uid, error in self._plugin.unprepare(_refs(request)).items():
                 resp.claims[uid].error = error
             return resp
 
@@ -171,7 +171,7 @@ class PluginServers:
     def __init__(
         self,
         *,
-        node: NodePlugin,
+        plugin: NodePlugin,
         driver: str,
         dra_socket: Path,
         reg_socket: Path,
@@ -181,8 +181,8 @@ class PluginServers:
         self.reg_socket = reg_socket
         self._health = health
         self._dra = grpc.server(futures.ThreadPoolExecutor(max_workers=DRA_WORKERS))
-        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(DraV1Servicer(node), self._dra)
-        dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(DraV1beta1Servicer(node), self._dra)
+        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(DraV1Servicer(plugin), self._dra)
+        dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(DraV1beta1Servicer(plugin), self._dra)
         versions: tuple[str, ...] = SUPPORTED_VERSIONS
         if health is not None:
             drahealth_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server(

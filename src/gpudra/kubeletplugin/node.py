@@ -31,25 +31,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpudra.api.meta import RawObject
 from gpudra.catalogue.catalogue import NodeCatalogue
 from gpudra.cdi.writer import CdiWriteError, CdiWriter
+from gpudra.common.logfmt import BoundLogger, bind
 from gpudra.devices.gpu import MigDevice
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import KubeError, NotFound
-from gpudra.kube.objects import KubeObject
 from gpudra.kube.resources import RESOURCECLAIMS
-from gpudra.kubeletplugin.checkpoint import (
-    CheckpointError,
-    CheckpointStore,
-    PreparedClaim,
-    PreparedDevice,
-)
+from gpudra.kubeletplugin.checkpoint_store import CheckpointError, CheckpointStore
 from gpudra.kubeletplugin.crashpoints import crashpoint
-from gpudra.kubeletplugin.mps import MpsControl
 from gpudra.kubeletplugin.prepare import (
     ClaimRef,
-    ErrorType,
-    PrepareError,
     check_uid,
     claim_placements,
     exclusivity_conflicts,
@@ -57,13 +50,21 @@ from gpudra.kubeletplugin.prepare import (
     own_instance,
     resolve_claim,
 )
+from gpudra.kubeletplugin.prepare_errors import ErrorType, PrepareError
 from gpudra.kubeletplugin.reporting import device_types, error_type
-from gpudra.kubeletplugin.sharing_effects import SharingEffects
+from gpudra.kubeletplugin.sharing.effects import SharingEffects
+from gpudra.kubeletplugin.sharing.mps import MpsControl
 from gpudra.metrics.node import PREPARE, UNPREPARE, NodeMetrics
+from gpudra.nodestate.checkpoint import PreparedClaim, PreparedDevice
 from gpudra.nvml.backend import GpuBackend
 from gpudra.nvml.errors import DeviceNotFound, GpuLost, NvmlError
 
 log = logging.getLogger(__name__)
+
+
+def claim_log(ref: ClaimRef) -> BoundLogger:
+    """The module's logger with the claim's fields: ``claim=ns/name``, ``claim_uid``."""
+    return bind(log, claim=f"{ref.namespace}/{ref.name}", claim_uid=ref.uid)
 
 
 # One claim read inside an RPC may take this long at most: well under the kubelet's 45 s
@@ -136,7 +137,7 @@ class NodePlugin:
         self.checkpoint = checkpoint
         self._cdi = cdi
         self._driver = driver
-        self._node = node_name
+        self._node_name = node_name
         self._dev_root = dev_root
         self._catalogue = catalogue  # the node's current catalogue (reads NVML)
         self.metrics = metrics or NodeMetrics()
@@ -152,7 +153,7 @@ class NodePlugin:
         with self._count_guard:
             claims = self.checkpoint.claims().values()
             counts = device_types(claims)
-            self.metrics.prepared(driver=self._driver, node=self._node, counts=counts)
+            self.metrics.prepared(driver=self._driver, node=self._node_name, counts=counts)
             self.metrics.mps_daemons.set(self._sharing.running_mps(claims))
 
     @contextmanager
@@ -187,25 +188,26 @@ class NodePlugin:
         return out
 
     def prepare_one(self, ref: ClaimRef, budget: Budget = Budget()) -> PrepareOutcome:
-        log.info("preparing %s", ref)
+        clog = claim_log(ref)
+        clog.info("preparing %s", ref)
         with self._claim_lock(ref.uid):
             try:
                 return PrepareOutcome(devices=self._prepare(ref, budget))
             except (PrepareError, CdiWriteError, CheckpointError, NvmlError) as e:
-                log.warning("prepare %s failed: %s", ref, e)
+                clog.warning("prepare %s failed: %s", ref, e)
                 return PrepareOutcome(error=str(e), error_type=error_type(e))
             except KubeError as e:
-                log.warning("prepare %s: API error: %s", ref, e)
+                clog.warning("prepare %s: API error: %s", ref, e)
                 return PrepareOutcome(
                     error=f"reading claim {ref} failed: {e}", error_type=ErrorType.API_ERROR
                 )
             except Exception as e:  # a bug must not fail the other claims of the RPC
-                log.exception("prepare %s: unexpected error", ref)
+                clog.exception("prepare %s: unexpected error", ref)
                 return PrepareOutcome(
                     error=f"internal error preparing {ref}: {e}", error_type=ErrorType.INTERNAL
                 )
 
-    def _read_claim(self, ref: ClaimRef, budget: Budget) -> KubeObject:
+    def _read_claim(self, ref: ClaimRef, budget: Budget) -> RawObject:
         try:
             return self._client.get(
                 RESOURCECLAIMS,
@@ -233,7 +235,7 @@ class NodePlugin:
             claim,
             ref,
             driver=self._driver,
-            node_name=self._node,
+            node_name=self._node_name,
             catalogue=catalogue,
             mps_root=self._mps_root,
         )
@@ -264,7 +266,8 @@ class NodePlugin:
             self._roll_back(ref, done, made)
             raise
         crashpoint("prepare:prepared-recorded")
-        log.info("prepared %s: %s", ref, ", ".join(d.device for d in final.claim.devices))
+        names = ", ".join(d.device for d in final.claim.devices)
+        claim_log(ref).info("prepared %s: %s", ref, names)
         return final.claim.devices
 
     def check_mps(self) -> list[PreparedClaim]:
@@ -411,16 +414,16 @@ class NodePlugin:
             except Exception as e:  # a bug must not fail the other claims of the RPC either
                 kind = error_type(e)
                 if kind is ErrorType.INTERNAL:
-                    log.exception("unprepare %s: unexpected error", ref)
+                    claim_log(ref).exception("unprepare %s: unexpected error", ref)
                     error = f"internal error unpreparing {ref}: {e}"
                 else:
-                    log.warning("unprepare %s failed: %s", ref, e)
+                    claim_log(ref).warning("unprepare %s failed: %s", ref, e)
                     error = str(e)
                 self.metrics.claim("unprepare", False)
                 self.metrics.claim_failed(self._driver, UNPREPARE, kind)
                 return error
         self.metrics.claim("unprepare", True)
-        log.info("unprepared %s", ref)
+        claim_log(ref).info("unprepared %s", ref)
         return ""
 
     def collect_garbage(self, budget: Budget = Budget()) -> list[PreparedClaim]:

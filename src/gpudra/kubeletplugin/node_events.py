@@ -1,7 +1,7 @@
 """An Event on the Node for every GPU fault and recovery, sent off the caller's thread.
 
-The fault tracker says when a GPU's faults change (``FaultTaints``, as the catalogue with the
-new taints is built); ``gpu_changed`` only queues, so a slow or absent API server never
+The GPU watch says when a GPU's faults change (``gpudra.nodeagent.watch``, through the DRA
+daemon's listener); ``gpu_changed`` only queues, so a slow or absent API server never
 delays a publish or a prepare.  A sender thread creates the Events (``gpudra.api.events``);
 one it cannot send is logged and dropped (the taint in the slice and the log say the same),
 and the queue is bounded, so a flapping GPU cannot grow memory.
@@ -18,10 +18,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from gpudra.api.events import EventType, event, node_ref
+from gpudra.api.events import EventType, event, node_ref, rfc3339
 from gpudra.devices.faults import Fault, TaintEffect
 from gpudra.kube.client import KubeClient
 from gpudra.kube.resources import EVENTS
@@ -65,10 +64,6 @@ def gpu_event(
     return None
 
 
-def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class NodeEvents:
     def __init__(
         self,
@@ -98,7 +93,7 @@ class NodeEvents:
             kind,
             reason,
             message,
-            now=_rfc3339(self._clock()),
+            now=rfc3339(self._clock()),
             component=COMPONENT,
             host=self._node,
         )

@@ -10,11 +10,9 @@ Preparing is planned once, in three pure steps around the side effects:
    refused: someone else's instance is there);
 3. ``finish``: given the instances created, the prepared record and its CDI spec.
 
-A claim whose devices' config asks for MPS gets an ``MpsPlan`` in step 1 (one daemon for the
-claim: its UUIDs, dirs, defaults; per-device limits normalized as NVIDIA's driver does).  A
-claim holding a share of a GPU (consumable capacity, ``share_plan``) gets the GPU's shared
-daemon instead, its share as its clients' limits, when MPS is enabled (without MPS the share
-is prepared unenforced).
+What the claim's configs ask of its devices (TimeSlicing, MPS, shares of a GPU) is decided in
+``sharing`` (see its docstring): step 1 records each device's time slice and share and the
+claim's MPS daemon plan (``sharing.mps_plan``).  What a refusal is: ``prepare_errors``.
 
 Also the exclusivity guard: a device prepared for another claim is refused unless both may
 share.  Every refusal says what went wrong as an ``ErrorType``, decided where it is raised.
@@ -26,32 +24,29 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from gpudra.allocation.nodeselect import pinned_node_names
-from gpudra.api.claim import allocation_results, claim_allocation, claim_uid
-from gpudra.catalogue.catalogue import DeviceKind, NodeCatalogue
-from gpudra.cdi.spec import DEVICES_ANNOTATION, CdiDevice, CdiMps, claim_spec, device_id
+from gpudra.api.claim import (
+    AllocationResult,
+    DeviceRequestAllocationResult,
+    allocation_results,
+    claim_allocation,
+    claim_uid,
+)
+from gpudra.catalogue.catalogue import CatalogueDevice, DeviceKind, NodeCatalogue
+from gpudra.cdi.spec import DEVICES_ANNOTATION, CdiDevice, claim_spec, device_id
 from gpudra.devices.gpu import MigDevice
-from gpudra.devices.timeslice import Interval
-from gpudra.kubeletplugin.checkpoint import MpsPlan, PreparedClaim, PreparedDevice
-from gpudra.kubeletplugin.claim_config import (
+from gpudra.kubeletplugin.prepare_errors import ErrorType, PrepareError
+from gpudra.kubeletplugin.sharing.claim_config import (
+    ClaimConfigError,
     ConfigEntry,
-    ConfigError,
-    GpuSharing,
-    Strategy,
     allocation_configs,
-    config_for,
-    pinned_limits,
+    device_sharing,
 )
-from gpudra.kubeletplugin.share_plan import (
-    ShareError,
-    check_one_gpu,
-    device_share,
-    mps_config,
-    shared_plan,
-)
+from gpudra.kubeletplugin.sharing.mps_plan import cdi_mps, mps_plan, with_mps_uuids
+from gpudra.kubeletplugin.sharing.share_plan import ShareError, check_one_gpu, device_share
+from gpudra.kubetypes.nodeselect import pinned_node_names
+from gpudra.nodestate.checkpoint import PreparedClaim, PreparedDevice
 from gpudra.resourceapi import base_request
 
 
@@ -60,39 +55,6 @@ def device_records(devices: Iterable[PreparedDevice]) -> str:
     checkpoint is lost (footprints for the exclusivity guard, MIG identity and ownership
     for unprepare)."""
     return json.dumps([d.model_dump(mode="json", by_alias=True) for d in devices])
-
-
-class ErrorType(StrEnum):
-    """What went wrong with one claim: a small fixed set (the values are the node metrics'
-    ``error_type`` labels, ``gpudra.metrics.node.PREPARE_ERROR_TYPES``)."""
-
-    INVALID_REQUEST = "invalid_request"  # a claim UID that is no Kubernetes UID
-    CLAIM_NOT_FOUND = "claim_not_found"  # the claim is gone, or recreated under another UID
-    NOT_ALLOCATED = "not_allocated"  # not allocated, or not to this node, driver or pool
-    API_ERROR = "api_error"  # the API server failed or timed out reading the claim
-    DEADLINE_EXCEEDED = "deadline_exceeded"  # the call's deadline passed, or it was cancelled
-    UNKNOWN_DEVICE = "unknown_device"  # a device not (or no longer) in the node catalogue
-    DEVICE_UNHEALTHY = "device_unhealthy"  # its GPU has a fatal fault or is lost
-    INVALID_CONFIG = "invalid_config"  # an opaque config of ours that is malformed
-    UNSUPPORTED_CONFIG = "unsupported_config"  # a valid config gpudra cannot honour (yet)
-    # prepared for another claim (and not both may share), or its MIG placement is taken by
-    # an instance gpudra did not create
-    DEVICE_BUSY = "device_busy"
-    MIG_ERROR = "mig_error"  # creating or destroying a MIG instance failed
-    MPS_ERROR = "mps_error"  # starting or stopping the claim's MPS daemon failed
-    NVML_ERROR = "nvml_error"  # NVML failed reading the GPUs
-    CDI_ERROR = "cdi_error"  # the claim's CDI spec could not be written or removed
-    CHECKPOINT_ERROR = "checkpoint_error"  # the checkpoint could not be written
-    INTERNAL = "internal"  # an unexpected error (a bug)
-
-
-class PrepareError(Exception):
-    """This claim cannot be prepared here; the message is reported to the kubelet, ``kind``
-    says what went wrong."""
-
-    def __init__(self, message: str, kind: ErrorType) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 # Kubernetes UIDs are UUIDs; anything a file name can safely carry is accepted, nothing that
@@ -136,100 +98,6 @@ def _some(names: list[str], most: int = 12) -> str:
     return f"{', '.join(names[:most])}, ... ({len(names)} devices)"
 
 
-def _sharing(
-    configs: list[ConfigEntry], request: str, mig: bool, ref: ClaimRef
-) -> tuple[str, ConfigEntry | None]:
-    """The device's config, as what prepare must do: the interval a TimeSlicing config sets
-    on a whole GPU ("" for none: no config, no sharing, or a MIG device, which the driver
-    time-slices anyway), and the config entry when it asks for MPS."""
-    try:
-        entry = config_for(configs, request, mig=mig)
-    except ConfigError as e:
-        raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
-    sharing = entry.config.sharing if entry is not None else None
-    if entry is None or sharing is None:
-        return "", None
-    if sharing.strategy is Strategy.MPS:
-        return "", entry
-    if mig or not isinstance(sharing, GpuSharing):
-        return "", None
-    ts = sharing.time_slicing_config
-    return (ts.interval if ts else Interval.DEFAULT).value, None
-
-
-def _mps_plan(
-    mps: dict[str, ConfigEntry | None],
-    devices: list[PreparedDevice],
-    ref: ClaimRef,
-    mps_root: str | None,
-    catalogue: NodeCatalogue,
-) -> MpsPlan | None:
-    """One MPS daemon for the whole claim, or None when no device asks for one.  Mixing MPS
-    and other devices, or two MPS configs, in one claim is refused: one daemon serves all the
-    claim's GPUs with one set of defaults, as in NVIDIA's driver.  A share claim (one device,
-    checked before) gets its GPU's shared daemon, with or without an MPS config; without
-    MPS on the node, its share is prepared unenforced (an MPS config is refused as always)."""
-    entries = {e.index: e for e in mps.values() if e is not None}
-    if len(entries) > 1:
-        where = " and ".join(e.where for e in entries.values())
-        raise PrepareError(
-            f"claim {ref}: two MPS configs ({where}) apply to its devices; one claim gets one "
-            "MPS daemon: use one MPS config for all its requests, or split the claim",
-            ErrorType.UNSUPPORTED_CONFIG,
-        )
-    entry = next(iter(entries.values()), None)
-    shared = any(d.share_id for d in devices)
-    if entry is None and not shared:
-        return None
-    others = sorted(name for name, e in mps.items() if e is None)
-    if entry is not None and others and not shared:
-        raise PrepareError(
-            f"claim {ref}: {entry.where} asks for MPS but device(s) {', '.join(others)} of the "
-            "same claim are not shared with MPS; one claim's devices are all MPS or none: "
-            "give every request the MPS config, or split the claim",
-            ErrorType.UNSUPPORTED_CONFIG,
-        )
-    if mps_root is None:
-        if entry is None:
-            return None  # a share on a node without MPS
-        raise PrepareError(
-            f"claim {ref}: {entry.where}.sharing.strategy: MPS is not enabled on this node",
-            ErrorType.UNSUPPORTED_CONFIG,
-        )
-    config, where = mps_config(entry), entry.where if entry is not None else ""
-    try:
-        if shared:
-            dev = catalogue.device(devices[0].device)
-            return shared_plan(
-                devices[0],
-                config,
-                where,
-                mps_root=mps_root,
-                slice_device=dev.slice_device if dev is not None else None,
-            )
-        uuids = tuple("" if d.dynamic_mig else d.uuid for d in devices)
-        limits = pinned_limits(config, uuids, where)
-    except ConfigError as e:
-        raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
-    root = f"{mps_root.rstrip('/')}/{ref.uid}"
-    return MpsPlan(
-        uuids=uuids,
-        pipe_dir=f"{root}/pipe",
-        log_dir=f"{root}/log",
-        active_thread_percentage=config.default_active_thread_percentage,
-        pinned_limits=limits,
-    )
-
-
-def with_mps_uuids(claim: PreparedClaim) -> PreparedClaim:
-    """The claim with its MPS plan's UUIDs taken from its devices (a dynamic-MIG device has
-    its UUID only once its instance exists)."""
-    if claim.mps is None:
-        return claim
-    plan = claim.mps.model_copy(update={"uuids": tuple(d.uuid for d in claim.devices)})
-    return claim.model_copy(update={"mps": plan})
-
-
 def resolve_claim(
     claim: Mapping[str, Any],
     ref: ClaimRef,
@@ -241,7 +109,41 @@ def resolve_claim(
 ) -> PreparedClaim:
     """The claim's devices on this node, each resolved in the catalogue (a dynamic-MIG
     placement without its instance yet), and its MPS daemon's plan (its dirs under
-    ``mps_root``; None: MPS is refused), or PrepareError saying what is wrong."""
+    ``mps_root``; None: MPS is refused), or PrepareError saying what is wrong.
+
+    The steps, each refusing with its own ``ErrorType``: the claim is the one the kubelet
+    asked for, allocated to this node, with devices of our driver; our configs parse; each
+    device is in this node's pool and catalogue, healthy, and its config and share are
+    valid; the shares fit one GPU; the claim's MPS daemon can be planned."""
+    _check_same_claim(claim, ref)
+    allocation = _allocation_here(claim, ref, node_name)
+    results = _our_results(allocation, ref, driver)
+    configs = _our_configs(allocation, ref, driver)
+    devices: list[PreparedDevice] = []
+    mps: dict[str, ConfigEntry | None] = {}
+    for r in results:
+        name = r.get("device", "")
+        dev = _catalogue_device(r, ref, node_name, catalogue)
+        time_slice, mps_entry = _device_sharing(configs, r, dev, ref)
+        if any(d.device == name for d in devices):
+            continue  # one device serving several requests is prepared once
+        mps[name] = mps_entry
+        devices.append(_prepared_device(r, dev, results, ref, time_slice))
+    _check_one_gpu(devices, ref)
+    return PreparedClaim(
+        uid=ref.uid,
+        namespace=ref.namespace,
+        name=ref.name,
+        state="preparing",
+        devices=tuple(devices),
+        mps=mps_plan(
+            mps, devices, claim=str(ref), uid=ref.uid, mps_root=mps_root, catalogue=catalogue
+        ),
+    )
+
+
+def _check_same_claim(claim: Mapping[str, Any], ref: ClaimRef) -> None:
+    """The claim read is the one the kubelet asked for (not one recreated under its name)."""
     uid = claim_uid(claim)
     if uid != ref.uid:
         raise PrepareError(
@@ -249,6 +151,10 @@ def resolve_claim(
             f"{ref.uid}: the claim was deleted and recreated",
             ErrorType.CLAIM_NOT_FOUND,
         )
+
+
+def _allocation_here(claim: Mapping[str, Any], ref: ClaimRef, node_name: str) -> AllocationResult:
+    """The claim's allocation, when it is allocated and not pinned to other nodes."""
     allocation = claim_allocation(claim)
     if not allocation:
         raise PrepareError(f"claim {ref} is not allocated", ErrorType.NOT_ALLOCATED)
@@ -259,6 +165,13 @@ def resolve_claim(
             f"({node_name})",
             ErrorType.NOT_ALLOCATED,
         )
+    return allocation
+
+
+def _our_results(
+    allocation: AllocationResult, ref: ClaimRef, driver: str
+) -> list[DeviceRequestAllocationResult]:
+    """The allocation's results of ``driver``; at least one."""
     allocated = allocation_results(allocation)
     results = [r for r in allocated if r.get("driver") == driver]
     if not results:
@@ -268,81 +181,103 @@ def resolve_claim(
             f"{', '.join(drivers) or 'none'})",
             ErrorType.NOT_ALLOCATED,
         )
+    return results
+
+
+def _our_configs(allocation: AllocationResult, ref: ClaimRef, driver: str) -> list[ConfigEntry]:
+    """The allocation's configs of ``driver``, every one parsed."""
     try:
-        configs = allocation_configs((allocation.get("devices") or {}).get("config") or [], driver)
-    except ConfigError as e:
+        return allocation_configs((allocation.get("devices") or {}).get("config") or [], driver)
+    except ClaimConfigError as e:
         raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
-    devices: list[PreparedDevice] = []
-    mps: dict[str, ConfigEntry | None] = {}
-    for r in results:
-        pool, name = r.get("pool", ""), r.get("device", "")
-        if pool != node_name:
-            raise PrepareError(
-                f"claim {ref}: device {pool}/{name} is in pool {pool!r}, not this node's "
-                f"pool {node_name!r}",
-                ErrorType.NOT_ALLOCATED,
-            )
-        dev = catalogue.device(name)
-        if dev is None:
-            raise PrepareError(
-                f"claim {ref}: unknown device {name!r} on node {node_name} "
-                f"(known: {_some(sorted(catalogue.devices))})",
-                ErrorType.UNKNOWN_DEVICE,
-            )
-        if not dev.healthy:
-            raise PrepareError(
-                f"claim {ref}: device {name} ({dev.uuid}) is not healthy",
-                ErrorType.DEVICE_UNHEALTHY,
-            )
-        time_slice, mps_entry = _sharing(
-            configs, r.get("request", ""), dev.kind is not DeviceKind.GPU, ref
+
+
+def _catalogue_device(
+    r: DeviceRequestAllocationResult, ref: ClaimRef, node_name: str, catalogue: NodeCatalogue
+) -> CatalogueDevice:
+    """A result's device in the node catalogue: in this node's pool, known, healthy."""
+    pool, name = r.get("pool", ""), r.get("device", "")
+    if pool != node_name:
+        raise PrepareError(
+            f"claim {ref}: device {pool}/{name} is in pool {pool!r}, not this node's "
+            f"pool {node_name!r}",
+            ErrorType.NOT_ALLOCATED,
         )
-        if any(d.device == name for d in devices):
-            continue  # one device serving several requests is prepared once
-        mps[name] = mps_entry
-        requests = sorted(
-            {
-                base_request(x.get("request", ""))
-                for x in results
-                if x.get("device") == name and x.get("pool") == pool
-            }
+    dev = catalogue.device(name)
+    if dev is None:
+        raise PrepareError(
+            f"claim {ref}: unknown device {name!r} on node {node_name} "
+            f"(known: {_some(sorted(catalogue.devices))})",
+            ErrorType.UNKNOWN_DEVICE,
         )
-        placement = dev.mig if dev.kind is DeviceKind.MIG_PLACEMENT else None
-        try:
-            share = device_share([x for x in results if x.get("device") == name])
-        except ShareError as e:
-            raise PrepareError(f"claim {ref}: {e}", ErrorType.INVALID_REQUEST) from e
-        devices.append(
-            PreparedDevice(
-                request_names=tuple(requests),
-                pool=pool,
-                device=name,
-                cdi_device_ids=(device_id(ref.uid, name),),
-                uuid=dev.uuid,
-                admin_access=bool(r.get("adminAccess")),
-                shareable=share is not None,
-                share_id=share.share_id if share else "",
-                share_memory_mib=share.memory_mib if share else 0,
-                share_multiprocessors=share.multiprocessors if share else 0,
-                footprint=dev.footprint,
-                mig_parent=placement.parent_uuid if placement else "",
-                mig_profile=placement.profile if placement else "",
-                mig_start=placement.start if placement else -1,
-                time_slice=time_slice,
-            )
+    if not dev.healthy:
+        raise PrepareError(
+            f"claim {ref}: device {name} ({dev.uuid}) is not healthy",
+            ErrorType.DEVICE_UNHEALTHY,
         )
+    return dev
+
+
+def _device_sharing(
+    configs: list[ConfigEntry],
+    r: DeviceRequestAllocationResult,
+    dev: CatalogueDevice,
+    ref: ClaimRef,
+) -> tuple[str, ConfigEntry | None]:
+    """What the result's config asks of its device (``claim_config.device_sharing``)."""
+    try:
+        return device_sharing(configs, r.get("request", ""), mig=dev.kind is not DeviceKind.GPU)
+    except ClaimConfigError as e:
+        raise PrepareError(f"claim {ref}: invalid config: {e}", ErrorType.INVALID_CONFIG) from e
+
+
+def _prepared_device(
+    r: DeviceRequestAllocationResult,
+    dev: CatalogueDevice,
+    results: list[DeviceRequestAllocationResult],
+    ref: ClaimRef,
+    time_slice: str,
+) -> PreparedDevice:
+    """The device of result ``r`` as it is recorded, for every request it serves (``results``:
+    all of the claim's results of our driver), its share added up."""
+    pool, name = r.get("pool", ""), r.get("device", "")
+    requests = sorted(
+        {
+            base_request(x.get("request", ""))
+            for x in results
+            if x.get("device") == name and x.get("pool") == pool
+        }
+    )
+    placement = dev.mig if dev.kind is DeviceKind.MIG_PLACEMENT else None
+    try:
+        share = device_share([x for x in results if x.get("device") == name])
+    except ShareError as e:
+        raise PrepareError(f"claim {ref}: {e}", ErrorType.INVALID_REQUEST) from e
+    return PreparedDevice(
+        request_names=tuple(requests),
+        pool=pool,
+        device=name,
+        cdi_device_ids=(device_id(ref.uid, name),),
+        uuid=dev.uuid,
+        admin_access=bool(r.get("adminAccess")),
+        shareable=share is not None,
+        share_id=share.share_id if share else "",
+        share_memory_mib=share.memory_mib if share else 0,
+        share_multiprocessors=share.multiprocessors if share else 0,
+        footprint=dev.footprint,
+        mig_parent=placement.parent_uuid if placement else "",
+        mig_profile=placement.profile if placement else "",
+        mig_start=placement.start if placement else -1,
+        time_slice=time_slice,
+    )
+
+
+def _check_one_gpu(devices: list[PreparedDevice], ref: ClaimRef) -> None:
+    """A claim holding shares holds shares of one GPU, and nothing else (``share_plan``)."""
     try:
         check_one_gpu(devices)
     except ShareError as e:
         raise PrepareError(f"claim {ref}: {e}", ErrorType.UNSUPPORTED_CONFIG) from e
-    return PreparedClaim(
-        uid=ref.uid,
-        namespace=ref.namespace,
-        name=ref.name,
-        state="preparing",
-        devices=tuple(devices),
-        mps=_mps_plan(mps, devices, ref, mps_root, catalogue),
-    )
 
 
 def finish(
@@ -375,24 +310,9 @@ def finish(
         devices=cdi,
         dev_root=dev_root,
         annotations={DEVICES_ANNOTATION: device_records(devices)},
-        mps=_cdi_mps(done.mps),
+        mps=cdi_mps(done.mps),
     )
     return PrepareResult(claim=done, cdi_spec=spec)
-
-
-def _cdi_mps(plan: MpsPlan | None) -> CdiMps | None:
-    """What the claim's containers are told: a shared daemon's client settings (the claim's
-    share), or the claim's own daemon's default thread percentage."""
-    if plan is None:
-        return None
-    return CdiMps(
-        pipe_dir=plan.pipe_dir,
-        log_dir=plan.log_dir,
-        active_thread_percentage=(
-            plan.client_thread_percentage if plan.shared else plan.active_thread_percentage
-        ),
-        pinned_limit=plan.client_pinned_limit if plan.shared else "",
-    )
 
 
 def _device_nodes(catalogue: NodeCatalogue, name: str) -> tuple[str, ...]:

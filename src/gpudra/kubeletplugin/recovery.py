@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from gpudra.cdi.spec import CLAIM_ANNOTATION, DEVICES_ANNOTATION, device_id
 from gpudra.cdi.writer import CdiWriter
-from gpudra.kubeletplugin.checkpoint import PreparedClaim, PreparedDevice
+from gpudra.nodestate.checkpoint import PreparedClaim, PreparedDevice
 
 log = logging.getLogger(__name__)
 

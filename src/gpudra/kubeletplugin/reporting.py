@@ -15,8 +15,9 @@ from collections.abc import Iterable
 
 from gpudra.cdi.writer import CdiWriteError
 from gpudra.kube.errors import KubeError
-from gpudra.kubeletplugin.checkpoint import CheckpointError, PreparedClaim
-from gpudra.kubeletplugin.prepare import ErrorType, PrepareError
+from gpudra.kubeletplugin.checkpoint_store import CheckpointError
+from gpudra.kubeletplugin.prepare_errors import ErrorType, PrepareError
+from gpudra.nodestate.checkpoint import PreparedClaim
 from gpudra.nvml.errors import NvmlError
 
 _BY_EDGE: tuple[tuple[type[Exception], ErrorType], ...] = (

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from gpudra.catalogue.catalogue import GpuMode, NodeCatalogue
 from gpudra.devices.gpu import MigDevice
-from gpudra.kubeletplugin.checkpoint import PreparedClaim
+from gpudra.nodestate.checkpoint import PreparedClaim
 
 
 def unclaimed_instances(

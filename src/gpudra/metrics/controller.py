@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from collections.abc import Mapping
+from http.server import ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gpudra.metrics.endpoint import Route, serve
 
 OUTCOMES = ("allocate", "ungate", "rollback", "wait", "fail", "error")
 
@@ -39,5 +44,8 @@ class ControllerMetrics:
         self.outcomes.labels(outcome=outcome).inc()
         self.latency.observe(seconds)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        start_http_server(port, addr=addr, registry=self.registry)
+    def serve(
+        self, port: int, addr: str = "0.0.0.0", routes: Mapping[str, Route] | None = None
+    ) -> ThreadingHTTPServer:
+        """/metrics, plus ``routes`` (/healthz), on ``addr:port``."""
+        return serve(self.registry, port, addr, routes or {})

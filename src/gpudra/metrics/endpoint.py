@@ -1,4 +1,4 @@
-"""The node daemon's HTTP endpoint: Prometheus ``/metrics`` plus health routes.
+"""A daemon's HTTP endpoint: Prometheus ``/metrics`` plus health routes.
 
 prometheus_client's own server answers every path with the metrics, so a probe of
 ``/healthz`` there would always pass.  This one serves ``/metrics`` from the registry and

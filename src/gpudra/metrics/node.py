@@ -7,7 +7,7 @@ names, label for label, so a board for one ports to the other by renaming:
 count the kubelet's calls (``operation``: ``NodePrepareResources``, ``NodeUnprepareResources``;
 one call may carry several claims); ``_prepare_errors_total`` and ``_unprepare_errors_total``
 count the claims that failed, by ``error_type`` (the fixed set below, what
-``gpudra.kubeletplugin.prepare.ErrorType`` says went wrong); ``_prepared_devices`` is the
+``gpudra.kubeletplugin.prepare_errors.ErrorType`` says went wrong); ``_prepared_devices`` is the
 devices prepared now, by ``device_type``, set from the checkpoint (never counted up and down,
 so it is right after a restart).  ``_mps_daemons`` is the claims' MPS control daemons that
 run now (checked, not counted).  ``_shared_gpus`` is the GPUs of ``--shared-gpus`` by
@@ -30,7 +30,7 @@ from gpudra.metrics.endpoint import Route, serve
 PREPARE = "NodePrepareResources"
 UNPREPARE = "NodeUnprepareResources"
 OPERATIONS = (PREPARE, UNPREPARE)
-# the error_type label: gpudra.kubeletplugin.prepare.ErrorType's values, in its order
+# the error_type label: gpudra.kubeletplugin.prepare_errors.ErrorType's values, in its order
 PREPARE_ERROR_TYPES = (
     "invalid_request",
     "claim_not_found",

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from gpudra.common.errors import GpudraError
 
-class NvmlError(Exception):
+
+class NvmlError(GpudraError):
     """Base of every backend error.  ``retryable`` says whether trying again can help."""
 
     retryable = False

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 
 from gpudra.nvml.backend import GpuBackend
 from gpudra.nvml.errors import ProfileError
 from gpudra.nvml.mock import MockBackend, load_machine, load_machine_file
-from gpudra.settings.backend import mock_machine_problem
-
-
-class BackendKind(StrEnum):
-    NVML = "nvml"
-    MOCK = "mock"
+from gpudra.settings.backend import BackendName, mock_machine_problem
 
 
 def open_backend(
-    kind: BackendKind,
+    kind: BackendName,
     *,
     node_name: str,
     profile: str | None = None,
@@ -26,11 +20,11 @@ def open_backend(
     clique_id: str | None = None,
 ) -> GpuBackend:
     """The backend for ``kind``.  Mock needs exactly one of ``profile`` / ``profile_file``."""
-    if kind is BackendKind.NVML:
+    if kind == "nvml":
         from gpudra.nvml.real import RealBackend
 
         return RealBackend(node_name=node_name)
-    problem = mock_machine_problem(kind.value, profile, profile_file)
+    problem = mock_machine_problem(kind, profile, profile_file)
     if problem is not None:
         raise ProfileError(problem)
     machine = load_machine_file(profile_file) if profile_file else load_machine(str(profile))

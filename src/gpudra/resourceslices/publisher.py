@@ -3,7 +3,8 @@
 Level-triggered: every pass re-lists our slices (field selector on node and driver), plans
 against the desired set, and applies the plan.  A watch on the same selector wakes the loop
 when someone else changes or deletes them (the kubelet wipes a node's slices when it
-restarts and 30 s after the plugin disappears), so they come back within a second.
+restarts and 30 s after the plugin disappears), so they come back within a second.  The
+daemon runs ``run`` and ``watch`` on two guarded threads (``gpudra.common.threads``).
 Conflicts re-run the pass; errors back off; passes are rate-limited.  No error ends the loop
 or its watch (an unexpected one is logged with its traceback and retried).
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from gpudra.kube.client import KubeClient
 from gpudra.kube.errors import AlreadyExists, Conflict, KubeError, NotFound
+from gpudra.kube.informer import Informer
 from gpudra.kube.resources import NODES, RESOURCESLICES
 from gpudra.resourceslices.reconcile import SliceChanges, plan
 
@@ -109,9 +111,8 @@ class SlicePublisher:
         self._wake.set()
 
     def run(self, stop: threading.Event) -> None:
-        """Reconcile until ``stop`` is set: after changes seen by a watch, or every 30 s."""
-        watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
-        watcher.start()
+        """Reconcile until ``stop`` is set: when triggered (``watch``, run on a thread of its
+        own, triggers after changes to our slices), or every 30 s."""
         backoff = 0.5
         while not stop.is_set():
             self._wake.clear()
@@ -136,23 +137,14 @@ class SlicePublisher:
             if elapsed < self._min_interval:
                 stop.wait(self._min_interval - elapsed)
 
-    def _watch(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                listed = self._client.list(RESOURCESLICES, field_selector=self.selector)
-                for event in self._client.watch(
-                    RESOURCESLICES,
-                    field_selector=self.selector,
-                    resource_version=listed.resource_version,
-                    timeout_seconds=30,
-                ):
-                    if stop.is_set():
-                        return
-                    if event.type in ("DELETED", "MODIFIED", "ADDED"):
-                        self._wake.set()
-            except KubeError as e:
-                log.info("slice watch ended (%s); restarting", e)
-                stop.wait(1.0)
-            except Exception as e:  # e.g. a dropped connection: never end the watch thread
-                log.warning("slice watch failed (%s: %s); restarting", type(e).__name__, e)
-                stop.wait(1.0)
+    def watch(self, stop: threading.Event) -> None:
+        """Wake ``run`` whenever our slices change, until ``stop`` is set (a thread of its
+        own: the daemon starts both guarded).  The watch is an ``Informer`` on our selector:
+        gpudra's one list-and-watch loop."""
+        Informer(
+            self._client,
+            RESOURCESLICES,
+            field_selector=self.selector,
+            on_change=self.trigger,
+            watch_timeout_s=30,
+        ).run(stop)

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 BackendName = Literal["nvml", "mock"]
-"""The GPU backends; ``gpudra.nvml.factory.BackendKind`` has the same values."""
+"""The GPU backends: real NVML or the mock machine (``gpudra.nvml.factory`` opens them)."""
 
 MOCK_NEEDS_ONE_MACHINE = (
     "the mock backend needs exactly one of profile or profile_file "

@@ -18,9 +18,8 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, PlainSerializer
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from gpudra.catalogue.gpuset import GpuSet
 from gpudra.settings.backend import BackendSettings
-from gpudra.settings.kubelet_plugin import GpuSetting
+from gpudra.settings.node import NodeSettings
 
 MigStrategy = Literal["none", "single", "mixed"]
 DeviceIdStrategy = Literal["uuid", "index"]
@@ -66,14 +65,11 @@ ListStrategySetting = Annotated[
 ]
 
 
-class DevicePluginSettings(BaseSettings, BackendSettings):
+class DevicePluginSettings(BaseSettings, NodeSettings, BackendSettings):
     """``gpudra device-plugin``."""
 
     model_config = SettingsConfigDict(env_prefix="GPUDRA_", extra="forbid", frozen=True)
 
-    node_name: str = Field(
-        min_length=1, description="this node's name (the chart sets $GPUDRA_NODE_NAME)"
-    )
     kubelet_dir: Path = Field(
         default=Path("/var/lib/kubelet"),
         description="the kubelet's root dir: sockets in <dir>/device-plugins, GPU ownership "
@@ -85,7 +81,6 @@ class DevicePluginSettings(BaseSettings, BackendSettings):
         "device-plugins; the kubelet itself always uses /var/lib/kubelet/device-plugins, "
         "whatever its --root-dir)",
     )
-    cdi_dir: Path = Field(default=Path("/var/run/cdi"), description="CDI spec dir")
     resource_name: str = Field(
         default="nvidia.com/gpu",
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$",
@@ -117,36 +112,6 @@ class DevicePluginSettings(BaseSettings, BackendSettings):
         default=None,
         description="a config file in NVIDIA's k8s-device-plugin layout (version: v1, flags, "
         "sharing.timeSlicing) - theirs works unchanged",
-    )
-    gpus: GpuSetting = Field(
-        default=GpuSet(every=True, text="all"),
-        description="the GPUs this plugin serves (all, none, 4-7, 0,2); the rest can be "
-        "served by the DRA plugin, never both",
-    )
-    gpu_lock_dir: Path | None = Field(
-        default=None,
-        description="where each served GPU is locked against the other mode "
-        "(default <kubelet-dir>/gpudra/gpus)",
-    )
-    fake_dev_root: Path | None = Field(
-        default=None,
-        description="mock: host dir with stand-in /dev/nvidia* files "
-        "(default <kubelet-dir>/gpudra/device-plugin/fake-dev)",
-    )
-    health_probe_interval_s: float = Field(
-        default=1.0, gt=0, description="how often the GPUs' health is read from NVML"
-    )
-    health_recovery_s: float = Field(
-        default=30.0,
-        ge=0,
-        description="a GPU with a fault is Healthy again once it has recovered for this long "
-        "(damps a flapping GPU)",
-    )
-    metrics_port: int = Field(
-        default=0,
-        ge=0,
-        le=65535,
-        description="serve Prometheus /metrics and /healthz on this port (0: off)",
     )
 
     @property

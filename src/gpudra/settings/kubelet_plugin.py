@@ -6,42 +6,25 @@ Each field's description is its ``--help`` text; the default is added to it from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BeforeValidator, Field, PlainSerializer, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gpudra.catalogue.gpuset import GpuSet
 from gpudra.catalogue.render_shared import MAX_SHARES
 from gpudra.resourceapi import DRIVER_NAME
 from gpudra.settings.backend import BackendSettings
 from gpudra.settings.cluster import DriverName, KubeconfigSetting
+from gpudra.settings.node import GpuSetting, NodeSettings
 
 
-def _gpu_set(value: object) -> GpuSet:
-    if isinstance(value, GpuSet):
-        return value
-    if value is None or isinstance(value, str):
-        return GpuSet.parse(value)
-    raise ValueError(f"expected a GPU set (all, none, 4-7, 0,2), got {value!r}")
-
-
-# a GPU set, parsed once when the settings are read (syntax; the node's GPU count is checked
-# when the daemon starts); written back as the user spelled it
-GpuSetting = Annotated[
-    GpuSet, NoDecode, BeforeValidator(_gpu_set), PlainSerializer(str, return_type=str)
-]
-
-
-class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
+class KubeletPluginSettings(BaseSettings, NodeSettings, KubeconfigSetting, BackendSettings):
     """``gpudra kubelet-plugin``."""
 
     model_config = SettingsConfigDict(env_prefix="GPUDRA_", extra="forbid", frozen=True)
 
     driver_name: DriverName = Field(default=DRIVER_NAME, description="DRA driver name")
-    node_name: str = Field(
-        min_length=1, description="this node's name (the chart sets $GPUDRA_NODE_NAME)"
-    )
     plugin_dir: Path | None = Field(
         default=None,
         description="DRA socket + checkpoint dir (default /var/lib/kubelet/plugins/<driver>)",
@@ -50,26 +33,10 @@ class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
         default=Path("/var/lib/kubelet/plugins_registry"),
         description="kubelet plugin registry dir",
     )
-    cdi_dir: Path = Field(default=Path("/var/run/cdi"), description="CDI spec dir")
     profile_node_label: str | None = Field(
         default=None,
         description="mock: take this node's machine profile from its label of this key "
         "(--profile is the default)",
-    )
-    fake_dev_root: Path | None = Field(
-        default=None,
-        description="mock: host dir with stand-in /dev/nvidia* files "
-        "(default <plugin-dir>/fake-dev)",
-    )
-    gpus: GpuSetting = Field(
-        default=GpuSet(every=True, text="all"),
-        description="the GPUs this daemon serves (all, none, 4-7, 0,2); the rest can be "
-        "served by gpudra device-plugin, never both",
-    )
-    gpu_lock_dir: Path | None = Field(
-        default=None,
-        description="where each served GPU is locked against the device plugin "
-        "(default <registry-dir>/../gpudra/gpus, i.e. <kubelet dir>/gpudra/gpus)",
     )
     controller_managed_gpus: GpuSetting = Field(
         default=GpuSet(),
@@ -96,12 +63,6 @@ class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
         default=False,
         description="destroy MIG instances on dynamic-MIG GPUs that no claim holds",
     )
-    metrics_port: int = Field(
-        default=0,
-        ge=0,
-        le=65535,
-        description="serve Prometheus /metrics, /healthz and /readyz on this port (0: off)",
-    )
     boot_id_file: Path = Field(
         default=Path("/proc/sys/kernel/random/boot_id"),
         description="the node's boot id: a change since the checkpoint means a reboot (CDI "
@@ -117,25 +78,11 @@ class KubeletPluginSettings(BaseSettings, KubeconfigSetting, BackendSettings):
         gt=0,
         description="/healthz fails when the API server has not answered for this long",
     )
-    nvml_wedged_s: float = Field(
-        default=60.0,
-        gt=0,
-        description="/healthz fails when NVML has not completed a call for this long",
-    )
-    health_recovery_s: float = Field(
-        default=30.0,
-        ge=0,
-        description="a GPU's fault taint is removed once it has recovered for this long "
-        "(damps a flapping GPU)",
-    )
     lost_gpu_taint_effect: Literal["NoExecute", "NoSchedule"] = Field(
         default="NoExecute",
         description="effect of the gpu.gpudra.io/gpu-lost taint: NoExecute evicts the pods "
         "using the GPU (where the cluster evicts on device taints), NoSchedule only keeps "
         "new claims away",
-    )
-    nvml_probe_interval_s: float = Field(
-        default=10.0, gt=0, description="how often the NVML probe reads the inventory"
     )
     health_stream: bool = Field(
         default=True,

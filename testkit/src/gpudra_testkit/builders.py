@@ -14,8 +14,9 @@ import re
 import uuid
 from typing import Any
 
-from gpudra.allocation.nodeselect import node_name_selector
+from gpudra.catalogue.attributes import NVLINK_GROUP
 from gpudra.catalogue.catalogue import build_catalogue
+from gpudra.kubetypes.nodeselect import node_name_selector
 from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.resourceslices.builder import desired_slices
 
@@ -60,7 +61,7 @@ def mig(name: str, count: int, *profiles: str) -> Obj:
 
 def nvlink(*requests: str) -> Obj:
     """A constraint: the requests' devices share one NVLink group."""
-    return same("nvlinkGroup", *requests)
+    return same(NVLINK_GROUP, *requests)
 
 
 def same(attribute: str, *requests: str) -> Obj:

@@ -16,8 +16,8 @@ from gpudra.allocation.cel import (
     compile_selector,
     evaluate,
 )
-from gpudra.allocation.quantity import Quantity
-from gpudra.allocation.semver import Semver
+from gpudra.kubetypes.quantity import Quantity
+from gpudra.kubetypes.semver import Semver
 
 DRIVER = "gpu.gpudra.io"
 H100: dict[str, Any] = {

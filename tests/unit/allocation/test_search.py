@@ -19,7 +19,8 @@ from gpudra_testkit.builders import (
     nvlink,
     profile_slices,
 )
-from tests.unit.allocation.scenarios import no_cel
+from tests.unit.allocation.scenarios import no_cel, tainted_slice
+from tests.unit.kubetypes.scenarios import TOLERATIONS
 
 
 def view(*slices: list[dict[str, Any]], claims: list[dict[str, Any]] = ()) -> ClusterView:  # type: ignore[assignment]
@@ -137,6 +138,21 @@ def test_admin_access_ignores_allocations() -> None:
         names(sols[0]) == ["gpu-0"]
         and sols[0].results(sols[0].choices[0].claim)[0]["adminAccess"] is True
     )
+
+
+@pytest.mark.parametrize("case", TOLERATIONS)
+def test_the_allocator_applies_the_toleration_rule_to_device_taints(case: str) -> None:
+    taint, raw, tolerated = TOLERATIONS[case]
+    view = ClusterView.from_objects(
+        slices=tainted_slice("n1", taint), classes=[device_class()], nodes=[node("n1")]
+    )
+    request: dict[str, Any] = exactly("g", tolerations=raw) if raw else exactly("g")
+    search = NodeSearch(view, "n1", [parse_claim(claim(request))], matcher=no_cel)
+    found = list(search.solutions())
+    assert bool(found) is tolerated
+    if not tolerated:
+        (reason,) = search.diag.rejected["g"]
+        assert " is tainted k=" in reason
 
 
 def test_untolerated_taints_exclude_devices() -> None:

@@ -22,7 +22,7 @@ from gpudra.allocation.cluster import ClusterView
 from gpudra.allocation.engine import Allocator
 from gpudra.allocation.explain import explain
 from gpudra.allocation.inputs import InputError, parse_claim
-from gpudra.allocation.quantity import Quantity
+from gpudra.kubetypes.quantity import Quantity
 from gpudra_testkit.builders import DRIVER, claim, device_class, exactly, node, resource_slice
 
 MI = 1 << 20

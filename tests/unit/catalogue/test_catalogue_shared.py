@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from gpudra.allocation.quantity import Quantity
 from gpudra.catalogue.catalogue import (
     CONSUMABLE_SINCE_MINOR,
     DeviceKind,
@@ -18,6 +17,7 @@ from gpudra.catalogue.catalogue import (
 )
 from gpudra.catalogue.render_shared import MAX_SHARES, memory_capacity, shared_gpu_device
 from gpudra.devices.inventory import Inventory
+from gpudra.kubetypes.quantity import Quantity
 from gpudra.nvml.mock import MockBackend, available_machines, load_machine
 from gpudra.resourceapi import MANAGED_TAINT, MAX_ATTRIBUTES_AND_CAPACITIES
 from gpudra.resourceslices.builder import desired_slices

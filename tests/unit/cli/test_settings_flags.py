@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from gpudra.catalogue.gpuset import GpuSet
 from gpudra.cli import controller, kubelet_plugin
 from gpudra.cli.main import main, parser
-from gpudra.cli.settings_flags import SettingsError, add_flags, load_settings
+from gpudra.cli.settings_flags import SettingsError, add_flags, config_file_values, load_settings
 from gpudra.settings import ControllerSettings, DevicePluginSettings, KubeletPluginSettings
 
 REQUIRED = object()
@@ -39,18 +39,18 @@ KUBELET_FLAGS: dict[str, tuple[type, Any, str]] = {
     "--profile-node-label": (str, None, "from its label of this key"),
     "--fake-dev-root": (Path, None, "stand-in /dev/nvidia* files"),
     "--gpus": (str, GpuSet(every=True, text="all"), "the GPUs this daemon serves"),
-    "--gpu-lock-dir": (Path, None, "locked against the device plugin"),
+    "--gpu-lock-dir": (Path, None, "locked against the other daemon"),
     "--controller-managed-gpus": (str, GpuSet(), "only the gpudra controller allocates"),
     "--dynamic-mig-gpus": (str, GpuSet(), "dynamic MIG placements"),
     "--shared-gpus": (str, GpuSet(), "published for consumable capacity"),
     "--gpu-shares": (int, 0, "the count of claims that can share one GPU"),
     "--remove-unknown-mig": (bool, False, "destroy MIG instances"),
-    "--metrics-port": (int, 0, "/metrics, /healthz and /readyz"),
+    "--metrics-port": (int, 0, "/metrics and /healthz (the DRA plugin: also /readyz)"),
     "--boot-id-file": (Path, Path("/proc/sys/kernel/random/boot_id"), "boot id"),
     "--gc-interval-s": (float, 60.0, "ResourceClaim is gone"),
     "--api-unreachable-s": (float, 300.0, "API server has not answered"),
     "--nvml-wedged-s": (float, 60.0, "NVML has not completed a call"),
-    "--nvml-probe-interval-s": (float, 10.0, "NVML probe"),
+    "--nvml-probe-interval-s": (float, 1.0, "NVML probe"),
     "--health-recovery-s": (float, 30.0, "has recovered for this long"),
     "--lost-gpu-taint-effect": (str, "NoExecute", "gpu.gpudra.io/gpu-lost taint"),
     "--health-stream": (bool, True, "allocatedResourcesStatus"),
@@ -84,14 +84,17 @@ DEVICE_PLUGIN_FLAGS: dict[str, tuple[type, Any, str]] = {
     "--device-id-strategy": (str, None, "uuid or index"),
     "--pass-device-specs": (bool, None, "device nodes in the Allocate response"),
     "--device-plugin-config": (Path, None, "NVIDIA's k8s-device-plugin layout"),
-    "--gpus": (str, GpuSet(every=True, text="all"), "served by the DRA plugin, never both"),
-    "--gpu-lock-dir": (Path, None, "locked against the other mode"),
+    "--gpus": (str, GpuSet(every=True, text="all"), "served by the DRA plugin or the device"),
+    "--gpu-lock-dir": (Path, None, "locked against the other daemon"),
     "--fake-dev-root": (Path, None, "stand-in /dev/nvidia* files"),
-    "--health-probe-interval-s": (float, 1.0, "health is read from NVML"),
-    "--health-recovery-s": (float, 30.0, "Healthy again once it has recovered"),
+    "--nvml-probe-interval-s": (float, 1.0, "NVML probe"),
+    "--nvml-wedged-s": (float, 60.0, "NVML has not completed a call"),
+    "--health-recovery-s": (float, 30.0, "Healthy in ListAndWatch) once it has recovered"),
     "--metrics-port": (int, 0, "/metrics and /healthz"),
 }
 LEGACY = {"--interval": "--interval-s", "--unschedulable-deadline": "--unschedulable-deadline-s"}
+# the node daemons' one NVML probe had two names; the device plugin's is kept as a spelling
+NODE_LEGACY = {"--health-probe-interval-s": "--nvml-probe-interval-s"}
 
 SAMPLES: dict[type, tuple[str, Any]] = {
     str: ("x", "x"),
@@ -135,7 +138,7 @@ ALL = [(cmd, flag) for cmd, table in TABLES.items() for flag in table]
 @pytest.mark.parametrize("cmd", TABLES)
 def test_the_flags_are_exactly_the_table(cmd: str) -> None:
     got = set(actions(cmd)) - {"-h", "--help", "--config"}
-    want = set(TABLES[cmd]) | (set(LEGACY) if cmd == "controller" else set())
+    want = set(TABLES[cmd]) | (set(LEGACY) if cmd == "controller" else set(NODE_LEGACY))
     assert got == want
 
 
@@ -180,6 +183,18 @@ def test_a_missing_flag_takes_the_default(cmd: str, flag: str) -> None:
 def test_the_controllers_first_flag_spellings_still_work(legacy: str, flag: str) -> None:
     flags = actions("controller")
     assert flags[legacy] is flags[flag]
+
+
+@pytest.mark.parametrize("cmd", ["kubelet-plugin", "device-plugin"])
+def test_the_probes_older_name_still_works_as_a_flag_and_a_config_key(
+    cmd: str, tmp_path: Path
+) -> None:
+    flags = actions(cmd)
+    assert flags["--health-probe-interval-s"] is flags["--nvml-probe-interval-s"]
+    model = KubeletPluginSettings if cmd == "kubelet-plugin" else DevicePluginSettings
+    config = tmp_path / "config.yaml"
+    config.write_text("healthProbeIntervalS: 5\n")
+    assert config_file_values(model, config) == {"nvml_probe_interval_s": 5}
 
 
 def test_the_chart_rendered_controller_args_parse() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpudra.controller.decide import NOT_MANAGED, Verdict
+from gpudra.controller.decide import NOT_MANAGED, GroupOutcome
 from gpudra.controller.fit import fit_problem
 from gpudra.metrics.controller import OUTCOMES
 from tests.unit.controller.scenarios import TS, claim, node, pod, run, setup
@@ -12,7 +12,7 @@ from tests.unit.controller.scenarios import TS, claim, node, pod, run, setup
 
 def test_single_pod_gets_a_quad_with_toleration_and_timestamp() -> None:
     (d,) = run([pod("p", "c")], [claim("c", 4)])
-    assert d.verdict is Verdict.ALLOCATE and d.nodes == {"ns/p": "n1"}
+    assert d.outcome is GroupOutcome.ALLOCATE and d.nodes == {"ns/p": "n1"}
     alloc = d.allocations[("ns", "c")]
     devices = sorted(r["device"] for r in alloc["devices"]["results"])
     assert devices in (["gpu-0", "gpu-1", "gpu-2", "gpu-3"], ["gpu-4", "gpu-5", "gpu-6", "gpu-7"])
@@ -25,7 +25,7 @@ def test_single_pod_gets_a_quad_with_toleration_and_timestamp() -> None:
 
 def test_only_managed_devices_are_used() -> None:
     (d,) = run([pod("p", "c")], [claim("c", 1)], setup=setup(frozenset()))
-    assert d.verdict is Verdict.FAIL and NOT_MANAGED in d.message
+    assert d.outcome is GroupOutcome.FAIL and NOT_MANAGED in d.message
 
 
 def test_ungated_pods_are_not_ours() -> None:
@@ -37,14 +37,14 @@ def test_gang_waits_until_complete() -> None:
     (d,) = run(
         [pod("a", "ca", labels=labels), pod("b", "cb", labels=labels)], [claim("ca"), claim("cb")]
     )
-    assert d.verdict is Verdict.WAIT and "2 of 3 pods" in d.message
+    assert d.outcome is GroupOutcome.WAIT and "2 of 3 pods" in d.message
 
 
 def test_gang_all_or_nothing() -> None:
     labels = {"gpudra.io/gang": "g", "gpudra.io/gang-size": "3"}
     pods = [pod(x, f"c{x}", labels=labels) for x in "abc"]
     (d,) = run(pods, [claim(f"c{x}", 4) for x in "abc"])  # 12 GPUs on one 8-GPU node
-    assert d.verdict is Verdict.FAIL and d.allocations == {}
+    assert d.outcome is GroupOutcome.FAIL and d.allocations == {}
     assert d.message.startswith("gang ns/gang:g: cannot allocate")
 
 
@@ -59,7 +59,7 @@ def test_gang_all_or_nothing() -> None:
 )
 def test_bad_gang_size(labels: dict[str, str], message: str) -> None:
     (d,) = run([pod("a", "c", labels=labels)], [claim("c")])
-    assert d.verdict is Verdict.FAIL and message in d.message
+    assert d.outcome is GroupOutcome.FAIL and message in d.message
 
 
 def test_gang_size_disagreement() -> None:
@@ -71,34 +71,37 @@ def test_gang_size_disagreement() -> None:
         [claim("ca"), claim("cb")],
     )
     assert (
-        d.verdict is Verdict.FAIL and "disagree on gpudra.io/gang-size: ns/a=2, ns/b=3" in d.message
+        d.outcome is GroupOutcome.FAIL
+        and "disagree on gpudra.io/gang-size: ns/a=2, ns/b=3" in d.message
     )
 
 
 def test_pod_without_claims_and_missing_claims() -> None:
     (d,) = run([pod("p")], [])
-    assert d.verdict is Verdict.FAIL and "has no resource claims" in d.message
+    assert d.outcome is GroupOutcome.FAIL and "has no resource claims" in d.message
     (d,) = run([pod("p", "absent")], [])
-    assert d.verdict is Verdict.WAIT and "absent" in d.message
+    assert d.outcome is GroupOutcome.WAIT and "absent" in d.message
     template = pod("t")
     template["spec"]["resourceClaims"] = [{"name": "g", "resourceClaimTemplateName": "tmpl"}]
     (d,) = run([template], [])
-    assert d.verdict is Verdict.WAIT and "waiting for the claims of pod ns/t" in d.message
+    assert d.outcome is GroupOutcome.WAIT and "waiting for the claims of pod ns/t" in d.message
 
 
 def test_restart_states() -> None:
     (d,) = run([pod("p", "a", "b")], [claim("a", allocated=True), claim("b", allocated=True)])
-    assert d.verdict is Verdict.UNGATE
+    assert d.outcome is GroupOutcome.UNGATE
     (d,) = run([pod("p", "a", "b")], [claim("a", allocated=True), claim("b")])
-    assert d.verdict is Verdict.ROLLBACK and d.claims == [("ns", "a")]
+    assert d.outcome is GroupOutcome.ROLLBACK and d.claims == [("ns", "a")]
 
 
 def test_unknown_class_fails_the_pod_only() -> None:
     bad = claim("bad")
     bad["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = "nope"
     d_bad, d_ok = run([pod("a", "bad"), pod("b", "ok")], [bad, claim("ok")])
-    assert d_bad.verdict is Verdict.FAIL and "device class 'nope' does not exist" in d_bad.message
-    assert d_ok.verdict is Verdict.ALLOCATE
+    assert (
+        d_bad.outcome is GroupOutcome.FAIL and "device class 'nope' does not exist" in d_bad.message
+    )
+    assert d_ok.outcome is GroupOutcome.ALLOCATE
 
 
 FIT = {
@@ -149,7 +152,7 @@ def test_gang_partly_ungated_by_an_interrupted_pass_is_completed() -> None:
         [pod("a", "ca", labels=labels, gated=False), pod("b", "cb", labels=labels)],
         [claim("ca", allocated=True), claim("cb", allocated=True)],
     )
-    assert d.verdict is Verdict.UNGATE
+    assert d.outcome is GroupOutcome.UNGATE
 
 
 def test_finished_pods_of_an_earlier_run_do_not_complete_a_gang() -> None:
@@ -162,7 +165,7 @@ def test_finished_pods_of_an_earlier_run_do_not_complete_a_gang() -> None:
     new = [pod(f"new{i}", f"n{i}", labels=labels) for i in range(2)]
     claims = [claim(f"o{i}", allocated=True) for i in range(2)] + [claim(f"n{i}") for i in range(2)]
     (d,) = run(done + new, claims)
-    assert d.verdict is Verdict.WAIT, d
+    assert d.outcome is GroupOutcome.WAIT, d
 
 
 def test_allocations_carry_the_class_and_claim_device_config_as_the_scheduler_writes_it() -> None:
@@ -175,7 +178,7 @@ def test_allocations_carry_the_class_and_claim_device_config_as_the_scheduler_wr
         {"opaque": {"driver": "other.example.com", "parameters": {"c": 3}}},
     ]
     (d,) = run([pod("p", "c")], [c], setup=(view, nodes))
-    assert d.verdict is Verdict.ALLOCATE
+    assert d.outcome is GroupOutcome.ALLOCATE
     assert d.allocations[("ns", "c")]["devices"]["config"] == [
         {"source": "FromClass", "opaque": {"driver": "gpu.gpudra.io", "parameters": {"a": 1}}},
         {
@@ -187,5 +190,5 @@ def test_allocations_carry_the_class_and_claim_device_config_as_the_scheduler_wr
     ]
 
 
-def test_every_verdict_has_a_metrics_series() -> None:
-    assert [v.value for v in Verdict] == list(OUTCOMES)
+def test_every_outcome_has_a_metrics_series() -> None:
+    assert [v.value for v in GroupOutcome] == list(OUTCOMES)

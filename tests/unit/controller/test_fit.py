@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gpudra.allocation.quantity import Quantity
 from gpudra.controller.fit import fit_problem, pod_requests
-from tests.unit.allocation.scenarios import TOLERATIONS
+from gpudra.kubetypes.quantity import Quantity
+from tests.unit.kubetypes.scenarios import TOLERATIONS
 
 
 def pod(cpu: str = "1", memory: str | None = None, **spec: Any) -> dict[str, Any]:

@@ -52,12 +52,12 @@ def test_memos_follow_the_live_pods_by_uid() -> None:
     r = Reconciler(api, metrics=ControllerMetrics())  # type: ignore[arg-type]
     api.pods = [claimless(f"p{i}", f"uid-{i}") for i in range(50)]
     r.run_pass()
-    assert len(api.events) == 50 and len(r._said) == 50
+    assert len(api.events) == 50 and len(r.teller.said) == 50
     r.run_pass()
     assert len(api.events) == 50  # told once
     api.pods = [claimless("p0", "uid-new")]  # the rest deleted, p0 recreated under its name
     r.run_pass()
-    assert set(r._said) == {"uid-new"}, "memos of deleted pods are kept"
+    assert set(r.teller.said) == {"uid-new"}, "memos of deleted pods are kept"
     assert len(api.events) == 51, "the recreated pod got no event"
 
 
@@ -85,7 +85,7 @@ def test_a_slim_pod_is_a_fraction_of_the_size_and_decides_the_same() -> None:
     assert [g.key for g in group_pods([slim])] == [g.key for g in group_pods([full])]
     (a,) = run([full], [claim("c")])
     (b,) = run([slim], [claim("c")])
-    assert (a.verdict, a.allocations, a.nodes) == (b.verdict, b.allocations, b.nodes)
+    assert (a.outcome, a.allocations, a.nodes) == (b.outcome, b.allocations, b.nodes)
 
 
 def test_a_group_is_decided_again_only_when_its_inputs_change() -> None:

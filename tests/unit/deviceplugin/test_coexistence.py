@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gpudra.common.gpulocks import GpuLocked
 from gpudra.deviceplugin.daemon import DevicePluginDaemon
 from gpudra.deviceplugin.options import effective
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
+from gpudra.nodeagent.locks import GpuLocked
 from gpudra.settings import DevicePluginSettings, KubeletPluginSettings
 from tests.fakes.kube import FakeKubeClient
 from tests.unit.deviceplugin.nodes import NODE, mock

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpudra.deviceplugin.config import ConfigError, parse_config
+from gpudra.deviceplugin.config import PluginConfigError, parse_config
 from gpudra.deviceplugin.options import effective
 from gpudra.settings import DevicePluginSettings
 
@@ -107,6 +107,6 @@ BAD = [
 
 @pytest.mark.parametrize(("text", "says"), BAD, ids=[s[:40] for _, s in BAD])
 def test_a_bad_file_is_refused_with_the_key_and_what_is_allowed(text: str, says: str) -> None:
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(PluginConfigError) as e:
         parse_config(text, source="f.yaml")
     assert says in str(e.value)

@@ -20,6 +20,7 @@ from gpudra.deviceplugin.config import parse_config
 from gpudra.deviceplugin.daemon import DevicePluginDaemon
 from gpudra.deviceplugin.options import effective
 from gpudra.devices.faults import RecoveryAction
+from gpudra.nvml.errors import NvmlError
 from gpudra.nvml.mock import MockBackend
 from gpudra.settings import DevicePluginSettings
 from gpudra_testkit.harness.dpkubelet import DevicePluginKubelet
@@ -44,7 +45,7 @@ def settings(root: Path, **kw: Any) -> DevicePluginSettings:
         kubelet_dir=root,
         cdi_dir=root / "cdi",
         mock_state_file=root / "mock-state.json",
-        health_probe_interval_s=0.2,
+        nvml_probe_interval_s=0.2,
         health_recovery_s=kw.pop("health_recovery_s", 0.3),
         **kw,
     )
@@ -53,10 +54,18 @@ def settings(root: Path, **kw: Any) -> DevicePluginSettings:
 class Running:
     """A daemon in-process and the kubelet stand-in on the same dir."""
 
-    def __init__(self, root: Path, config: str | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        root: Path,
+        config: str | None = None,
+        backend: type[MockBackend] = MockBackend,
+        **kw: Any,
+    ) -> None:
         self.s = settings(root, **kw)
         cfg = parse_config(config, source="test") if config else None
-        self.backend = mock(self.s.profile or "", self.s.mock_state_file)
+        self.backend = backend(
+            mock(self.s.profile or "").machine, node_name=NODE, state_file=self.s.mock_state_file
+        )
         self.daemon = DevicePluginDaemon(
             self.s, backend=self.backend, options=effective(self.s, cfg)
         )
@@ -220,5 +229,75 @@ def test_a_mig_device_created_later_gets_its_resource_registered(root: Path) -> 
         )
         r.kubelet.wait_registered("nvidia.com/mig-1g.10gb", timeout=5)
         r.kubelet.wait_devices("nvidia.com/mig-1g.10gb", lambda d: len(d) == 2, timeout=5)
+    finally:
+        r.close()
+
+
+class Broken(MockBackend):
+    """NVML that stops answering on demand (inventory raises), and whose event wait can fail
+    once with an unexpected error or end its thread."""
+
+    nvml_down = False
+    event_error: BaseException | None = None
+
+    def inventory(self) -> Any:
+        if self.nvml_down:
+            raise NvmlError("NVML_ERROR_UNKNOWN (the driver is gone)")
+        return super().inventory()
+
+    def wait_health_event(self, timeout_s: float) -> Any:
+        if self.event_error is not None:
+            err, self.event_error = self.event_error, None
+            raise err
+        return super().wait_health_event(timeout_s)
+
+
+def broken_running(root: Path, **kw: Any) -> Running:
+    return Running(root, backend=Broken, **kw)
+
+
+def test_nvml_not_answering_keeps_the_last_health_and_fails_healthz_after_nvml_wedged_s(
+    root: Path,
+) -> None:
+    """The rule both node daemons follow (the device plugin used to mark every GPU Unhealthy
+    at once): NVML not answering is the daemon's problem, not the GPUs'."""
+    r = broken_running(root, nvml_wedged_s=1.0)
+    r.kubelet.start()
+    r.daemon.start()
+    try:
+        r.kubelet.wait_devices(GPU, lambda d: len(d) == 8 and not unhealthy(d))
+        assert r.daemon.healthz() == (True, "ok\n")
+        assert isinstance(r.backend, Broken)
+        r.backend.nvml_down = True
+        wait_for("/healthz fails", lambda: not r.daemon.healthz()[0], timeout=5)
+        text = r.daemon.healthz()[1]
+        assert "NVML has not completed a call for" in text and "the driver is gone" in text
+        assert unhealthy(r.kubelet.devices(GPU)) == set()  # no guess about the GPUs
+        r.backend.nvml_down = False
+        wait_for("/healthz ok again", lambda: r.daemon.healthz()[0], timeout=5)
+    finally:
+        r.close()
+
+
+def test_the_health_event_loop_survives_an_unexpected_error_and_a_dead_one_fails_healthz(
+    root: Path,
+) -> None:
+    """As in the DRA plugin: any error in the event wait is logged and retried; a thread that
+    ends anyway (SystemExit) is named in /healthz."""
+    r = broken_running(root)
+    assert isinstance(r.backend, Broken)
+    r.backend.event_error = RuntimeError("a bug in the event wait")
+    r.kubelet.start()
+    r.daemon.start()
+    try:
+        r.kubelet.wait_devices(GPU, lambda d: len(d) == 8)
+        wait_for("the error was consumed", lambda: r.backend.event_error is None, timeout=5)  # type: ignore[attr-defined]
+        uuids = [g.uuid for g in r.backend.inventory().gpus]
+        r.backend.inject_xid(5, 79)
+        r.kubelet.wait_devices(GPU, lambda d: unhealthy(d) == {uuids[5]}, timeout=10)
+        assert r.daemon.healthz()[0]
+        r.backend.event_error = SystemExit("the health-event loop is gone")
+        wait_for("/healthz fails", lambda: not r.daemon.healthz()[0], timeout=10)
+        assert "thread health-events died: SystemExit" in r.daemon.healthz()[1]
     finally:
         r.close()

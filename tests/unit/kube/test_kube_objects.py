@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from gpudra.api.meta import resource_version_of
 from gpudra.kube import errors, resources
-from gpudra.kube.objects import WatchEvent, decode_watch_line, iter_lines, resource_version_of
+from gpudra.kube.objects import WatchEvent, decode_watch_line, iter_lines
 from gpudra.kube.resources import Resource
 from gpudra.kube.transport import Transport, _is_loopback
 

@@ -11,10 +11,10 @@ from typing import Any
 from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kube.resources import RESOURCECLAIMS
-from gpudra.kubeletplugin.checkpoint import CheckpointStore
-from gpudra.kubeletplugin.mps import MpsControl
+from gpudra.kubeletplugin.checkpoint_store import CheckpointStore
 from gpudra.kubeletplugin.node import NodePlugin
 from gpudra.kubeletplugin.prepare import ClaimRef
+from gpudra.kubeletplugin.sharing.mps import MpsControl
 from gpudra.metrics.node import NodeMetrics
 from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.nvml.real import RealBackend

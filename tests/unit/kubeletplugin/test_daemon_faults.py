@@ -26,10 +26,11 @@ from gpudra.catalogue.gpuset import GpuSetError
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kube.client import KubeClient
 from gpudra.kube.objects import ObjectList
-from gpudra.kubeletplugin.checkpoint import CheckpointStore, PreparedClaim, PreparedDevice
+from gpudra.kubeletplugin.checkpoint_store import CheckpointStore
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
-from gpudra.kubeletplugin.dirlock import DirLocked
 from gpudra.kubeletplugin.prepare import ClaimRef
+from gpudra.nodeagent.locks import DirLocked
+from gpudra.nodestate.checkpoint import PreparedClaim, PreparedDevice
 from gpudra.nvml.mock import MockBackend, load_machine
 from gpudra.nvml.real import RealBackend
 from gpudra.resourceslices.builder import desired_slices
@@ -288,7 +289,7 @@ def test_remove_unknown_mig_leaves_an_instance_in_use_and_starts(tmp_path: Path)
     backend.run_process(busy.uuid)
     daemon = KubeletPluginDaemon(s, client=FlakyClient(), backend=backend)  # type: ignore[arg-type]
     try:
-        daemon.publisher.sync()  # the first pass sweeps, once the GPU modes are certain
+        assert daemon.sweep_strays()  # a start-up step, once the GPU modes are certain
     finally:
         daemon.stop()
     left = {m.uuid for m in backend.inventory().mig_devices}
@@ -313,6 +314,7 @@ def test_on_a_1_34_server_dynamic_mig_gpus_are_static_for_publishing_sweeping_an
     client = FlakyClient(minor=34)
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)  # type: ignore[arg-type]
     try:
+        assert daemon.sweep_strays()
         daemon.publisher.sync()
         published = {
             d["name"]: d["attributes"].get("uuid", {}).get("string")
@@ -325,10 +327,10 @@ def test_on_a_1_34_server_dynamic_mig_gpus_are_static_for_publishing_sweeping_an
         }
         assert {m.uuid for m in backend.inventory().mig_devices} == {m.uuid for m in made}
         client.claim = claim(result("gpu-0-mig-3g40gb-9-4"), uid="uid-1")
-        out = daemon.node.prepare([ClaimRef("ns", "c", "uid-1")])["uid-1"]
+        out = daemon.plugin.prepare([ClaimRef("ns", "c", "uid-1")])["uid-1"]
         assert out.error == ""
         assert [d.uuid for d in out.devices] == [made[0].uuid]
-        assert daemon.node.unprepare([ClaimRef("ns", "c", "uid-1")]) == {"uid-1": ""}
+        assert daemon.plugin.unprepare([ClaimRef("ns", "c", "uid-1")]) == {"uid-1": ""}
         assert {m.uuid for m in backend.inventory().mig_devices} == {m.uuid for m in made}
     finally:
         daemon.stop()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from gpudra.catalogue.catalogue import ServerCapabilities
 from gpudra.devices.faults import Fault, FaultKind
 from gpudra.kube.errors import KubeError
-from gpudra.kubeletplugin.fault_taints import FaultTaints
 from gpudra.kubeletplugin.node_events import NodeEvents, gpu_event
-from gpudra.metrics.node import NodeMetrics
+from gpudra.nodeagent.faults import FaultTracker
+from gpudra.nodeagent.liveness import Liveness
+from gpudra.nodeagent.watch import GpuWatch
 from gpudra.nvml.backend import HealthEvent, HealthEventKind
 from gpudra.nvml.mock import MockBackend, load_machine
 
@@ -57,28 +57,26 @@ def test_the_tracker_sends_a_fault_and_a_recovery_as_node_events() -> None:
     client = Client(fail=1)
     events = NodeEvents(client, node_name="n1", lost_effect="NoExecute")  # type: ignore[arg-type]
     clock = [1764590400.0]
-    ft = FaultTaints(
-        recovery_s=0,
-        lost_effect="NoExecute",
-        metrics=NodeMetrics(),
-        clock=lambda: clock[0],
-        on_change=events.gpu_changed,
+    ft = FaultTracker(recovery_s=0, lost_effect="NoExecute", clock=lambda: clock[0])
+    backend = MockBackend(load_machine("dgx-h100"), node_name="n1")
+    inv = backend.inventory()
+    watch = GpuWatch(backend, ft, Liveness(nvml_wedged_s=60), inventory=inv, probe_interval_s=1)
+    watch.subscribe(
+        lambda r: [events.gpu_changed(c.index, c.uuid, c.before, c.now) for c in r.changes]
     )
-    inv = MockBackend(load_machine("dgx-h100"), node_name="n1").inventory()
-    caps = ServerCapabilities(minor=37)
     uuid = inv.gpus[3].uuid
     stop = threading.Event()
     t = threading.Thread(target=events.run, args=(stop,), daemon=True)
     t.start()
     ft.event(HealthEvent(kind=HealthEventKind.XID, gpu_uuid=inv.gpus[1].uuid, xid=31), inv)
-    ft.taints(inv, caps)  # the first send fails: logged, dropped, the thread goes on
+    watch.announce(inv)  # the first send fails: logged, dropped, the thread goes on
     assert client.done.acquire(timeout=5)
     ft.event(HealthEvent(kind=HealthEventKind.XID, gpu_uuid=uuid, xid=79), inv)
-    ft.taints(inv, caps)
-    ft.taints(inv, caps)  # unchanged: nothing more
+    watch.announce(inv)
+    watch.announce(inv)  # unchanged: nothing more
     ft.event(HealthEvent(kind=HealthEventKind.RECOVERED, gpu_uuid=uuid), inv)
     clock[0] += 1
-    ft.taints(inv, caps)
+    watch.announce(inv)
     assert client.done.acquire(timeout=5) and client.done.acquire(timeout=5)
     stop.set()
     t.join(5)

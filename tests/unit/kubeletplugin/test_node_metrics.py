@@ -16,15 +16,16 @@ from typing import Any
 
 import pytest
 
+from gpudra.api.meta import RawObject
 from gpudra.cdi.writer import CdiWriter
 from gpudra.devices.inventory import Inventory
 from gpudra.kube.errors import ServerError
-from gpudra.kube.objects import KubeObject
 from gpudra.kube.resources import RESOURCECLAIMS, Resource
-from gpudra.kubeletplugin.checkpoint import CheckpointStore, MpsProcess
-from gpudra.kubeletplugin.mps import MpsControl, start_time
+from gpudra.kubeletplugin.checkpoint_store import CheckpointStore
 from gpudra.kubeletplugin.node import Budget, NodePlugin
-from gpudra.kubeletplugin.prepare import ClaimRef, ErrorType
+from gpudra.kubeletplugin.prepare import ClaimRef
+from gpudra.kubeletplugin.prepare_errors import ErrorType
+from gpudra.kubeletplugin.sharing.mps import MpsControl, start_time
 from gpudra.metrics.node import (
     DEVICE_TYPES,
     OPERATIONS,
@@ -34,6 +35,7 @@ from gpudra.metrics.node import (
     UNPREPARE_ERROR_TYPES,
     NodeMetrics,
 )
+from gpudra.nodestate.checkpoint import MpsProcess
 from gpudra.nvml.errors import NvmlError
 from gpudra.nvml.mock import MockBackend, load_machine
 from tests.unit.kubeletplugin.plugins import MIG_DEV, REF, FakeClient, mig_node, plugin
@@ -118,7 +120,7 @@ class GatedClient(FakeClient):
         *,
         namespace: str | None = None,
         timeout: float | None = None,
-    ) -> KubeObject:
+    ) -> RawObject:
         self.reading.set()
         assert self.release.wait(10), "the test never answered the read"
         return super().get(res, name, namespace=namespace, timeout=timeout)

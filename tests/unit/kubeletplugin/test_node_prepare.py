@@ -9,7 +9,7 @@ from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.cdi.writer import CdiWriter
 from gpudra.kube.errors import KubeError
 from gpudra.kube.resources import RESOURCECLAIMS
-from gpudra.kubeletplugin.checkpoint import CheckpointStore
+from gpudra.kubeletplugin.checkpoint_store import CheckpointStore
 from gpudra.kubeletplugin.prepare import ClaimRef
 from gpudra.kubeletplugin.recovery import rebuild
 from gpudra.nvml.real import RealBackend

@@ -8,15 +8,15 @@ import pytest
 
 from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.devices.gpu import MigDevice
-from gpudra.kubeletplugin.checkpoint import PreparedClaim
 from gpudra.kubeletplugin.prepare import (
     ClaimRef,
-    PrepareError,
     PrepareResult,
     exclusivity_conflicts,
     finish,
     resolve_claim,
 )
+from gpudra.kubeletplugin.prepare_errors import PrepareError
+from gpudra.nodestate.checkpoint import PreparedClaim
 from gpudra.nvml.mock import MockBackend, load_machine
 from tests.unit.kubeletplugin.scenarios import DRIVER, NODE, claim, result
 

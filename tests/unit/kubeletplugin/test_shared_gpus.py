@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from gpudra.catalogue.gpuset import GpuSet, GpuSetError
-from gpudra.kubeletplugin.catalogue_source import CatalogueSource
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
 from gpudra.metrics.node import NodeMetrics
+from gpudra.nodeagent.catalogue_source import CatalogueSource
 from gpudra.nvml.mock import MockBackend, load_machine
 from tests.unit.kubeletplugin.test_daemon_faults import NODE, FlakyClient, settings
 
 MIXED = "dgx-h100-mixed"  # GPUs 1, 4-7 in MIG mode
-SOURCE_LOG = "gpudra.kubeletplugin.catalogue_source"
+SOURCE_LOG = "gpudra.nodeagent.catalogue_source"
 
 
 def source(tmp_path: Path, minor: int, *, dynamic: str = "") -> CatalogueSource:

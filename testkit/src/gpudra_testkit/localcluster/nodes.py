@@ -11,7 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gpudra.kube import KubeClient, KubeObject, resources
+from gpudra.api.meta import RawObject
+from gpudra.kube import KubeClient, resources
 from gpudra_testkit.localcluster.commandlines import KWOK_NODE_ANNOTATION
 
 
@@ -24,7 +25,7 @@ def fake_node(
     pods: str = "110",
     extra_resources: Mapping[str, str] | None = None,
     taints: Sequence[Mapping[str, Any]] = (),
-) -> KubeObject:
+) -> RawObject:
     """A Node manifest that kwok will manage; capacity == allocatable."""
     capacity = {"cpu": cpu, "memory": memory, "pods": pods, **(extra_resources or {})}
     key, value = KWOK_NODE_ANNOTATION
@@ -49,14 +50,14 @@ def fake_node(
     }
 
 
-def is_ready(node: KubeObject) -> bool:
+def is_ready(node: RawObject) -> bool:
     conditions = (node.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def create_fake_node(
     client: KubeClient, name: str, *, wait: bool = True, timeout: float = 60.0, **kw: Any
-) -> KubeObject:
+) -> RawObject:
     """Create a kwok-managed node (see `fake_node` for the options) and wait until Ready."""
     client.create(resources.NODES, fake_node(name, **kw))
     return (
@@ -66,7 +67,7 @@ def create_fake_node(
     )
 
 
-def wait_node_ready(client: KubeClient, name: str, *, timeout: float = 60.0) -> KubeObject:
+def wait_node_ready(client: KubeClient, name: str, *, timeout: float = 60.0) -> RawObject:
     """Poll until the node is Ready and no longer carries the not-ready taint."""
     deadline = time.monotonic() + timeout
     while True:

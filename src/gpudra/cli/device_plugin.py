@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
-from types import FrameType
 from typing import Any
 
+from gpudra.cli.node_daemon import node_backend, run_until_signalled
 from gpudra.cli.settings_flags import (
     SettingsError,
     add_config_flag,
@@ -22,8 +20,6 @@ from gpudra.common.logfmt import bind_process
 from gpudra.deviceplugin.config import DevicePluginConfig, parse_config
 from gpudra.deviceplugin.daemon import DevicePluginDaemon
 from gpudra.deviceplugin.options import Options, effective
-from gpudra.nvml.errors import ProfileError
-from gpudra.nvml.factory import open_backend
 from gpudra.settings import DevicePluginSettings
 
 log = logging.getLogger(__name__)
@@ -69,31 +65,6 @@ def options_from(args: argparse.Namespace) -> tuple[DevicePluginSettings, Option
 def run(args: argparse.Namespace) -> int:
     s, options = options_from(args)
     bind_process(node=s.node_name)
-    try:
-        backend = open_backend(
-            s.backend,
-            node_name=s.node_name,
-            profile=s.profile,
-            profile_file=s.profile_file,
-            state_file=s.mock_state_file,
-            clique_id=s.clique_id,
-        )
-    except ProfileError as e:
-        raise ProfileError(f"node {s.node_name}: {e}") from e
+    backend = node_backend(s, s.node_name, profile=s.profile, profile_file=s.profile_file)
     daemon = DevicePluginDaemon(s, backend=backend, options=options)
-    if s.metrics_port:
-        daemon.serve_http(s.metrics_port)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    daemon.start()
-    try:
-        daemon.wait(stop)
-    finally:
-        daemon.stop()
-    return 0
+    return run_until_signalled(daemon, s.metrics_port)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
-from types import FrameType
 from typing import Any
 
+from gpudra.cli.node_daemon import node_backend, run_until_signalled
 from gpudra.cli.settings_flags import (
     add_config_flag,
     add_flags,
@@ -21,8 +19,6 @@ from gpudra.kube.client import KubeClient
 from gpudra.kube.resources import NODES
 from gpudra.kubeletplugin.daemon import KubeletPluginDaemon
 from gpudra.kubeletplugin.profile_choice import choose_profile
-from gpudra.nvml.errors import ProfileError
-from gpudra.nvml.factory import open_backend
 from gpudra.settings import KubeletPluginSettings
 
 log = logging.getLogger(__name__)
@@ -64,31 +60,12 @@ def _node_labels(s: KubeletPluginSettings, client: KubeClient) -> dict[str, str]
 def _serve(s: KubeletPluginSettings, client: KubeClient) -> int:
     choice = choose_profile(s, _node_labels(s, client))
     log.info("GPU backend: %s (%s)", s.backend, choice.source)
-    try:
-        backend = open_backend(
-            s.backend,
-            node_name=s.node_name,
-            profile=choice.profile,
-            profile_file=choice.profile_file,
-            state_file=s.mock_state_file,
-            clique_id=s.clique_id,
-        )
-    except ProfileError as e:
-        raise ProfileError(f"node {s.node_name}: {choice.source}: {e}") from e
+    backend = node_backend(
+        s,
+        s.node_name,
+        profile=choice.profile,
+        profile_file=choice.profile_file,
+        source=choice.source,
+    )
     daemon = KubeletPluginDaemon(s, client=client, backend=backend)
-    if s.metrics_port:
-        daemon.serve_http(s.metrics_port)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    daemon.start()
-    try:
-        daemon.wait(stop)
-    finally:
-        daemon.stop()
-    return 0
+    return run_until_signalled(daemon, s.metrics_port)

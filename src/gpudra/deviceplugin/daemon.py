@@ -32,11 +32,10 @@ from gpudra.deviceplugin.grpc_server import ResourceServer, rpc_error_text
 from gpudra.deviceplugin.options import Options
 from gpudra.deviceplugin.service import DevicePluginService
 from gpudra.metrics.device_plugin import DevicePluginMetrics
+from gpudra.nodeagent.agent import node_agent
 from gpudra.nodeagent.catalogue_source import CatalogueSource
-from gpudra.nodeagent.faults import FaultTracker
-from gpudra.nodeagent.liveness import Liveness
 from gpudra.nodeagent.locks import lock_served
-from gpudra.nodeagent.watch import GpuWatch, WatchReport
+from gpudra.nodeagent.watch import WatchReport
 from gpudra.nvml.backend import GpuBackend
 from gpudra.nvml.errors import NvmlError
 from gpudra.settings import DevicePluginSettings
@@ -71,16 +70,9 @@ class DevicePluginDaemon:
         self._http: ThreadingHTTPServer | None = None
         inv = backend.inventory()
         s.check_gpu_sets(len(inv.gpus))
-        self.liveness = Liveness(nvml_wedged_s=s.nvml_wedged_s)
+        agent = node_agent(backend, inv, s)
+        self.liveness, self.faults, self.watch = agent.liveness, agent.faults, agent.watch
         self._locks = lock_served(s.gpu_lock_path, inv, s.gpus, holder="device-plugin")
-        self.faults = FaultTracker(recovery_s=s.health_recovery_s)
-        self.watch = GpuWatch(
-            backend,
-            self.faults,
-            self.liveness,
-            inventory=inv,
-            probe_interval_s=s.nvml_probe_interval_s,
-        )
         # the node's devices from the watch's inventory: what a report says is what is shown
         self.catalogues = CatalogueSource(self.watch.last_inventory, served=s.gpus)
         dev_root = s.dev_root

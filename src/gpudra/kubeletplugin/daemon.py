@@ -40,11 +40,11 @@ from gpudra.kubeletplugin.recovery import rebuild
 from gpudra.kubeletplugin.sharing.mps import MpsControl
 from gpudra.kubeletplugin.strays import unclaimed_instances
 from gpudra.metrics.node import NodeMetrics
+from gpudra.nodeagent.agent import node_agent
 from gpudra.nodeagent.catalogue_source import CatalogueSource
-from gpudra.nodeagent.faults import FaultTracker
-from gpudra.nodeagent.liveness import Liveness, LivenessVerdict
+from gpudra.nodeagent.liveness import LivenessVerdict
 from gpudra.nodeagent.locks import DirLock, GpuLocked, lock_served
-from gpudra.nodeagent.watch import GpuWatch, WatchReport
+from gpudra.nodeagent.watch import WatchReport
 from gpudra.nvml.backend import GpuBackend, HealthEventKind
 from gpudra.nvml.errors import NvmlError
 from gpudra.resourceslices.builder import desired_slices
@@ -87,9 +87,14 @@ class KubeletPluginDaemon:
         s.check_gpu_sets(
             len(inv.gpus), "dynamic_mig_gpus", "controller_managed_gpus", "shared_gpus"
         )
-        self.liveness = Liveness(
-            api_unreachable_s=s.api_unreachable_s, nvml_wedged_s=s.nvml_wedged_s
+        agent = node_agent(
+            backend,
+            inv,
+            s,
+            api_unreachable_s=s.api_unreachable_s,
+            lost_effect=s.lost_gpu_taint_effect,
         )
+        self.liveness, self.faults, self.watch = agent.liveness, agent.faults, agent.watch
         self._take_node(inv)
         self.cdi = CdiWriter(s.cdi_dir)
         self.checkpoint = CheckpointStore(
@@ -100,17 +105,7 @@ class KubeletPluginDaemon:
         self._begin_boot(s.boot_id_file)
         if s.dev_root is not None:
             make_fake_dev_root(s.dev_root, [f"/dev/nvidia{g.minor}" for g in inv.gpus])
-        # the node agent: faults, the GPU watch, and the one catalogue of the node
-        self.faults = FaultTracker(
-            recovery_s=s.health_recovery_s, lost_effect=s.lost_gpu_taint_effect
-        )
-        self.watch = GpuWatch(
-            backend,
-            self.faults,
-            self.liveness,
-            inventory=inv,
-            probe_interval_s=s.nvml_probe_interval_s,
-        )
+        # the one answer to "what is device <name> here?", for publishing and for preparing
         self.catalogues = CatalogueSource(
             backend.inventory,
             client.server_version,

@@ -41,15 +41,9 @@ from gpudra.kube.errors import KubeError, NotFound
 from gpudra.kube.resources import RESOURCECLAIMS
 from gpudra.kubeletplugin.checkpoint_store import CheckpointError, CheckpointStore
 from gpudra.kubeletplugin.crashpoints import crashpoint
-from gpudra.kubeletplugin.prepare import (
-    ClaimRef,
-    check_uid,
-    claim_placements,
-    exclusivity_conflicts,
-    finish,
-    own_instance,
-    resolve_claim,
-)
+from gpudra.kubeletplugin.exclusivity import exclusivity_conflicts
+from gpudra.kubeletplugin.mig_ownership import claim_placements, own_instance
+from gpudra.kubeletplugin.prepare import ClaimRef, check_uid, finish, resolve_claim
 from gpudra.kubeletplugin.prepare_errors import ErrorType, PrepareError
 from gpudra.kubeletplugin.reporting import device_types, error_type
 from gpudra.kubeletplugin.sharing.effects import SharingEffects

@@ -6,16 +6,17 @@ Preparing is planned once, in three pure steps around the side effects:
    node catalogue (the same one the slices are published from), gives the devices to
    prepare (CDI ids, base request names, footprints, dynamic-MIG placements), or
    ``PrepareError`` saying exactly what is wrong with the claim;
-2. ``claim_placements``: each dynamic-MIG placement marked as gpudra's to create (or
-   refused: someone else's instance is there);
+2. ``mig_ownership.claim_placements``: each dynamic-MIG placement marked as gpudra's to
+   create (or refused: someone else's instance is there);
 3. ``finish``: given the instances created, the prepared record and its CDI spec.
 
 What the claim's configs ask of its devices (TimeSlicing, MPS, shares of a GPU) is decided in
 ``sharing`` (see its docstring): step 1 records each device's time slice and share and the
 claim's MPS daemon plan (``sharing.mps_plan``).  What a refusal is: ``prepare_errors``.
 
-Also the exclusivity guard: a device prepared for another claim is refused unless both may
-share.  Every refusal says what went wrong as an ``ErrorType``, decided where it is raised.
+The exclusivity guard (a device prepared for another claim is refused unless both may share)
+is ``exclusivity``.  Every refusal says what went wrong as an ``ErrorType``, decided where it
+is raised.
 """
 
 from __future__ import annotations
@@ -320,93 +321,3 @@ def _device_nodes(catalogue: NodeCatalogue, name: str) -> tuple[str, ...]:
     if dev is None:  # the node changed between resolving the claim and finishing it
         raise PrepareError(f"device {name} is no longer on this node", ErrorType.UNKNOWN_DEVICE)
     return dev.device_nodes
-
-
-def _overlap(a: PreparedDevice, b: PreparedDevice) -> bool:
-    """Same device, or physically overlapping (a MIG placement and its GPU or a neighbour)."""
-    if a.pool == b.pool and a.device == b.device:
-        return True
-    return bool(a.footprint and b.footprint and set(a.footprint) & set(b.footprint))
-
-
-def exclusivity_conflicts(plan: PreparedClaim, others: Iterable[PreparedClaim]) -> list[str]:
-    """Devices of ``plan`` already prepared for another claim where not both may share.
-
-    As upstream: an adminAccess allocation (monitoring, debugging) ignores ordinary claims to
-    the device and is ignored by them; two ordinary allocations share a device only when both
-    carry a ``shareID`` (consumable capacity)."""
-    problems = []
-    for other in others:
-        if other.uid == plan.uid:
-            continue
-        for mine in plan.devices:
-            held = next(
-                (d for d in other.devices if _overlap(mine, d) and not d.admin_access), None
-            )
-            if mine.admin_access or held is None:
-                continue
-            if not (mine.shareable and held.shareable):
-                problems.append(
-                    f"device {mine.device} ({mine.uuid}) is already prepared for claim "
-                    f"{other.namespace}/{other.name} ({other.uid}) and the two allocations do "
-                    f"not both allow sharing"
-                )
-    return problems
-
-
-def instance_at(device: PreparedDevice, existing: Iterable[MigDevice]) -> MigDevice | None:
-    """The MIG instance at exactly a dynamic-MIG device's placement, whoever made it."""
-    return next(
-        (
-            m
-            for m in existing
-            if m.parent_uuid == device.mig_parent
-            and m.profile == device.mig_profile
-            and m.placement_start == device.mig_start
-        ),
-        None,
-    )
-
-
-def own_instance(device: PreparedDevice, existing: Iterable[MigDevice]) -> MigDevice | None:
-    """The instance gpudra created for a prepared device: by its recorded UUID, or (created
-    but the UUID not recorded yet: a crash in between) at its placement.  Never an instance
-    gpudra did not create."""
-    if not device.ours:
-        return None
-    if device.uuid:
-        return next((m for m in existing if m.uuid == device.uuid), None)
-    return instance_at(device, existing)
-
-
-def claim_placements(
-    devices: Iterable[PreparedDevice],
-    previous: PreparedClaim | None,
-    existing: Iterable[MigDevice],
-) -> tuple[PreparedDevice, ...]:
-    """The devices of a claim about to be prepared, each dynamic-MIG placement marked as
-    gpudra's to create.  An instance already at a placement is adopted only when an earlier
-    attempt of this same claim had marked it ours (and, once its UUID was recorded, only
-    that UUID); any other instance is someone else's, and the claim is refused."""
-    before = {d.device: d for d in previous.devices} if previous else {}
-    existing = tuple(existing)
-    out = []
-    for d in devices:
-        if not d.dynamic_mig:
-            out.append(d)
-            continue
-        found = instance_at(d, existing)
-        prev = before.get(d.device)
-        if found is None:
-            out.append(d.model_copy(update={"uuid": "", "mig_owned": True}))
-        elif prev is not None and prev.ours and prev.uuid in ("", found.uuid):
-            out.append(d.model_copy(update={"uuid": found.uuid, "mig_owned": True}))
-        else:
-            raise PrepareError(
-                f"MIG placement {d.mig_profile} at memory slice {d.mig_start} on GPU "
-                f"{d.mig_parent} is taken by instance {found.uuid}, which gpudra did not "
-                "create (an external instance): remove it, or leave this GPU out of "
-                "--dynamic-mig-gpus",
-                ErrorType.DEVICE_BUSY,
-            )
-    return tuple(out)

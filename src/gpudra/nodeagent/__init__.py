@@ -12,6 +12,7 @@ device-plugin`` alike:
 * ``catalogue_source.CatalogueSource``: the node catalogue now (a plain read), which both
   daemons advertise from.
 * ``locks``: one node daemon per plugin directory, one daemon per GPU.
+* ``agent.node_agent``: the liveness, tracker and watch of a daemon, assembled one way.
 
 What the daemons do with a change is theirs: the DRA daemon republishes taints, tells the
 kubelet's health stream and sends Node Events (``gpudra.kubeletplugin``); the device plugin

@@ -8,10 +8,10 @@ import pytest
 
 from gpudra.catalogue.catalogue import build_catalogue
 from gpudra.devices.gpu import MigDevice
+from gpudra.kubeletplugin.exclusivity import exclusivity_conflicts
 from gpudra.kubeletplugin.prepare import (
     ClaimRef,
     PrepareResult,
-    exclusivity_conflicts,
     finish,
     resolve_claim,
 )

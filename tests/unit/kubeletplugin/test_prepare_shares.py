@@ -12,8 +12,9 @@ import pytest
 
 from gpudra._proto import dra_v1_pb2, dra_v1beta1_pb2
 from gpudra.catalogue.catalogue import build_catalogue
+from gpudra.kubeletplugin.exclusivity import exclusivity_conflicts
 from gpudra.kubeletplugin.grpc_server import DraV1beta1Servicer, DraV1Servicer
-from gpudra.kubeletplugin.prepare import ClaimRef, exclusivity_conflicts, finish, resolve_claim
+from gpudra.kubeletplugin.prepare import ClaimRef, finish, resolve_claim
 from gpudra.kubeletplugin.prepare_errors import ErrorType, PrepareError
 from gpudra.nodestate.checkpoint import MpsPlan, PreparedClaim, PreparedDevice
 from gpudra.nvml.mock import MockBackend, load_machine

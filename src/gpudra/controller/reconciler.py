@@ -42,6 +42,7 @@ from gpudra.api.meta import (
 from gpudra.api.node import node_allocatable, node_taints, node_unschedulable
 from gpudra.api.pod import pod_node_name
 from gpudra.common.errors import GpudraError
+from gpudra.common.logfmt import bind
 from gpudra.controller.cache import ClusterCache
 from gpudra.controller.decide import ClaimKey, Decision, GroupOutcome, decide
 from gpudra.controller.events import EventType
@@ -200,10 +201,12 @@ class Reconciler:
             except KubeError as e:
                 if e.retryable:  # throttled or failing server: end the pass and back off
                     raise
-                log.warning("group %s: API error, retrying next pass: %s", group.key, e)
+                bind(log, group=group.key).warning(
+                    "group %s: API error, retrying next pass: %s", group.key, e
+                )
                 d = Decision(GroupOutcome.ERROR, str(e))
             except Exception:  # one bad group must not stop the others
-                log.exception("group %s: unexpected error", group.key)
+                bind(log, group=group.key).exception("group %s: unexpected error", group.key)
                 d = Decision(GroupOutcome.ERROR, "internal error")
             counts[d.outcome.value] += 1
             self._metrics.observe(d.outcome.value, time.perf_counter() - started)

@@ -11,6 +11,7 @@ from typing import Any
 
 from gpudra.api.events import rfc3339
 from gpudra.api.meta import name_of, namespace_of, uid_of
+from gpudra.common.logfmt import bind
 from gpudra.controller.events import EventType, condition_patch, pod_event
 from gpudra.controller.groups import Group, pod_key
 from gpudra.kube.client import KubeClient
@@ -59,4 +60,4 @@ class Teller:
                 patch_type=PatchType.STRATEGIC,
             )
         except KubeError as e:
-            log.info("could not report %s on %s: %s", reason, key, e)
+            bind(log, pod=key).info("could not report %s on %s: %s", reason, key, e)

@@ -83,11 +83,6 @@ class CatalogueSource:
         with self._lock:
             return self._built
 
-    def last_inventory(self) -> Inventory | None:
-        """The inventory of the last build (when NVML does not answer now)."""
-        with self._lock:
-            return self._built.inventory if self._built else None
-
     def current(self) -> NodeCatalogue:
         """The catalogue of the node as it is now (NvmlError when NVML does not answer)."""
         inv = self._inventory()

@@ -27,11 +27,18 @@ class Threads:
         self._threads: list[threading.Thread] = []
 
     def spawn(
-        self, name: str, target: Callable[..., None], *args: Any, oneshot: bool = False
+        self,
+        name: str,
+        target: Callable[..., None],
+        *args: Any,
+        oneshot: bool = False,
+        joined: bool = True,
     ) -> threading.Thread:
         """Run ``target(*args)`` on a daemon thread named ``name`` that must run until
         ``stop`` (``oneshot``: until it returns): if it raises, or returns before ``stop``
-        without being ``oneshot``, that is logged and recorded."""
+        without being ``oneshot``, that is logged and recorded.  ``joined=False``: ``join``
+        does not wait for it (a thread blocked in a call that ``stop`` cannot interrupt,
+        such as a watch's long poll, which ends with the process)."""
 
         def guarded() -> None:
             try:
@@ -45,8 +52,9 @@ class Threads:
                 self.died(name, "ended")
 
         t = threading.Thread(target=guarded, name=name, daemon=True)
-        with self._lock:
-            self._threads.append(t)
+        if joined:
+            with self._lock:
+                self._threads.append(t)
         t.start()
         return t
 
@@ -60,7 +68,7 @@ class Threads:
             return dict(self._dead)
 
     def join(self, timeout_s: float = 5.0) -> None:
-        """Set ``stop`` and wait for every spawned thread (each up to ``timeout_s``)."""
+        """Set ``stop`` and wait for every joined thread (each up to ``timeout_s``)."""
         self.stop.set()
         with self._lock:
             threads = list(self._threads)

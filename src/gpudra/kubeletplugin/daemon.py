@@ -328,7 +328,8 @@ class KubeletPluginDaemon:
         threads.spawn("mig-sweep", self._sweep_when_known, stop, oneshot=True)
         self.watch.start()
         threads.spawn("slice-publisher", self.publisher.run, stop)
-        threads.spawn("slice-watch", self.publisher.watch, stop)
+        # its long poll ends only with the server's timeout: not waited for at stop
+        threads.spawn("slice-watch", self.publisher.watch, stop, joined=False)
         threads.spawn("checkpoint-gc", self._collect_garbage, stop)
         threads.spawn("node-events", self.node_events.run, stop)
         self.servers.start()

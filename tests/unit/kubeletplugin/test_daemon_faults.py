@@ -433,3 +433,37 @@ def test_a_gpu_set_naming_a_missing_gpu_stops_the_daemon_before_it_takes_the_dir
     )
     # nothing was taken: a daemon with good settings starts on the same directory
     KubeletPluginDaemon(settings(tmp_path), client=FlakyClient(), backend=backend).stop()  # type: ignore[arg-type]
+
+
+@dataclass
+class QuietWatchClient(FlakyClient):
+    """An API server whose slice watch is a long poll with nothing to say (an idle node)."""
+
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def server_version(self) -> tuple[int, int]:
+        return 1, self.minor
+
+    def list_pages(self, res: Any, **kw: Any) -> Iterator[tuple[list[Any], str]]:
+        yield [], "1"
+
+    def watch(self, res: Any, **kw: Any) -> Iterator[Any]:
+        self.released.wait(60)  # the server's timeout, as far as stop() is concerned
+        return iter(())
+
+
+def test_stop_does_not_wait_for_the_slice_watchs_long_poll(tmp_path: Path) -> None:
+    """The slice watch is a guarded thread that stop() cannot interrupt; waiting for it added
+    up to 5 s to every daemon stop (and to every rollout and test that stops one)."""
+    client = QuietWatchClient()
+    backend = MockBackend(load_machine("dgx-h100"), node_name=NODE)
+    daemon = KubeletPluginDaemon(settings(tmp_path), client=client, backend=backend)  # type: ignore[arg-type]
+    daemon.start()
+    try:
+        wait_for("slices published", lambda: client.created, timeout=10)
+    finally:
+        began = time.monotonic()
+        daemon.stop()
+        took = time.monotonic() - began
+        client.released.set()
+    assert took < 3.0, f"stop took {took:.1f}s"

@@ -40,19 +40,18 @@ class SettingsError(GpudraError):
     """Invalid flags, environment or config file; the message names each bad setting."""
 
 
+def _legacy(name: str, field: FieldInfo, kind: str) -> list[str]:
+    """A setting's older spellings of ``kind`` (``legacy_flags``, ``legacy_keys``)."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    legacy = extra.get(kind) or []
+    if not isinstance(legacy, list):
+        raise TypeError(f"setting {name}: {kind} must be a list")
+    return [str(x) for x in legacy]
+
+
 def flag_names(name: str, field: FieldInfo) -> list[str]:
     """The option strings of a setting: the derived ``--kebab-name``, then its legacy ones."""
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    legacy = extra.get("legacy_flags") or []
-    if not isinstance(legacy, list):
-        raise TypeError(f"setting {name}: legacy_flags must be a list of flags")
-    return ["--" + name.replace("_", "-"), *(str(f) for f in legacy)]
-
-
-def _legacy_keys(field: FieldInfo) -> list[str]:
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    keys = extra.get("legacy_keys") or []
-    return [str(k) for k in keys] if isinstance(keys, list) else []
+    return ["--" + name.replace("_", "-"), *_legacy(name, field, "legacy_flags")]
 
 
 def flag_type(name: str, annotation: Any) -> tuple[type, tuple[str, ...]]:
@@ -148,7 +147,7 @@ def config_file_values(model: type[BaseModel], path: Path) -> dict[str, Any]:
     legacy = {  # a setting's older names as config-file keys (``legacy_keys``)
         setting_name(key): name
         for name, field in model.model_fields.items()
-        for key in _legacy_keys(field)
+        for key in _legacy(name, field, "legacy_keys")
     }
     out = {}
     for key, value in raw.items():

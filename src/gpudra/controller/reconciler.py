@@ -128,7 +128,7 @@ class Reconciler:
         self._ungated_at: dict[str, float] = {}
         self._first_seen: dict[str, float] = {}
         self.teller = Teller(client, clock)
-        self.writes = Writes(client, cache=cache, fence=self._fence)
+        self.writes = Writes(client, cache=cache)
         self._ignored: set[str] = set()  # reasons already logged for ignored slices
         # asked before every write batch (leader election sets it): a replica that is no
         # longer sure it leads must not write what it decided from its snapshot

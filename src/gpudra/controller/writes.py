@@ -1,13 +1,13 @@
 """The controller's writes: claims' allocations (written, and released), and its own
-scheduling gate (removed).  Every write is fenced (``fence`` raises ``NotLeader`` when this
-replica may no longer write), conditional on the object being as read (its resourceVersion,
-or a JSON-patch test), and taken into the watch cache at once, so the next pass does not
-decide from the old object."""
+scheduling gate (removed).  Every write is conditional on the object being as read (its
+resourceVersion, or a JSON-patch test) and taken into the watch cache at once, so the next
+pass does not decide from the old object.  The reconciler fences each batch of them (no
+write once this replica may no longer lead) before it calls in here."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from gpudra.api.claim import AllocationResult
@@ -25,12 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class Writes:
-    def __init__(
-        self, client: KubeClient, *, cache: ClusterCache | None, fence: Callable[[], None]
-    ) -> None:
+    def __init__(self, client: KubeClient, *, cache: ClusterCache | None) -> None:
         self._client = client
         self._cache = cache
-        self.fence = fence
 
     def _wrote(self, resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         if self._cache is not None:

@@ -6,7 +6,8 @@ Two guarded threads (``gpudra.common.threads``) feed the fault tracker
 * **health events** (``health-events``): the backend's XIDs, ECC errors, lost and recovered
   GPUs, each applied with a fresh inventory (the last one when NVML does not answer); the
   loop survives any error (logged, retried after 5 s) and wakes every second, so a damping
-  window that ended is announced within a second without another event;
+  window that ended (the tracker's ``due``) is announced within a second without another
+  event;
 * **the NVML probe** (``nvml-probe``, every ``probe_interval_s``): reads the inventory (lost
   GPUs without an event, their return, MIG layout changes) and NVML's recovery action of the
   GPUs with XID faults (NONE ends them).  Its result is the daemon's NVML liveness: a probe
@@ -181,7 +182,7 @@ class GpuWatch:
                 continue
             if ev is not None:
                 self.handle_event(ev)
-            else:  # a damping window may have ended: announce it without an event
+            elif self.tracker.due():  # a damping window ended: announce it without an event
                 self.announce(self.last_inventory())
 
     def _run_probe(self) -> None:
